@@ -1,0 +1,34 @@
+# Every target runs the set-up first; a warm set-up takes seconds.
+SHELL := /bin/bash
+STACK ?= dev
+PYTEST_ARGS ?=
+
+.PHONY: setup up preview refresh destroy outputs test test-unit lint bench
+
+setup:
+	@scripts/setup.sh
+
+up: setup
+	@scripts/stack.sh up $(STACK)
+
+preview: setup
+	@scripts/stack.sh preview $(STACK)
+
+refresh: setup
+	@scripts/stack.sh refresh $(STACK)
+
+destroy: setup
+	@scripts/stack.sh destroy $(STACK)
+
+outputs: setup
+	@scripts/stack.sh outputs $(STACK)
+
+# All tests: fast unit tests, then real integration tests on the local Docker.
+test: setup
+	@source scripts/env.sh && python -m pytest $(PYTEST_ARGS) tests
+
+test-unit: setup
+	@source scripts/env.sh && python -m pytest $(PYTEST_ARGS) tests/unit
+
+lint: setup
+	@source scripts/env.sh && ruff check . && ruff format --check . && mypy components tests __main__.py

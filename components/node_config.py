@@ -1,0 +1,105 @@
+"""Each node's dkron.yml, and how the cluster bootstraps.
+
+Pure functions of the spec (and the stack's previous bootstrap record); no
+Pulumi or Docker here, so they are tested directly.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any, Literal
+
+import yaml
+
+from components.spec import ClusterSpec, NodeSpec
+
+CONFIG_PATH = "/etc/dkron/dkron.yml"
+DATA_DIR = "/dkron/data"
+HTTP_PORT = 8080
+SERF_PORT = 8946
+RPC_PORT = 6868
+
+RETRY_INTERVAL = "5s"
+
+
+@dataclass(frozen=True)
+class BootstrapPlan:
+    """The bootstrap settings every node gets.
+
+    Every node, the first one included, gets the same ``bootstrap-expect`` and
+    ``retry-join``; there is no special "first node" config to swap out later.
+    Dkron ignores ``bootstrap-expect`` once a node has Raft state, so restarting
+    or replacing a node with this config is harmless, and a fresh node joins
+    the existing cluster instead of bootstrapping because its peers already
+    have Raft peers.
+
+    ``members`` are the nodes that formed the cluster; once it is formed they
+    are kept, and ``expect`` with them, so adding or removing nodes never
+    changes (and so never restarts) the existing nodes.
+    """
+
+    state: Literal["new", "formed"]
+    members: tuple[str, ...]
+    expect: int
+    join: tuple[str, ...]
+
+    def record(self) -> dict[str, Any]:
+        """What the stack exports as ``bootstrap`` once the cluster is up."""
+        return {"state": "formed", "members": list(self.members)}
+
+
+def bootstrap_plan(
+    spec: ClusterSpec, previous: Mapping[str, Any] | None
+) -> BootstrapPlan:
+    """Bootstrap settings for the stack, given its last ``bootstrap`` output.
+
+    ``previous`` is None or empty for a stack that never formed a cluster,
+    else ``{"state": "formed", "members": [...]}``. ``spec.rebootstrap``
+    discards that record so the current nodes form a new cluster (for when
+    every node's data is gone).
+    """
+    names = tuple(node.name for node in spec.nodes)
+    if not previous or spec.rebootstrap:
+        return BootstrapPlan(state="new", members=names, expect=len(names), join=names)
+    if previous.get("state") != "formed" or not previous.get("members"):
+        raise ValueError(
+            f"unexpected bootstrap record {dict(previous)!r}; expected {{'state': 'formed', 'members': [...]}}"
+        )
+    members = tuple(str(member) for member in previous["members"])
+    remaining = tuple(name for name in names if name in members)
+    # With every original member gone, the current nodes are all there is to join.
+    return BootstrapPlan(
+        state="formed", members=members, expect=len(members), join=remaining or names
+    )
+
+
+def render_node_config(
+    spec: ClusterSpec, node: NodeSpec, plan: BootstrapPlan, encrypt_key: str | None
+) -> str:
+    """The node's dkron.yml, as YAML text with sorted keys."""
+    settings = spec.dkron
+    config: dict[str, Any] = {
+        "server": True,
+        "node-name": node.name,
+        "data-dir": DATA_DIR,
+        "bootstrap-expect": plan.expect,
+        "retry-join": [f"{member}:{SERF_PORT}" for member in plan.join],
+        "retry-interval": RETRY_INTERVAL,
+        "log-level": node.log_level or settings.log_level,
+        "raft-multiplier": settings.raft_multiplier,
+        "region": settings.region,
+        "datacenter": settings.datacenter,
+        "disable-usage-stats": settings.disable_usage_stats,
+        "ui": settings.ui,
+        "http-addr": f":{HTTP_PORT}",
+    }
+    if node.tags:
+        config["tags"] = dict(node.tags)
+    if settings.gossip_encryption:
+        if not encrypt_key:
+            raise ValueError(
+                f"cluster {spec.name!r} has gossip_encryption on but no encrypt key was given"
+            )
+        config["encrypt"] = encrypt_key
+    return yaml.safe_dump(config, sort_keys=True, default_flow_style=False)

@@ -1,0 +1,17 @@
+# Environment for running Pulumi here: the toolchain `make setup` built, the
+# local state backend, no update checks, no plugin downloads. Sourced.
+# shellcheck shell=bash
+ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+CACHE=${DKRON_IAC_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/dkron-iac}
+export PATH="$CACHE/pulumi-current/bin:$ROOT/.venv/bin:$PATH"
+export PULUMI_HOME=${PULUMI_HOME:-$CACHE/pulumi-home}
+export PULUMI_BACKEND_URL=${PULUMI_BACKEND_URL:-file://$ROOT/.state}
+export PULUMI_SKIP_UPDATE_CHECK=true
+export PULUMI_DISABLE_AUTOMATIC_PLUGIN_ACQUISITION=true
+export PULUMI_AUTOMATION_API_SKIP_VERSION_CHECK=false
+# The local stacks' secrets are encrypted with this passphrase unless you set
+# your own (PULUMI_CONFIG_PASSPHRASE or PULUMI_CONFIG_PASSPHRASE_FILE); see
+# "Secrets and the passphrase" in the README.
+if [ -z "${PULUMI_CONFIG_PASSPHRASE:-}" ] && [ -z "${PULUMI_CONFIG_PASSPHRASE_FILE:-}" ]; then
+  export PULUMI_CONFIG_PASSPHRASE=dkron-iac-local-dev
+fi
