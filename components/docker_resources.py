@@ -46,7 +46,7 @@ import tarfile
 import time
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator, Mapping
-from contextlib import closing, contextmanager
+from contextlib import closing, contextmanager, suppress
 from pathlib import Path
 from typing import Any, ClassVar, Literal, TypedDict
 
@@ -91,6 +91,7 @@ _SETTLE_S = 1.0  # a started container must still be up this long after
 _POLL_S = 0.25
 _RESTART_POLICIES = ("no", "always", "unless-stopped", "on-failure")
 _PROTOCOLS = ("tcp", "udp")
+_MAX_PORT = 65535
 _HEALTHCHECK_KINDS = ("CMD", "CMD-SHELL", "NONE")
 # Docker's own defaults, used when a healthcheck leaves a field out.
 _HEALTHCHECK_DEFAULTS = {
@@ -152,9 +153,10 @@ def docker_client() -> docker.DockerClient:
 
 
 @contextmanager
-def _docker() -> Iterator[docker.DockerClient]:
+def _docker_api() -> Iterator[docker.APIClient]:
+    """The low-level API of a fresh client, closed on exit."""
     with closing(docker_client()) as client:
-        yield client
+        yield client.api
 
 
 def _explain(err: docker.errors.APIError) -> str:
@@ -368,9 +370,9 @@ class DockerNetworkProvider(_DockerProvider):
 
     def create(self, props: dict[str, Any]) -> CreateResult:
         spec = _inputs(props, self.input_fields())
-        with _docker() as client:
+        with _docker_api() as api:
             try:
-                created = client.api.create_network(
+                created = api.create_network(
                     spec["name"],
                     driver="bridge",
                     labels=_text_map(spec["labels"]),
@@ -384,9 +386,9 @@ class DockerNetworkProvider(_DockerProvider):
         return CreateResult(network_id, {**spec, "network_id": network_id})
 
     def read(self, id_: str, props: dict[str, Any]) -> ReadResult:
-        with _docker() as client:
+        with _docker_api() as api:
             try:
-                info = client.api.inspect_network(id_)
+                info = api.inspect_network(id_)
             except docker.errors.NotFound:
                 return _missing()
         live = {"name": info["Name"], "labels": info.get("Labels") or {}}
@@ -394,9 +396,9 @@ class DockerNetworkProvider(_DockerProvider):
         return ReadResult(id_, {**inputs, "network_id": info["Id"]}, inputs)
 
     def delete(self, id_: str, props: dict[str, Any]) -> None:
-        with _docker() as client:
+        with _docker_api() as api:
             try:
-                client.api.remove_network(id_)
+                api.remove_network(id_)
             except docker.errors.NotFound:
                 return
             except docker.errors.APIError as err:
@@ -424,12 +426,82 @@ class DockerNetwork(Resource, module=_TYPE_MODULE, name="DockerNetwork"):
         super().__init__(
             DockerNetworkProvider(),
             resource_name,
-            {"name": name, "labels": labels or {}, "network_id": None},
+            {
+                "name": name,
+                "labels": {} if labels is None else labels,
+                "network_id": None,
+            },
             opts,
         )
 
 
 # --- volumes -------------------------------------------------------------------
+
+
+class DockerVolumeProvider(_DockerProvider):
+    """A named volume; ``retain_on_delete`` changes in place, the rest replaces.
+
+    Docker's volume create returns an existing volume of the same name instead
+    of failing, which is what lets a retained volume be adopted again.
+    """
+
+    replace_fields: ClassVar[dict[str, Normalizer]] = {
+        "name": _text,
+        "labels": _norm_map,
+    }
+    update_fields: ClassVar[dict[str, Normalizer]] = {"retain_on_delete": _norm_bool}
+
+    def create(self, props: dict[str, Any]) -> CreateResult:
+        spec = _inputs(props, self.input_fields())
+        with _docker_api() as api:
+            try:
+                created = api.create_volume(
+                    spec["name"], driver="local", labels=_text_map(spec["labels"])
+                )
+            except docker.errors.APIError as err:
+                raise DockerResourceError(
+                    f"creating volume {spec['name']!r} failed: {_explain(err)}"
+                ) from err
+        return CreateResult(created["Name"], {**spec, **self._outputs(created)})
+
+    def update(
+        self, _id: str, olds: dict[str, Any], news: dict[str, Any]
+    ) -> UpdateResult:
+        outputs = {
+            "volume_name": olds.get("volume_name"),
+            "mountpoint": olds.get("mountpoint"),
+        }
+        return UpdateResult({**_inputs(news, self.input_fields()), **outputs})
+
+    def read(self, id_: str, props: dict[str, Any]) -> ReadResult:
+        with _docker_api() as api:
+            try:
+                info = api.inspect_volume(id_)
+            except docker.errors.NotFound:
+                return _missing()
+        live = {"name": info["Name"], "labels": info.get("Labels") or {}}
+        inputs = {
+            **_reflect(props, live, self.replace_fields),
+            "retain_on_delete": bool(props.get("retain_on_delete")),
+        }
+        return ReadResult(id_, {**inputs, **self._outputs(info)}, inputs)
+
+    def delete(self, id_: str, props: dict[str, Any]) -> None:
+        if props.get("retain_on_delete"):
+            return
+        with _docker_api() as api:
+            try:
+                api.remove_volume(id_)
+            except docker.errors.NotFound:
+                return
+            except docker.errors.APIError as err:
+                raise DockerResourceError(
+                    f"removing volume {id_!r} failed (still mounted by a container?): {_explain(err)}"
+                ) from err
+
+    @staticmethod
+    def _outputs(info: Mapping[str, Any]) -> dict[str, Any]:
+        return {"volume_name": info["Name"], "mountpoint": info.get("Mountpoint", "")}
 
 
 class DockerVolume(Resource, module=_TYPE_MODULE, name="DockerVolume"):
@@ -456,76 +528,13 @@ class DockerVolume(Resource, module=_TYPE_MODULE, name="DockerVolume"):
             resource_name,
             {
                 "name": name,
-                "labels": labels or {},
+                "labels": {} if labels is None else labels,
                 "retain_on_delete": retain_on_delete,
                 "volume_name": None,
                 "mountpoint": None,
             },
             opts,
         )
-
-
-class DockerVolumeProvider(_DockerProvider):
-    """A named volume; ``retain_on_delete`` changes in place, the rest replaces.
-
-    Docker's volume create returns an existing volume of the same name instead
-    of failing, which is what lets a retained volume be adopted again.
-    """
-
-    replace_fields: ClassVar[dict[str, Normalizer]] = {
-        "name": _text,
-        "labels": _norm_map,
-    }
-    update_fields: ClassVar[dict[str, Normalizer]] = {"retain_on_delete": _norm_bool}
-
-    def create(self, props: dict[str, Any]) -> CreateResult:
-        spec = _inputs(props, self.input_fields())
-        with _docker() as client:
-            try:
-                created = client.api.create_volume(
-                    spec["name"], driver="local", labels=_text_map(spec["labels"])
-                )
-            except docker.errors.APIError as err:
-                raise DockerResourceError(
-                    f"creating volume {spec['name']!r} failed: {_explain(err)}"
-                ) from err
-        return CreateResult(created["Name"], {**spec, **self._outputs(created)})
-
-    def update(
-        self, _id: str, olds: dict[str, Any], news: dict[str, Any]
-    ) -> UpdateResult:
-        outputs = {"volume_name": olds.get("volume_name"), "mountpoint": olds.get("mountpoint")}
-        return UpdateResult({**_inputs(news, self.input_fields()), **outputs})
-
-    def read(self, id_: str, props: dict[str, Any]) -> ReadResult:
-        with _docker() as client:
-            try:
-                info = client.api.inspect_volume(id_)
-            except docker.errors.NotFound:
-                return _missing()
-        live = {"name": info["Name"], "labels": info.get("Labels") or {}}
-        inputs = {
-            **_reflect(props, live, self.replace_fields),
-            "retain_on_delete": bool(props.get("retain_on_delete")),
-        }
-        return ReadResult(id_, {**inputs, **self._outputs(info)}, inputs)
-
-    def delete(self, id_: str, props: dict[str, Any]) -> None:
-        if props.get("retain_on_delete"):
-            return
-        with _docker() as client:
-            try:
-                client.api.remove_volume(id_)
-            except docker.errors.NotFound:
-                return
-            except docker.errors.APIError as err:
-                raise DockerResourceError(
-                    f"removing volume {id_!r} failed (still mounted by a container?): {_explain(err)}"
-                ) from err
-
-    @staticmethod
-    def _outputs(info: Mapping[str, Any]) -> dict[str, Any]:
-        return {"volume_name": info["Name"], "mountpoint": info.get("Mountpoint", "")}
 
 
 # --- images --------------------------------------------------------------------
@@ -541,7 +550,9 @@ def _clean_include(entry: str) -> str:
     return path
 
 
-def _context_entries(context_root: str, include: Iterable[str]) -> list[tuple[str, Path]]:
+def _context_entries(
+    context_root: str, include: Iterable[str]
+) -> list[tuple[str, Path]]:
     """(relative path, path) of every directory, file and symlink the build
     context holds, sorted by relative path."""
     root = Path(context_root)
@@ -563,7 +574,9 @@ def _context_entries(context_root: str, include: Iterable[str]) -> list[tuple[st
         elif top.is_dir():
             add(top)
             for dirpath, dirnames, filenames in os.walk(top):
-                dirnames[:] = sorted(d for d in dirnames if d not in _CONTEXT_IGNORED_DIRS)
+                dirnames[:] = sorted(
+                    d for d in dirnames if d not in _CONTEXT_IGNORED_DIRS
+                )
                 base = Path(dirpath)
                 for name in dirnames:
                     add(base / name)
@@ -642,9 +655,7 @@ def _full_tag(tag: str) -> str:
     return tag if ":" in tag.rsplit("/", 1)[-1] else f"{tag}:latest"
 
 
-def _build_image(
-    client: docker.DockerClient, spec: Mapping[str, Any]
-) -> str:
+def _build_image(api: docker.APIClient, spec: Mapping[str, Any]) -> str:
     """Build ``spec`` with the classic builder and return the image ID."""
     tag = _text(spec["tag"])
     include = _text_list(spec["include"])
@@ -658,7 +669,7 @@ def _build_image(
         )
 
     try:
-        for chunk in client.api.build(
+        for chunk in api.build(
             fileobj=context,
             custom_context=True,
             tag=tag,
@@ -669,28 +680,34 @@ def _build_image(
             forcerm=True,
             decode=True,
         ):
-            log.extend(line for line in str(chunk.get("stream", "")).splitlines() if line.strip())
+            log.extend(
+                line
+                for line in str(chunk.get("stream", "")).splitlines()
+                if line.strip()
+            )
             if "error" in chunk:
                 raise failure(str(chunk["error"]).strip())
-        return str(client.api.inspect_image(tag)["Id"])
+        return str(api.inspect_image(tag)["Id"])
     except docker.errors.APIError as err:
         raise failure(_explain(err)) from err
 
 
-def _remove_image_quietly(client: docker.DockerClient, ref: str) -> None:
+def _remove_image_quietly(api: docker.APIClient, ref: str) -> None:
     """Untag or remove ``ref``; an image still in use or already gone is left be."""
     try:
-        client.api.remove_image(ref, force=False)
+        api.remove_image(ref, force=False)
     except docker.errors.NotFound:
         pass
     except docker.errors.APIError as err:
         if not _is_conflict(err):
-            raise DockerResourceError(f"removing image {ref!r} failed: {_explain(err)}") from err
+            raise DockerResourceError(
+                f"removing image {ref!r} failed: {_explain(err)}"
+            ) from err
 
 
-def _image_id_of(client: docker.DockerClient, ref: str) -> str | None:
+def _image_id_of(api: docker.APIClient, ref: str) -> str | None:
     try:
-        return str(client.api.inspect_image(ref)["Id"])
+        return str(api.inspect_image(ref)["Id"])
     except docker.errors.NotFound:
         return None
 
@@ -717,7 +734,7 @@ class DockerImageProvider(_DockerProvider):
         if not _text(news.get("tag")):
             yield "tag", "must be a non-empty image tag"
         root = _text(news.get("context_root"))
-        if not posixpath.isabs(root) and not os.path.isabs(root):
+        if not os.path.isabs(root):
             yield "context_root", f"must be an absolute path, got {root!r}"
         include = news.get("include") or []
         if not include:
@@ -729,38 +746,35 @@ class DockerImageProvider(_DockerProvider):
                 except DockerResourceError as err:
                     yield "include", str(err)
             dockerfile = _text(news.get("dockerfile"))
-            if _is_known(dockerfile) and not _dockerfile_included(
-                dockerfile, _text_list(include)
-            ):
-                yield "dockerfile", (
-                    f"{dockerfile!r} is not inside the build context; add it (or its directory) to include"
-                )
+            if not _dockerfile_included(dockerfile, _text_list(include)):
+                reason = f"{dockerfile!r} is not in the build context; add it or its directory to include"
+                yield "dockerfile", reason
 
     def create(self, props: dict[str, Any]) -> CreateResult:
         spec = _inputs(props, self.input_fields())
-        with _docker() as client:
-            image_id = _build_image(client, spec)
+        with _docker_api() as api:
+            image_id = _build_image(api, spec)
         return CreateResult(_text(spec["tag"]), {**spec, "image_id": image_id})
 
     def update(
         self, _id: str, olds: dict[str, Any], news: dict[str, Any]
     ) -> UpdateResult:
         spec = _inputs(news, self.input_fields())
-        with _docker() as client:
-            image_id = _build_image(client, spec)
+        with _docker_api() as api:
+            image_id = _build_image(api, spec)
             old_tag, old_id = _text(olds.get("tag")), _text(olds.get("image_id"))
-            if old_tag and _full_tag(old_tag) != _full_tag(_text(spec["tag"])):
-                if _image_id_of(client, old_tag) == old_id:
-                    _remove_image_quietly(client, old_tag)
+            retagged = old_tag and _full_tag(old_tag) != _full_tag(_text(spec["tag"]))
+            if retagged and _image_id_of(api, old_tag) == old_id:
+                _remove_image_quietly(api, old_tag)
             if old_id and old_id != image_id:
-                _remove_image_quietly(client, old_id)
+                _remove_image_quietly(api, old_id)
         return UpdateResult({**spec, "image_id": image_id})
 
     def read(self, id_: str, props: dict[str, Any]) -> ReadResult:
         image_id = _text(props.get("image_id"))
-        with _docker() as client:
+        with _docker_api() as api:
             try:
-                info = client.api.inspect_image(image_id or id_)
+                info = api.inspect_image(image_id or id_)
             except docker.errors.NotFound:
                 return _missing()
         tag = _text(props.get("tag"))
@@ -773,11 +787,11 @@ class DockerImageProvider(_DockerProvider):
     def delete(self, id_: str, props: dict[str, Any]) -> None:
         tag = _text(props.get("tag")) or id_
         image_id = _text(props.get("image_id"))
-        with _docker() as client:
-            if _image_id_of(client, tag) == image_id:
-                _remove_image_quietly(client, tag)
+        with _docker_api() as api:
+            if _image_id_of(api, tag) == image_id:
+                _remove_image_quietly(api, tag)
             elif image_id:
-                _remove_image_quietly(client, image_id)
+                _remove_image_quietly(api, image_id)
 
 
 class DockerImage(Resource, module=_TYPE_MODULE, name="DockerImage"):
@@ -816,7 +830,7 @@ class DockerImage(Resource, module=_TYPE_MODULE, name="DockerImage"):
                 "context_root": context_root,
                 "include": include,
                 "dockerfile": dockerfile,
-                "build_args": build_args or {},
+                "build_args": {} if build_args is None else build_args,
                 "context_digest": context_digest,
                 "image_id": None,
             },
@@ -851,7 +865,9 @@ def _read_file(api: docker.APIClient, container_id: str, path: str) -> str | Non
         return None
     with tarfile.open(fileobj=archive, mode="r") as tar:
         member = tar.next()
-        handle = tar.extractfile(member) if member is not None and member.isfile() else None
+        handle = (
+            tar.extractfile(member) if member is not None and member.isfile() else None
+        )
         return handle.read().decode("utf-8", errors="replace") if handle else None
 
 
@@ -860,53 +876,56 @@ def _container_logs(api: docker.APIClient, container_id: str) -> str:
         raw = api.logs(container_id, stdout=True, stderr=True, tail=_LOG_TAIL)
     except docker.errors.APIError:
         return "(logs unavailable)"
-    text = raw.decode("utf-8", errors="replace").rstrip() if isinstance(raw, bytes) else str(raw)
+    text = (
+        raw.decode("utf-8", errors="replace").rstrip()
+        if isinstance(raw, bytes)
+        else str(raw)
+    )
     return text or "(no output)"
 
 
 def _wait_running(
     api: docker.APIClient, container_id: str, name: str, wait_s: float
 ) -> None:
-    """Return once the container has been running, not restarting and not
-    unhealthy for ``_SETTLE_S``; raise with its last log lines if it exits,
-    turns unhealthy or is not up within ``wait_s``."""
+    """Return once the container has stayed running (not restarting, not
+    unhealthy) for ``_SETTLE_S``; raise with its last log lines if it exits or
+    turns unhealthy, or if it is not running within ``wait_s``.
+
+    A container with a healthcheck may still be ``starting``: a node's health
+    can depend on peers that are created after it.
+    """
     deadline = time.monotonic() + wait_s
     settle = min(_SETTLE_S, wait_s)
     up_since: tuple[str, float] | None = None  # (StartedAt, when first seen up)
+
+    def failure(problem: str) -> DockerResourceError:
+        return DockerResourceError(
+            f"container {name!r} {problem}; last log lines:\n{_container_logs(api, container_id)}"
+        )
+
     while True:
         state = api.inspect_container(container_id)["State"]
-        health = (state.get("Health") or {}).get("Status")
         if state.get("Restarting") or state.get("Status") in ("exited", "dead"):
-            problem = f"exited with code {state.get('ExitCode')}"
-        elif health == "unhealthy":
-            problem = "is unhealthy"
-        elif state.get("Running"):
-            problem = ""
+            raise failure(f"exited with code {state.get('ExitCode')} after start")
+        if (state.get("Health") or {}).get("Status") == "unhealthy":
+            raise failure("turned unhealthy after start")
+        now = time.monotonic()
+        if state.get("Running"):
             started = str(state.get("StartedAt"))
             if up_since is None or up_since[0] != started:
-                up_since = (started, time.monotonic())
-            if time.monotonic() - up_since[1] >= settle:
+                up_since = (started, now)
+            if now - up_since[1] >= settle:
                 return
-        else:
-            problem = f"is {state.get('Status')}"
-        if problem and (problem != f"is {state.get('Status')}" or time.monotonic() > deadline):
-            raise DockerResourceError(
-                f"container {name!r} {problem} after start; last log lines:\n"
-                f"{_container_logs(api, container_id)}"
-            )
-        if time.monotonic() > deadline:
-            raise DockerResourceError(
-                f"container {name!r} was not up within {wait_s:g}s; last log lines:\n"
-                f"{_container_logs(api, container_id)}"
+        if now > deadline + settle:
+            raise failure(
+                f"was not up within {wait_s:g}s (status {state.get('Status')!r})"
             )
         time.sleep(_POLL_S)
 
 
 def _remove_container_quietly(api: docker.APIClient, container_id: str) -> None:
-    try:
+    with suppress(docker.errors.APIError):
         api.remove_container(container_id, force=True)
-    except docker.errors.APIError:
-        pass
 
 
 def _create_kwargs(api: docker.APIClient, spec: Mapping[str, Any]) -> dict[str, Any]:
@@ -936,7 +955,11 @@ def _create_kwargs(api: docker.APIClient, spec: Mapping[str, Any]) -> dict[str, 
         "ports": [(p["internal"], p["protocol"]) for p in ports],
         "host_config": host_config,
         "networking_config": api.create_networking_config(
-            {network: api.create_endpoint_config(aliases=_text_list(spec.get("aliases")) or None)}
+            {
+                network: api.create_endpoint_config(
+                    aliases=_text_list(spec.get("aliases")) or None
+                )
+            }
         ),
         "stop_timeout": _int(spec.get("stop_timeout_s"), _DEFAULT_STOP_TIMEOUT_S),
     }
@@ -963,7 +986,9 @@ def _live_container(
     host = info.get("HostConfig") or {}
     networks = (info.get("NetworkSettings") or {}).get("Networks") or {}
     declared_network = _text(props.get("network"))
-    network = declared_network if declared_network in networks else next(iter(networks), "")
+    network = (
+        declared_network if declared_network in networks else next(iter(networks), "")
+    )
     endpoint = networks.get(network) or {}
     declared_aliases = set(_text_list(props.get("aliases")))
     env = dict(item.split("=", 1) for item in config.get("Env") or [] if "=" in item)
@@ -971,19 +996,25 @@ def _live_container(
     declared_labels = _text_map(props.get("labels"))
     labels = config.get("Labels") or {}
     image = _text(props.get("image"))
-    if image != info.get("Image") and _image_id_of(docker_client_for(api), image) != info.get("Image"):
+    if image != info.get("Image") and (
+        not image or _image_id_of(api, image) != info.get("Image")
+    ):
         image = str(info.get("Image"))
     health = config.get("Healthcheck")
     files: dict[str, str] = {}
-    for path in (props.get("files") or {}):
+    for path in props.get("files") or {}:
         content = _read_file(api, info["Id"], path)
         if content is not None:
             files[path] = content
     return {
         "name": str(info.get("Name", "")).lstrip("/"),
         "image": image,
-        "hostname": config.get("Hostname") if props.get("hostname") else props.get("hostname"),
-        "command": (config.get("Cmd") or []) if props.get("command") else props.get("command"),
+        "hostname": config.get("Hostname")
+        if props.get("hostname")
+        else props.get("hostname"),
+        "command": (config.get("Cmd") or [])
+        if props.get("command")
+        else props.get("command"),
         "envs": {k: env[k] for k in declared_envs if k in env},
         "network": network,
         "aliases": [a for a in endpoint.get("Aliases") or [] if a in declared_aliases],
@@ -1009,11 +1040,276 @@ def _live_container(
         if not props.get("healthcheck") or not health
         else {
             "test": health.get("Test") or [],
-            "interval_s": (health.get("Interval") or 0) / 1e9 or _HEALTHCHECK_DEFAULTS["interval_s"],
-            "timeout_s": (health.get("Timeout") or 0) / 1e9 or _HEALTHCHECK_DEFAULTS["timeout_s"],
+            "interval_s": (health.get("Interval") or 0) / 1e9
+            or _HEALTHCHECK_DEFAULTS["interval_s"],
+            "timeout_s": (health.get("Timeout") or 0) / 1e9
+            or _HEALTHCHECK_DEFAULTS["timeout_s"],
             "retries": health.get("Retries") or _HEALTHCHECK_DEFAULTS["retries"],
             "start_period_s": (health.get("StartPeriod") or 0) / 1e9,
         },
         "stop_timeout_s": config.get("StopTimeout", props.get("stop_timeout_s")),
         "wait_running_s": props.get("wait_running_s"),
     }
+
+
+def _norm_files(value: Any) -> tuple[tuple[str, str], ...]:
+    return tuple(
+        sorted((posixpath.normpath(str(k)), _text(v)) for k, v in (value or {}).items())
+    )
+
+
+def _known_items(news: Mapping[str, Any], field: str, kind: type) -> Any:
+    """``news[field]`` if it is a known value of ``kind``, else an empty one."""
+    value = news.get(field)
+    return value if isinstance(value, kind) and _is_known(value) else kind()
+
+
+def _port_problems(news: Mapping[str, Any]) -> Iterator[str]:
+    for port in _known_items(news, "ports", list):
+        for key in ("internal", "external"):
+            value = port.get(key)
+            if not isinstance(value, (int, float)) or not 1 <= value <= _MAX_PORT:
+                yield f"{key} port {value!r} is not a port number 1-{_MAX_PORT}"
+        protocol = _text(port.get("protocol")) or "tcp"
+        if protocol not in _PROTOCOLS:
+            yield f"protocol {protocol!r} is not one of {', '.join(_PROTOCOLS)}"
+
+
+def _container_problems(news: Mapping[str, Any]) -> Iterator[tuple[str, str]]:
+    for field in ("image", "network"):
+        if not _text(news.get(field)):
+            yield field, "must not be empty"
+    restart = _text(news.get("restart")) or "unless-stopped"
+    if restart not in _RESTART_POLICIES:
+        yield "restart", f"is {restart!r}; allowed: {', '.join(_RESTART_POLICIES)}"
+    yield from (("ports", reason) for reason in _port_problems(news))
+    for mount in _known_items(news, "mounts", list):
+        if not _text(mount.get("volume")) or not posixpath.isabs(
+            _text(mount.get("target"))
+        ):
+            yield "mounts", f"{mount!r} needs a volume name and an absolute target path"
+    for path in _known_items(news, "files", dict):
+        if not posixpath.isabs(path) or path.endswith("/"):
+            yield "files", f"{path!r} must be an absolute file path"
+    healthcheck = _known_items(news, "healthcheck", dict)
+    if healthcheck and not healthcheck.get("test"):
+        yield "healthcheck", "needs a non-empty test command"
+    for field in ("stop_timeout_s", "wait_running_s"):
+        value = news.get(field)
+        if isinstance(value, (int, float)) and value < 0:
+            yield field, f"must be zero or more seconds, got {value!r}"
+
+
+class DockerContainerProvider(_DockerProvider):
+    """A container started from an image ID, on one network, with files
+    written into it before it starts.
+
+    Every input change replaces the container (old one first: the name is
+    fixed), except ``wait_running_s``, which only governs ``create``. A
+    container that ``read`` finds stopped (output ``running`` false) is
+    replaced on the next update.
+    """
+
+    replace_fields: ClassVar[dict[str, Normalizer]] = {
+        "name": _text,
+        "image": _text,
+        "hostname": _text,
+        "command": _norm_list,
+        "envs": _norm_map,
+        "network": _text,
+        "aliases": _norm_set,
+        "ports": _norm_ports,
+        "mounts": _norm_mounts,
+        "files": _norm_files,
+        "labels": _norm_map,
+        "restart": lambda v: _text(v) or "unless-stopped",
+        "healthcheck": _norm_healthcheck,
+        "stop_timeout_s": _norm_int(_DEFAULT_STOP_TIMEOUT_S),
+    }
+    update_fields: ClassVar[dict[str, Normalizer]] = {
+        "wait_running_s": lambda v: _seconds(v, _DEFAULT_WAIT_RUNNING_S),
+    }
+
+    def problems(self, news: Mapping[str, Any]) -> Iterator[tuple[str, str]]:
+        yield from super().problems(news)
+        yield from _container_problems(news)
+
+    def diff(self, id_: str, olds: dict[str, Any], news: dict[str, Any]) -> DiffResult:
+        result = super().diff(id_, olds, news)
+        if olds.get("running") is False:
+            result.replaces = [*(result.replaces or []), "running"]
+            result.changes = True
+        return result
+
+    def create(self, props: dict[str, Any]) -> CreateResult:
+        spec = _inputs(props, self.input_fields())
+        name = _text(spec["name"])
+        with _docker_api() as api:
+            try:
+                container_id = str(
+                    api.create_container(**_create_kwargs(api, spec))["Id"]
+                )
+            except docker.errors.APIError as err:
+                raise DockerResourceError(
+                    f"creating container {name!r} failed: {_explain(err)}"
+                ) from err
+            # Create is all or nothing: a container that fails to start is removed.
+            try:
+                if spec["files"]:
+                    api.put_archive(container_id, "/", _files_tar(spec["files"]))
+                api.start(container_id)
+                _wait_running(
+                    api,
+                    container_id,
+                    name,
+                    _seconds(spec["wait_running_s"], _DEFAULT_WAIT_RUNNING_S),
+                )
+                info = api.inspect_container(container_id)
+            except docker.errors.APIError as err:
+                _remove_container_quietly(api, container_id)
+                raise DockerResourceError(
+                    f"starting container {name!r} failed: {_explain(err)}"
+                ) from err
+            except BaseException:
+                _remove_container_quietly(api, container_id)
+                raise
+        return CreateResult(
+            container_id, {**spec, **self._outputs(info, spec["network"])}
+        )
+
+    def update(
+        self, _id: str, olds: dict[str, Any], news: dict[str, Any]
+    ) -> UpdateResult:
+        outputs = {
+            key: olds.get(key) for key in ("container_id", "ip_address", "running")
+        }
+        return UpdateResult({**_inputs(news, self.input_fields()), **outputs})
+
+    def read(self, id_: str, props: dict[str, Any]) -> ReadResult:
+        with _docker_api() as api:
+            try:
+                info = api.inspect_container(id_)
+                live = _live_container(api, info, props)
+            except docker.errors.NotFound:
+                return _missing()
+        inputs = _reflect(props, live, {**self.replace_fields, **self.update_fields})
+        return ReadResult(
+            id_, {**inputs, **self._outputs(info, inputs["network"])}, inputs
+        )
+
+    def delete(self, id_: str, props: dict[str, Any]) -> None:
+        # An explicit stop timeout gives the process SIGTERM and time to leave
+        # its cluster before SIGKILL.
+        timeout = _int(props.get("stop_timeout_s"), _DEFAULT_STOP_TIMEOUT_S)
+        with _docker_api() as api:
+            try:
+                api.stop(id_, timeout=timeout)
+                api.remove_container(id_, force=True)
+            except docker.errors.NotFound:
+                return
+            except docker.errors.APIError as err:
+                raise DockerResourceError(
+                    f"removing container {props.get('name')!r} failed: {_explain(err)}"
+                ) from err
+
+    @staticmethod
+    def _outputs(info: Mapping[str, Any], network: Any) -> dict[str, Any]:
+        networks = (info.get("NetworkSettings") or {}).get("Networks") or {}
+        return {
+            "container_id": info["Id"],
+            "ip_address": (networks.get(_text(network)) or {}).get("IPAddress", ""),
+            "running": bool((info.get("State") or {}).get("Running")),
+        }
+
+
+class DockerContainer(Resource, module=_TYPE_MODULE, name="DockerContainer"):
+    """A container on one network; ``container_id`` and its ``ip_address`` on
+    that network are outputs, ``running`` is its state as last read.
+
+    ``files`` (absolute path -> text, mode 0644) are written before the
+    process starts. Pass secret contents as Pulumi secrets: the engine marks
+    the ``files`` output secret key by key (see the module docstring).
+    """
+
+    name: pulumi.Output[str]
+    image: pulumi.Output[str]
+    hostname: pulumi.Output[str]
+    command: pulumi.Output[list[str]]
+    envs: pulumi.Output[dict[str, str]]
+    network: pulumi.Output[str]
+    aliases: pulumi.Output[list[str]]
+    ports: pulumi.Output[list[dict[str, Any]]]
+    mounts: pulumi.Output[list[dict[str, Any]]]
+    files: pulumi.Output[dict[str, str]]
+    labels: pulumi.Output[dict[str, str]]
+    restart: pulumi.Output[str]
+    healthcheck: pulumi.Output[dict[str, Any] | None]
+    stop_timeout_s: pulumi.Output[int]
+    wait_running_s: pulumi.Output[int]
+    container_id: pulumi.Output[str]
+    ip_address: pulumi.Output[str]
+    running: pulumi.Output[bool]
+
+    def __init__(
+        self,
+        resource_name: str,
+        *,
+        name: pulumi.Input[str],
+        image: pulumi.Input[str],
+        network: pulumi.Input[str],
+        hostname: pulumi.Input[str] | None = None,
+        command: pulumi.Input[list[str]] | None = None,
+        envs: pulumi.Input[Mapping[str, pulumi.Input[str]]] | None = None,
+        aliases: pulumi.Input[list[str]] | None = None,
+        ports: pulumi.Input[list[PortSpec]] | None = None,
+        mounts: pulumi.Input[list[MountSpec]] | None = None,
+        files: pulumi.Input[Mapping[str, pulumi.Input[str]]] | None = None,
+        labels: pulumi.Input[Mapping[str, pulumi.Input[str]]] | None = None,
+        restart: pulumi.Input[str] = "unless-stopped",
+        healthcheck: pulumi.Input[HealthcheckSpec] | None = None,
+        stop_timeout_s: pulumi.Input[int] = _DEFAULT_STOP_TIMEOUT_S,
+        wait_running_s: pulumi.Input[int] = _DEFAULT_WAIT_RUNNING_S,
+        opts: pulumi.ResourceOptions | None = None,
+    ) -> None:
+        """
+        :param name: container name (fixed; a change replaces the container).
+        :param image: image ID (``DockerImage.image_id``) or reference.
+        :param network: network the container is attached to, with ``aliases``.
+        :param hostname: host name inside the container (Docker's default if None).
+        :param command: command (the image's default if empty).
+        :param envs: environment variables.
+        :param ports: published ports, e.g. ``{"internal": 8080, "external": 8946,
+            "ip": "127.0.0.1", "protocol": "tcp"}``.
+        :param mounts: named volumes, ``{"volume": ..., "target": ...}``.
+        :param files: absolute path -> text, written before the process starts.
+        :param labels: container labels.
+        :param restart: restart policy: no, always, unless-stopped, on-failure.
+        :param healthcheck: Docker healthcheck; ``test`` in exec form.
+        :param stop_timeout_s: seconds between SIGTERM and SIGKILL on stop and delete.
+        :param wait_running_s: how long create waits for the container to be up.
+        """
+        super().__init__(
+            DockerContainerProvider(),
+            resource_name,
+            {
+                "name": name,
+                "image": image,
+                "hostname": hostname,
+                "command": [] if command is None else command,
+                "envs": {} if envs is None else envs,
+                "network": network,
+                "aliases": [] if aliases is None else aliases,
+                "ports": [] if ports is None else ports,
+                "mounts": [] if mounts is None else mounts,
+                "files": {} if files is None else files,
+                "labels": {} if labels is None else labels,
+                "restart": restart,
+                "healthcheck": healthcheck,
+                "stop_timeout_s": stop_timeout_s,
+                "wait_running_s": wait_running_s,
+                "container_id": None,
+                "ip_address": None,
+                "running": None,
+            },
+            opts,
+        )

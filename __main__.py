@@ -1,0 +1,56 @@
+"""Deploys the stack's Dkron cluster: read the config, build the cluster, export."""
+
+from pathlib import Path
+from typing import Any
+
+import pulumi
+
+from components.cluster import ClusterDataLost, DkronCluster, DkronClusterArgs, check_data_present
+from components.node_config import bootstrap_plan
+from components.rollout import IncompatibleVersionChange, check_version_change
+from components.spec import ClusterConfigError, load_cluster_spec
+
+PROJECT_ROOT = Path(__file__).resolve().parent
+
+
+def previous_outputs(project: str, stack: str) -> dict[str, Any]:
+    """This stack's outputs from its last update ({} for a new stack).
+
+    Read synchronously through the engine, because they decide the shape of
+    the resource graph (bootstrap mode, node configs, rollout order).
+    """
+    result = pulumi.runtime.invoke(
+        "pulumi:pulumi:readStackOutputs", {"name": f"organization/{project}/{stack}"}
+    )
+    outputs: dict[str, Any] = (result.value or {}).get("outputs") or {}
+    return outputs
+
+
+def main() -> None:
+    stack, project = pulumi.get_stack(), pulumi.get_project()
+    try:
+        spec = load_cluster_spec(stack, pulumi.Config().get_object("cluster"))
+        previous = previous_outputs(project, stack)
+        check_version_change(stack, spec, previous.get("dkron_version"))
+        plan = bootstrap_plan(spec, previous.get("bootstrap"))
+        check_data_present(stack, spec, plan)
+    except (ClusterConfigError, IncompatibleVersionChange, ClusterDataLost) as err:
+        # A RunError ends the program with the message alone, no traceback.
+        raise pulumi.RunError(str(err)) from None
+
+    cluster = DkronCluster(
+        "dkron",
+        DkronClusterArgs(
+            spec=spec,
+            plan=plan,
+            project_root=PROJECT_ROOT,
+            labels={"dkron-iac.project": project, "dkron-iac.stack": stack},
+        ),
+    )
+    pulumi.export("leader", cluster.leader)
+    pulumi.export("nodes", cluster.nodes)
+    pulumi.export("bootstrap", cluster.bootstrap)
+    pulumi.export("dkron_version", spec.image.dkron_version)
+
+
+main()

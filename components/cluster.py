@@ -1,0 +1,230 @@
+"""`DkronCluster`: a highly available Dkron cluster on one Docker engine.
+
+It owns the cluster's image (built from `dockerfiles/`), its network, one
+volume and one container per node (each with its own rendered `dkron.yml`),
+the gossip key, and the gates that make replacements roll one node at a time.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pulumi
+
+from components.docker_resources import (
+    DockerContainer,
+    DockerImage,
+    DockerNetwork,
+    DockerVolume,
+    context_digest,
+    docker_client,
+)
+from components.gossip_key import GossipKey
+from components.health import leader_of
+from components.node_config import (
+    CONFIG_PATH,
+    DATA_DIR,
+    HTTP_PORT,
+    BootstrapPlan,
+    render_node_config,
+)
+from components.rollout import NodeGate, rollout_order
+from components.spec import ClusterSpec, NodeSpec
+
+# What goes into the image's build context, relative to the project root.
+IMAGE_CONTEXT = ["dockerfiles", "jobs"]
+DOCKERFILE = "dockerfiles/Dockerfile"
+
+# SIGTERM makes the agent leave the cluster gracefully; Docker's default 10 s
+# can kill it first, and a node that dies without leaving stays a Raft voter.
+STOP_TIMEOUT_S = 60
+
+HEALTHCHECK = {
+    "test": [
+        "python3",
+        "-c",
+        f"import urllib.request; urllib.request.urlopen('http://127.0.0.1:{HTTP_PORT}/health', timeout=3)",
+    ],
+    "interval_s": 5,
+    "timeout_s": 4,
+    "retries": 3,
+    "start_period_s": 10,
+}
+
+
+class ClusterDataLost(RuntimeError):
+    """The stack formed a cluster once, but no node's data is left."""
+
+
+@dataclass(frozen=True)
+class DkronClusterArgs:
+    spec: ClusterSpec
+    """The validated cluster spec from the stack config."""
+    plan: BootstrapPlan
+    """How nodes find and form the cluster (from the stack's last outputs)."""
+    project_root: Path
+    """The project directory; the image's build context is taken from it."""
+    labels: Mapping[str, str]
+    """Labels put on every Docker object (they identify the stack)."""
+
+
+def api_url(spec: ClusterSpec, node: NodeSpec) -> str:
+    host = spec.ports.bind_address
+    if host == "0.0.0.0":  # noqa: S104 - published on every interface; reach it via loopback
+        host = "127.0.0.1"
+    return f"http://{host}:{spec.api_port(node)}"
+
+
+def existing_volumes(names: Sequence[str]) -> list[str]:
+    """Which of the named Docker volumes exist right now."""
+    client = docker_client()
+    try:
+        present = {v.name for v in client.volumes.list()}
+    finally:
+        client.close()
+    return [n for n in names if n in present]
+
+
+def check_data_present(stack: str, spec: ClusterSpec, plan: BootstrapPlan) -> None:
+    """Refuse to form a second, empty cluster in place of a lost one.
+
+    Every node is given the same `bootstrap-expect`, so if every node's data
+    were gone the nodes would quietly bootstrap a new cluster with no jobs.
+    """
+    if plan.state != "formed" or spec.rebootstrap:
+        return
+    volumes = [spec.volume_name(n) for n in spec.nodes]
+    if not existing_volumes(volumes):
+        raise ClusterDataLost(
+            f"stack '{stack}': the stack's outputs say cluster '{spec.name}' was formed with "
+            f"members {', '.join(plan.members)}, but none of its data volumes "
+            f"({', '.join(volumes)}) exists any more. Starting the nodes now would form a new, "
+            "empty cluster. If that is what you want, set `rebootstrap: true` under "
+            "dkron-cluster:cluster in the stack config, run `pulumi up`, then remove it again."
+        )
+
+
+class DkronCluster(pulumi.ComponentResource):
+    """A Dkron cluster: image, network, and one volume and container per node."""
+
+    leader: pulumi.Output[str | None]
+    nodes: pulumi.Output[dict[str, Any]]
+    bootstrap: pulumi.Output[dict[str, Any]]
+    rollout_order: list[str]
+    api_urls: dict[str, str]
+    ready: list[pulumi.Resource]
+
+    def __init__(self, name: str, args: DkronClusterArgs, opts: pulumi.ResourceOptions | None = None):
+        super().__init__("dkron-iac:index:DkronCluster", name, None, opts)
+        spec, plan = args.spec, args.plan
+        child = pulumi.ResourceOptions(parent=self)
+        labels = {**args.labels, "dkron-iac.cluster": spec.name}
+
+        self.api_urls = {n.name: api_url(spec, n) for n in spec.nodes}
+        containers = {n.name: spec.container_name(n) for n in spec.nodes}
+
+        network = DockerNetwork(f"{name}-network", name=spec.network_name, labels=labels, opts=child)
+        image = DockerImage(
+            f"{name}-image",
+            tag=spec.image_tag,
+            context_root=str(args.project_root),
+            include=IMAGE_CONTEXT,
+            dockerfile=DOCKERFILE,
+            build_args={"BASE_IMAGE": spec.image.base_image, "DKRON_IMAGE": spec.image.dkron_image},
+            context_digest=context_digest(str(args.project_root), IMAGE_CONTEXT),
+            opts=child,
+        )
+        encrypt_key: pulumi.Output[str] | None = None
+        if spec.dkron.gossip_encryption:
+            encrypt_key = GossipKey(f"{name}-gossip-key", opts=child).key
+
+        # On a stack that has formed its cluster, replace nodes one at a time,
+        # the leader last; while forming, start them all at once (each gate
+        # then waits for the whole cluster).
+        leader_now = leader_of(self.api_urls) if plan.state == "formed" else None
+        self.rollout_order = rollout_order([n.name for n in spec.nodes], leader_now)
+        if plan.state == "formed":
+            pulumi.log.info(
+                "rollout order if nodes change: "
+                + " -> ".join(
+                    f"{n} (leader)" if n == leader_now else n for n in self.rollout_order
+                ),
+                resource=self,
+            )
+
+        gates: list[pulumi.Resource] = []
+        node_outputs: dict[str, Any] = {}
+        previous_gate: pulumi.Resource | None = None
+        for node_name in self.rollout_order:
+            node = spec.node(node_name)
+            node_labels = {**labels, "dkron-iac.node": node.name}
+            volume = DockerVolume(
+                f"{name}-{node.name}-volume",
+                name=spec.volume_name(node),
+                labels=node_labels,
+                retain_on_delete=spec.persistence.retain_volumes_on_destroy,
+                opts=child,
+            )
+            config = self._node_config(spec, node, plan, encrypt_key)
+            after = [previous_gate] if previous_gate is not None and plan.state == "formed" else []
+            container = DockerContainer(
+                f"{name}-{node.name}",
+                name=spec.container_name(node),
+                image=image.image_id,
+                network=network.name,
+                hostname=node.name,
+                aliases=[node.name],
+                command=["agent", "--config", CONFIG_PATH],
+                ports=[{"internal": HTTP_PORT, "external": spec.api_port(node), "ip": spec.ports.bind_address}],
+                mounts=[{"volume": volume.name, "target": DATA_DIR}],
+                files={CONFIG_PATH: config},
+                labels=node_labels,
+                restart="unless-stopped",
+                healthcheck=HEALTHCHECK,
+                stop_timeout_s=STOP_TIMEOUT_S,
+                opts=pulumi.ResourceOptions(parent=self, depends_on=after),
+            )
+            gate = NodeGate(
+                f"{name}-{node.name}-gate",
+                node=node.name,
+                container_id=container.container_id,
+                api_urls=self.api_urls,
+                containers=containers,
+                expected=[n.name for n in spec.nodes],
+                timeout_s=spec.rollout.node_timeout_seconds,
+                opts=child,
+            )
+            gates.append(gate)
+            previous_gate = gate
+            node_outputs[node.name] = {
+                "container": spec.container_name(node),
+                "api_url": self.api_urls[node.name],
+                "tags": dict(node.tags),
+            }
+
+        self.ready = gates
+        self.nodes = pulumi.Output.from_input(node_outputs)
+        # Read live once every gate has passed: who leads after this update.
+        self.leader = pulumi.Output.all(*[g.id for g in gates]).apply(
+            lambda _: leader_of(self.api_urls)
+        )
+        self.bootstrap = pulumi.Output.all(*[g.id for g in gates]).apply(lambda _: plan.record())
+        self.register_outputs(
+            {"leader": self.leader, "nodes": self.nodes, "bootstrap": self.bootstrap}
+        )
+
+    @staticmethod
+    def _node_config(
+        spec: ClusterSpec,
+        node: NodeSpec,
+        plan: BootstrapPlan,
+        encrypt_key: pulumi.Output[str] | None,
+    ) -> pulumi.Input[str]:
+        if encrypt_key is None:
+            return render_node_config(spec, node, plan, None)
+        return pulumi.Output.secret(encrypt_key).apply(
+            lambda key: render_node_config(spec, node, plan, key)
+        )

@@ -1,0 +1,189 @@
+"""What "the cluster is whole" means, and waiting for it.
+
+A cluster is healthy when every configured node answers its API, sees itself
+and every other configured node as an alive server, all of them name the same
+leader, and the leader's Raft configuration holds every configured node as a
+voter. Observations are plain data so the judgement can be tested without a
+cluster.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import requests
+
+from components.dkron_client import MEMBER_ALIVE, DkronClient, DkronError
+
+
+class ClusterUnhealthy(RuntimeError):
+    """The cluster did not become healthy before the deadline."""
+
+
+@dataclass(frozen=True)
+class NodeView:
+    """One node's answer: who it thinks leads, and which servers it sees alive."""
+
+    name: str
+    error: str | None = None
+    leader: str | None = None
+    alive_servers: frozenset[str] = frozenset()
+
+
+@dataclass(frozen=True)
+class RaftPeer:
+    node: str
+    address: str
+    state: str
+    voter: bool
+
+
+@dataclass(frozen=True)
+class ClusterView:
+    nodes: Mapping[str, NodeView]
+    raft_peers: Mapping[str, RaftPeer] | None = None
+    raft_error: str | None = None
+    observed_at: float = field(default_factory=time.time)
+
+    @property
+    def leader(self) -> str | None:
+        """The leader every answering node agrees on, else None."""
+        leaders = {view.leader for view in self.nodes.values() if view.error is None}
+        if len(leaders) == 1:
+            return next(iter(leaders))
+        return None
+
+    def problems(self, expected: Sequence[str]) -> list[str]:
+        """Why the cluster is not whole for the `expected` nodes; empty if it is."""
+        found: list[str] = []
+        for name in expected:
+            view = self.nodes.get(name)
+            if view is None or view.error is not None:
+                found.append(f"{name}: API not answering ({view.error if view else 'not asked'})")
+                continue
+            if view.leader is None:
+                found.append(f"{name}: sees no leader")
+            missing = sorted(set(expected) - view.alive_servers)
+            if missing:
+                found.append(f"{name}: does not see {', '.join(missing)} as alive servers")
+        leaders = {v.leader for v in self.nodes.values() if v.error is None and v.leader}
+        if len(leaders) > 1:
+            found.append(f"nodes disagree on the leader: {', '.join(sorted(leaders))}")
+        if self.raft_peers is None:
+            if self.raft_error:
+                found.append(f"raft peers unknown: {self.raft_error}")
+        else:
+            missing_peers = sorted(set(expected) - {p.node for p in self.raft_peers.values() if p.voter})
+            if missing_peers:
+                found.append(f"raft configuration lacks voters {', '.join(missing_peers)}")
+        return found
+
+
+def observe_node(name: str, api_url: str, timeout_s: float = 3.0) -> NodeView:
+    try:
+        with DkronClient(api_url, timeout_s=timeout_s) as client:
+            leader = client.leader()
+            members = client.members()
+    except (requests.RequestException, DkronError, ValueError) as err:
+        return NodeView(name=name, error=f"{type(err).__name__}: {err}"[:200])
+    return NodeView(
+        name=name,
+        leader=leader["Name"] if leader else None,
+        alive_servers=frozenset(
+            m["Name"]
+            for m in members
+            if m.get("Status") == MEMBER_ALIVE and m.get("Tags", {}).get("server") == "true"
+        ),
+    )
+
+
+def parse_raft_peers(text: str) -> dict[str, RaftPeer]:
+    """Parse the table `dkron raft list-peers` prints (Node ID Address State Voter)."""
+    peers: dict[str, RaftPeer] = {}
+    for line in text.splitlines():
+        cols = line.split()
+        if len(cols) != 5 or cols[0] == "Node":
+            continue
+        node, _id, address, state, voter = cols
+        peers[node] = RaftPeer(node=node, address=address, state=state, voter=voter == "true")
+    return peers
+
+
+def raft_peers(container: str) -> dict[str, RaftPeer]:
+    """The Raft configuration as the agent in `container` knows it.
+
+    There is no HTTP endpoint for Raft peers: ask the CLI inside the container.
+    """
+    from components.docker_resources import docker_client  # docker is only needed here
+
+    client = docker_client()
+    try:
+        result = client.containers.get(container).exec_run(["dkron", "raft", "list-peers"])
+    finally:
+        client.close()
+    output = result.output.decode(errors="replace")
+    if result.exit_code != 0:
+        raise RuntimeError(f"dkron raft list-peers in {container} failed: {output.strip()[:200]}")
+    return parse_raft_peers(output)
+
+
+def observe(
+    api_urls: Mapping[str, str], containers: Mapping[str, str] | None = None
+) -> ClusterView:
+    """Ask every node; if they agree on a leader, read its Raft configuration."""
+    nodes = {name: observe_node(name, url) for name, url in api_urls.items()}
+    view = ClusterView(nodes=nodes)
+    leader = view.leader
+    if containers is None or leader is None or leader not in containers:
+        return view
+    try:
+        return ClusterView(nodes=nodes, raft_peers=raft_peers(containers[leader]))
+    except Exception as err:  # noqa: BLE001 - any failure here just means "not yet"
+        return ClusterView(nodes=nodes, raft_error=str(err)[:200])
+
+
+def wait_until_healthy(
+    api_urls: Mapping[str, str],
+    containers: Mapping[str, str],
+    expected: Sequence[str],
+    timeout_s: float,
+    what: str,
+    poll_s: float = 1.0,
+) -> ClusterView:
+    """Poll until the cluster is whole for `expected`, or raise naming what was seen."""
+    deadline = time.monotonic() + timeout_s
+    while True:
+        view = observe(api_urls, containers)
+        problems = view.problems(expected)
+        if not problems:
+            return view
+        if time.monotonic() >= deadline:
+            raise ClusterUnhealthy(
+                f"{what}: the cluster was not healthy within {timeout_s:.0f}s; last seen: "
+                + "; ".join(problems)
+            )
+        time.sleep(poll_s)
+
+
+def leader_of(api_urls: Mapping[str, str]) -> str | None:
+    """The leader as the nodes report it right now, or None (no cluster yet)."""
+    for name, url in api_urls.items():
+        view = observe_node(name, url, timeout_s=2.0)
+        if view.error is None and view.leader:
+            return view.leader
+    return None
+
+
+def summary(view: ClusterView) -> dict[str, Any]:
+    """A JSON-friendly picture of a view, for outputs and error reports."""
+    return {
+        "leader": view.leader,
+        "nodes": {
+            n: {"error": v.error, "leader": v.leader, "alive_servers": sorted(v.alive_servers)}
+            for n, v in view.nodes.items()
+        },
+        "raft_voters": sorted(p.node for p in (view.raft_peers or {}).values() if p.voter),
+    }

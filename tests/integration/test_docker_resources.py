@@ -1,0 +1,551 @@
+"""The Docker dynamic providers against the local Docker engine.
+
+Each test calls a provider's methods the way the Pulumi engine would, then
+looks at the engine with docker-py. Everything a test creates is named
+``t-dockres-<random>-...`` and removed in teardown, even when the test fails.
+"""
+
+from __future__ import annotations
+
+import secrets
+import socket
+import time
+from collections.abc import Iterator
+from contextlib import closing
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import dill
+import docker
+import docker.errors
+import pytest
+import requests
+from pulumi.runtime.rpc import UNKNOWN
+
+from components.docker_resources import (
+    DockerContainer,
+    DockerContainerProvider,
+    DockerImageProvider,
+    DockerNetworkProvider,
+    DockerResourceError,
+    DockerVolumeProvider,
+    context_digest,
+)
+
+pytestmark = pytest.mark.integration
+
+BASE_IMAGE = "dkron-iac/python-base:bookworm-manual"
+# What the engine adds to every dynamic resource's properties.
+PROVIDER_PROP = {"__provider": "serialized-provider"}
+
+
+@dataclass
+class Scope:
+    """Names for one test's Docker objects, and what to clean up after it."""
+
+    prefix: str
+    image_ids: list[str] = field(default_factory=list)
+
+    def name(self, role: str) -> str:
+        return f"{self.prefix}-{role}"
+
+    @property
+    def labels(self) -> dict[str, str]:
+        return {"dkron-iac.test": self.prefix}
+
+
+@pytest.fixture
+def client() -> Iterator[docker.DockerClient]:
+    with closing(docker.from_env()) as engine:
+        yield engine
+
+
+@pytest.fixture
+def scope(client: docker.DockerClient) -> Iterator[Scope]:
+    scope = Scope(prefix=f"t-dockres-{secrets.token_hex(4)}")
+    try:
+        yield scope
+    finally:
+        _sweep(client, scope)
+
+
+def _sweep(client: docker.DockerClient, scope: Scope) -> None:
+    name_filter = {"name": scope.prefix}
+    for container in client.containers.list(all=True, filters=name_filter):
+        container.remove(force=True)
+    for network in client.networks.list(filters=name_filter):
+        network.remove()
+    for volume in client.volumes.list(filters=name_filter):
+        volume.remove(force=True)
+    tagged = client.images.list(filters={"reference": f"{scope.prefix}*"})
+    for ref in [*(image.id for image in tagged), *scope.image_ids]:
+        try:
+            client.images.remove(ref, force=True)
+        except docker.errors.NotFound:
+            pass
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def _round_trip(value: Any) -> Any:
+    """``value`` as the engine hands it back: every number a float."""
+    if isinstance(value, bool) or value is None or isinstance(value, str):
+        return value
+    if isinstance(value, (int, float)):
+        return float(value)
+    if isinstance(value, dict):
+        return {k: _round_trip(v) for k, v in reversed(list(value.items()))}
+    return [_round_trip(v) for v in value]
+
+
+def _engine_props(inputs: dict[str, Any]) -> dict[str, Any]:
+    return {**inputs, **PROVIDER_PROP}
+
+
+# --- networks ------------------------------------------------------------------
+
+
+def test_network_create_read_delete(client: docker.DockerClient, scope: Scope) -> None:
+    provider = DockerNetworkProvider()
+    inputs = {"name": scope.name("net"), "labels": scope.labels}
+    props = _engine_props(inputs)
+
+    created = provider.create(props)
+    assert created.outs is not None
+    assert created.outs["network_id"] == created.id
+    assert "__provider" not in created.outs
+    live = client.networks.get(created.id)
+    assert live.name == scope.name("net")
+    assert live.attrs["Driver"] == "bridge"
+    assert live.attrs["Labels"] == scope.labels
+
+    read = provider.read(created.id, {**created.outs, **PROVIDER_PROP})
+    assert read.id == created.id
+    assert read.inputs == inputs
+    assert not provider.diff(created.id, created.outs, props).changes
+
+    relabelled = provider.diff(
+        created.id, created.outs, {**props, "labels": {"other": "1"}}
+    )
+    assert relabelled.changes
+    assert relabelled.replaces == ["labels"]
+    assert relabelled.delete_before_replace
+
+    provider.delete(created.id, created.outs)
+    with pytest.raises(docker.errors.NotFound):
+        client.networks.get(created.id)
+    assert provider.read(created.id, created.outs).id == ""
+    provider.delete(created.id, created.outs)  # already gone: no error
+
+
+# --- volumes -------------------------------------------------------------------
+
+
+def test_volume_delete_removes_it(client: docker.DockerClient, scope: Scope) -> None:
+    provider = DockerVolumeProvider()
+    props = _engine_props(
+        {"name": scope.name("vol"), "labels": scope.labels, "retain_on_delete": False}
+    )
+
+    created = provider.create(props)
+    assert created.id == scope.name("vol")
+    assert created.outs is not None
+    assert created.outs["volume_name"] == scope.name("vol")
+    assert created.outs["mountpoint"]
+    assert client.volumes.get(created.id).attrs["Labels"] == scope.labels
+    assert not provider.diff(created.id, created.outs, props).changes
+
+    provider.delete(created.id, created.outs)
+    with pytest.raises(docker.errors.NotFound):
+        client.volumes.get(created.id)
+    assert provider.read(created.id, created.outs).id == ""
+    provider.delete(created.id, created.outs)  # already gone: no error
+
+
+def test_volume_retained_then_released(
+    client: docker.DockerClient, scope: Scope
+) -> None:
+    provider = DockerVolumeProvider()
+    retained = _engine_props(
+        {"name": scope.name("data"), "labels": scope.labels, "retain_on_delete": True}
+    )
+    created = provider.create(retained)
+    assert created.outs is not None
+
+    provider.delete(created.id, created.outs)
+    assert client.volumes.get(created.id).name == scope.name("data")
+
+    # Creating it again adopts the retained volume.
+    adopted = provider.create(retained)
+    assert adopted.id == created.id
+    assert adopted.outs is not None
+
+    released = {**retained, "retain_on_delete": False}
+    diff = provider.diff(adopted.id, adopted.outs, released)
+    assert diff.changes
+    assert diff.replaces == []
+    updated = provider.update(adopted.id, adopted.outs, released)
+    assert updated.outs is not None
+    assert updated.outs["retain_on_delete"] is False
+    assert updated.outs["mountpoint"] == adopted.outs["mountpoint"]
+
+    read = provider.read(adopted.id, {**updated.outs, **PROVIDER_PROP})
+    assert read.id == adopted.id
+    assert read.outs is not None
+    assert not provider.diff(adopted.id, read.outs, released).changes
+
+    provider.delete(adopted.id, updated.outs)
+    with pytest.raises(docker.errors.NotFound):
+        client.volumes.get(adopted.id)
+
+
+# --- images --------------------------------------------------------------------
+
+
+def _image_context(root: Path, greeting: str) -> None:
+    (root / "app").mkdir(exist_ok=True)
+    (root / "app" / "hello.txt").write_text(greeting)
+    (root / "Dockerfile").write_text(f"FROM {BASE_IMAGE}\nCOPY app/ /app/\n")
+    (root / "not-in-context.txt").write_text("outside the include list\n")
+
+
+def _image_inputs(scope: Scope, root: Path) -> dict[str, Any]:
+    include = ["Dockerfile", "app"]
+    return {
+        "tag": f"{scope.name('img')}:test",
+        "context_root": str(root),
+        "include": include,
+        "dockerfile": "Dockerfile",
+        "build_args": {},
+        "context_digest": context_digest(str(root), include),
+    }
+
+
+def _file_in_image(client: docker.DockerClient, image_id: str, path: str) -> str:
+    output = client.containers.run(image_id, ["cat", path], remove=True)
+    return bytes(output).decode()
+
+
+def test_context_digest_follows_included_files(tmp_path: Path) -> None:
+    _image_context(tmp_path, "v1\n")
+    include = ["Dockerfile", "app"]
+    first = context_digest(str(tmp_path), include)
+    assert context_digest(str(tmp_path), include) == first
+
+    (tmp_path / "not-in-context.txt").write_text("changed\n")
+    (tmp_path / "app" / "__pycache__").mkdir()
+    (tmp_path / "app" / "__pycache__" / "x.cpython-311.pyc").write_bytes(b"\0")
+    assert context_digest(str(tmp_path), include) == first
+
+    (tmp_path / "app" / "hello.txt").chmod(0o755)
+    executable = context_digest(str(tmp_path), include)
+    assert executable != first
+
+    (tmp_path / "app" / "hello.txt").write_text("v2\n")
+    assert context_digest(str(tmp_path), include) not in (first, executable)
+
+    with pytest.raises(DockerResourceError, match="does not exist"):
+        context_digest(str(tmp_path), ["missing"])
+    with pytest.raises(DockerResourceError, match="relative to the context root"):
+        context_digest(str(tmp_path), ["../elsewhere"])
+
+
+def test_image_build_and_rebuild(
+    client: docker.DockerClient, scope: Scope, tmp_path: Path
+) -> None:
+    provider = DockerImageProvider()
+    _image_context(tmp_path, "v1\n")
+    props = _engine_props(_image_inputs(scope, tmp_path))
+
+    created = provider.create(props)
+    assert created.outs is not None
+    first_id = created.outs["image_id"]
+    scope.image_ids.append(first_id)
+    assert first_id.startswith("sha256:")
+    assert client.images.get(props["tag"]).id == first_id
+    assert _file_in_image(client, first_id, "/app/hello.txt") == "v1\n"
+    assert not provider.diff(created.id, created.outs, _round_trip(props)).changes
+
+    read = provider.read(created.id, {**created.outs, **PROVIDER_PROP})
+    assert read.id == created.id
+    assert read.outs is not None
+    assert read.outs["image_id"] == first_id
+    assert read.inputs is not None
+    assert read.inputs["tag"] == props["tag"]
+
+    (tmp_path / "app" / "hello.txt").write_text("v2\n")
+    changed = _engine_props(_image_inputs(scope, tmp_path))
+    assert changed["context_digest"] != props["context_digest"]
+    diff = provider.diff(created.id, created.outs, changed)
+    assert diff.changes
+    assert diff.replaces == []
+
+    updated = provider.update(created.id, created.outs, changed)
+    assert updated.outs is not None
+    second_id = updated.outs["image_id"]
+    scope.image_ids.append(second_id)
+    assert second_id != first_id
+    assert client.images.get(props["tag"]).id == second_id
+    assert _file_in_image(client, second_id, "/app/hello.txt") == "v2\n"
+    with pytest.raises(docker.errors.ImageNotFound):
+        client.images.get(first_id)  # no container used it, so the rebuild removed it
+
+    provider.delete(created.id, updated.outs)
+    with pytest.raises(docker.errors.ImageNotFound):
+        client.images.get(props["tag"])
+    assert provider.read(created.id, updated.outs).id == ""
+    provider.delete(created.id, updated.outs)  # already gone: no error
+
+
+def test_image_build_error_quotes_the_build_log(scope: Scope, tmp_path: Path) -> None:
+    _image_context(tmp_path, "v1\n")
+    # No RUN step: a failed classic build keeps the images of the steps
+    # that succeeded, and those would outlive the test.
+    (tmp_path / "Dockerfile").write_text(
+        f"FROM {BASE_IMAGE}\nCOPY not-in-context.txt /\n"
+    )
+    props = _engine_props(_image_inputs(scope, tmp_path))
+
+    with pytest.raises(DockerResourceError) as raised:
+        DockerImageProvider().create(props)
+    message = str(raised.value)
+    assert props["tag"] in message
+    assert "not-in-context.txt" in message  # only `include` is sent to the builder
+    assert "Step 2/2 : COPY not-in-context.txt /" in message  # from the build log
+
+
+def test_image_check_rejects_a_dockerfile_outside_the_context(tmp_path: Path) -> None:
+    news = {
+        "tag": "t-dockres-check:1",
+        "context_root": str(tmp_path),
+        "include": ["app"],
+        "dockerfile": "Dockerfile",
+        "context_digest": "x",
+    }
+    failures = DockerImageProvider().check({}, news).failures
+    assert [f.property for f in failures] == ["dockerfile"]
+    assert not DockerImageProvider().check({}, {**news, "dockerfile": UNKNOWN}).failures
+
+
+# --- containers ----------------------------------------------------------------
+
+HEALTH_PROBE = "import urllib.request; urllib.request.urlopen('http://127.0.0.1:8000/')"
+
+
+@pytest.fixture
+def container_inputs(client: docker.DockerClient, scope: Scope) -> dict[str, Any]:
+    """A small web server container on its own network and volume."""
+    network = client.networks.create(scope.name("net"), driver="bridge")
+    client.volumes.create(scope.name("vol"))
+    return {
+        "name": scope.name("web"),
+        "image": client.images.get(BASE_IMAGE).id,
+        "hostname": "web-1",
+        "command": ["python3", "-m", "http.server", "8000", "--directory", "/srv"],
+        "envs": {"GREETING": "hello", "WORKERS": 2},
+        "network": network.name,
+        "aliases": ["web", "www"],
+        "ports": [
+            {
+                "internal": 8000,
+                "external": _free_port(),
+                "ip": "127.0.0.1",
+                "protocol": "tcp",
+            }
+        ],
+        "mounts": [{"volume": scope.name("vol"), "target": "/data"}],
+        "files": {
+            "/srv/index.html": "served by t-dockres\n",
+            "/etc/web/conf.yml": "a: 1\n",
+        },
+        "labels": scope.labels,
+        "restart": "unless-stopped",
+        "healthcheck": {
+            "test": ["python3", "-c", HEALTH_PROBE],
+            "interval_s": 1,
+            "timeout_s": 3,
+            "retries": 3,
+            "start_period_s": 0,
+        },
+        "stop_timeout_s": 3,
+        "wait_running_s": 20,
+    }
+
+
+def _wait_healthy(client: docker.DockerClient, container_id: str) -> str:
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        status = client.containers.get(container_id).attrs["State"]["Health"]["Status"]
+        if status != "starting":
+            return str(status)
+        time.sleep(0.5)
+    return "starting"
+
+
+def test_container_create_read_diff_delete(
+    client: docker.DockerClient, container_inputs: dict[str, Any]
+) -> None:
+    provider = DockerContainerProvider()
+    props = _engine_props(container_inputs)
+    port = container_inputs["ports"][0]["external"]
+
+    created = provider.create(props)
+    assert created.outs is not None
+    outs = created.outs
+    assert outs["container_id"] == created.id
+    assert outs["ip_address"]
+    assert outs["running"] is True
+    # Same property name, same keys: what lets the engine keep secrets secret.
+    assert outs["files"] == container_inputs["files"]
+    assert "__provider" not in outs
+
+    container = client.containers.get(created.id)
+    assert container.name == container_inputs["name"]
+    for path, content in container_inputs["files"].items():
+        result = container.exec_run(["cat", path])
+        assert result.exit_code == 0
+        assert result.output.decode() == content
+    mode = container.exec_run(["stat", "-c", "%a", "/etc/web/conf.yml"]).output.decode()
+    assert mode.strip() == "644"
+    bindings = container.attrs["HostConfig"]["PortBindings"]["8000/tcp"]
+    assert bindings == [{"HostIp": "127.0.0.1", "HostPort": str(port)}]
+    assert (
+        requests.get(f"http://127.0.0.1:{port}/", timeout=5).text
+        == "served by t-dockres\n"
+    )
+    assert (
+        container.attrs["HostConfig"]["Mounts"][0]["Source"]
+        == container_inputs["mounts"][0]["volume"]
+    )
+    assert container.exec_run(["test", "-d", "/data"]).exit_code == 0
+    assert container.attrs["Config"]["StopTimeout"] == 3
+    assert container.attrs["HostConfig"]["RestartPolicy"]["Name"] == "unless-stopped"
+    endpoint = container.attrs["NetworkSettings"]["Networks"][
+        container_inputs["network"]
+    ]
+    assert {"web", "www"} <= set(endpoint["Aliases"])
+    assert endpoint["IPAddress"] == outs["ip_address"]
+    assert "GREETING=hello" in container.attrs["Config"]["Env"]
+    assert _wait_healthy(client, created.id) == "healthy"
+
+    # Diffs as the engine would ask them: old state against the program's inputs.
+    assert not provider.diff(created.id, outs, props).changes
+    assert not provider.diff(created.id, outs, _round_trip(props)).changes
+    new_image = provider.diff(
+        created.id, outs, {**props, "image": "sha256:" + "0" * 64}
+    )
+    assert new_image.changes
+    assert new_image.replaces == ["image"]
+    assert new_image.delete_before_replace
+    several = provider.diff(
+        created.id,
+        outs,
+        {**props, "envs": {"GREETING": "hi"}, "files": {"/srv/index.html": "x"}},
+    )
+    assert sorted(several.replaces or []) == ["envs", "files"]
+    unknown = provider.diff(created.id, outs, {**props, "image": UNKNOWN})
+    assert unknown.replaces == ["image"]
+    patience = provider.diff(created.id, outs, {**props, "wait_running_s": 60})
+    assert patience.changes
+    assert patience.replaces == []
+
+    # Refresh while running: the live container matches the state.
+    read = provider.read(created.id, {**outs, **PROVIDER_PROP})
+    assert read.id == created.id
+    assert read.outs is not None
+    assert read.outs["running"] is True
+    assert read.outs["ip_address"] == outs["ip_address"]
+    assert read.inputs == container_inputs
+    assert not provider.diff(created.id, read.outs, props).changes
+
+    # Drift: a changed file and a stopped container show up on refresh.
+    container.exec_run(["sh", "-c", "echo tampered > /srv/index.html"])
+    container.stop(timeout=1)
+    drifted = provider.read(created.id, {**outs, **PROVIDER_PROP})
+    assert drifted.outs is not None
+    assert drifted.outs["running"] is False
+    assert drifted.outs["files"]["/srv/index.html"] == "tampered\n"
+    assert sorted(provider.diff(created.id, drifted.outs, props).replaces or []) == [
+        "files",
+        "running",
+    ]
+
+    provider.delete(created.id, outs)
+    with pytest.raises(docker.errors.NotFound):
+        client.containers.get(created.id)
+
+
+def test_container_removed_outside_pulumi_reads_as_missing(
+    client: docker.DockerClient, container_inputs: dict[str, Any]
+) -> None:
+    provider = DockerContainerProvider()
+    created = provider.create(_engine_props({**container_inputs, "healthcheck": None}))
+    assert created.outs is not None
+
+    client.containers.get(created.id).remove(force=True)
+
+    read = provider.read(created.id, {**created.outs, **PROVIDER_PROP})
+    assert read.id == ""
+    assert read.outs == {}
+    provider.delete(created.id, created.outs)  # already gone: no error
+
+
+def test_container_that_exits_fails_create_with_its_logs(
+    client: docker.DockerClient, container_inputs: dict[str, Any]
+) -> None:
+    inputs = {
+        **container_inputs,
+        "command": ["python3", "-c", "import sys; print('crash-marker'); sys.exit(3)"],
+        "restart": "no",
+        "healthcheck": None,
+    }
+
+    with pytest.raises(DockerResourceError) as raised:
+        DockerContainerProvider().create(_engine_props(inputs))
+    message = str(raised.value)
+    assert "exited with code 3" in message
+    assert "crash-marker" in message
+    # Create is all or nothing: the failed container is gone.
+    assert not client.containers.list(all=True, filters={"name": inputs["name"]})
+
+
+def test_container_check_reports_bad_inputs() -> None:
+    news = {
+        "name": "t-dockres-check",
+        "image": "sha256:abc",
+        "network": "net",
+        "restart": "sometimes",
+        "ports": [{"internal": 8080, "external": 70000, "ip": "127.0.0.1"}],
+        "mounts": [{"volume": "v", "target": "relative/path"}],
+        "files": {"etc/x.yml": "a"},
+    }
+    failures = DockerContainerProvider().check({}, news).failures
+    assert sorted(f.property for f in failures) == [
+        "files",
+        "mounts",
+        "ports",
+        "restart",
+    ]
+    unknown = {
+        **news,
+        "restart": UNKNOWN,
+        "ports": UNKNOWN,
+        "mounts": UNKNOWN,
+        "files": UNKNOWN,
+    }
+    assert not DockerContainerProvider().check({}, unknown).failures
+
+
+def test_providers_pickle_by_reference() -> None:
+    """The engine pickles each provider with dill; it must stay small and
+    refer to this module rather than carry its code or a client."""
+    payload = dill.dumps(DockerContainerProvider(), recurse=True)
+    assert b"components.docker_resources" in payload
+    assert len(payload) < 500
+    assert isinstance(dill.loads(payload), DockerContainerProvider)
+    assert DockerContainer._resource_type_name == "dynamic/docker:DockerContainer"
