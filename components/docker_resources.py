@@ -84,7 +84,6 @@ __all__ = [
 ]
 
 _TYPE_MODULE = "docker"
-_PROVIDER_KEY = "__provider"
 _LOG_TAIL = 30  # lines of build or container log quoted in an error
 _CLIENT_TIMEOUT_S = 300  # long enough for a quiet build step
 _SETTLE_S = 1.0  # a started container must still be up this long after
@@ -103,9 +102,7 @@ _HEALTHCHECK_DEFAULTS = {
 _DEFAULT_STOP_TIMEOUT_S = 10
 _DEFAULT_WAIT_RUNNING_S = 30
 # Never part of a build context: caches that change without any source change.
-_CONTEXT_IGNORED_DIRS = frozenset(
-    {"__pycache__", ".git", ".mypy_cache", ".pytest_cache", ".ruff_cache"}
-)
+_CONTEXT_IGNORED_DIRS = frozenset({"__pycache__", ".git", ".mypy_cache", ".pytest_cache", ".ruff_cache"})
 _CONTEXT_IGNORED_SUFFIXES = (".pyc",)
 
 
@@ -164,7 +161,7 @@ def _explain(err: docker.errors.APIError) -> str:
 
 
 def _is_conflict(err: docker.errors.APIError) -> bool:
-    return err.status_code == 409
+    return bool(err.status_code == 409)
 
 
 # --- values as they come back from the engine ---------------------------------
@@ -248,20 +245,12 @@ def _port_specs(value: Any) -> list[PortSpec]:
 
 
 def _norm_ports(value: Any) -> tuple[tuple[int, int, str, str], ...]:
-    return tuple(
-        sorted(
-            (p["internal"], p["external"], p["ip"], p["protocol"])
-            for p in _port_specs(value)
-        )
-    )
+    return tuple(sorted((p["internal"], p["external"], p["ip"], p["protocol"]) for p in _port_specs(value)))
 
 
 def _norm_mounts(value: Any) -> tuple[tuple[str, str], ...]:
     return tuple(
-        sorted(
-            (_text(m.get("volume")), posixpath.normpath(_text(m.get("target"))))
-            for m in (value or [])
-        )
+        sorted((_text(m.get("volume")), posixpath.normpath(_text(m.get("target")))) for m in (value or []))
     )
 
 
@@ -289,9 +278,7 @@ def _norm_int(default: int) -> Normalizer:
     return lambda value: _int(value, default)
 
 
-def _changed(
-    olds: Mapping[str, Any], news: Mapping[str, Any], fields: Mapping[str, Normalizer]
-) -> list[str]:
+def _changed(olds: Mapping[str, Any], news: Mapping[str, Any], fields: Mapping[str, Normalizer]) -> list[str]:
     """The fields whose normalised values differ, or whose new value is unknown."""
     changed = []
     for key, normalize in fields.items():
@@ -311,9 +298,7 @@ def _reflect(
     """Live values for ``read``, keeping the declared form where they agree
     (so a refresh without drift changes nothing in the state)."""
     return {
-        key: props.get(key)
-        if normalize(props.get(key)) == normalize(live.get(key))
-        else live.get(key)
+        key: props.get(key) if normalize(props.get(key)) == normalize(live.get(key)) else live.get(key)
         for key, normalize in fields.items()
     }
 
@@ -345,9 +330,7 @@ class _DockerProvider(ResourceProvider):
 
     def check(self, _olds: dict[str, Any], news: dict[str, Any]) -> CheckResult:
         failures = [
-            CheckFailure(field, reason)
-            for field, reason in self.problems(news)
-            if _is_known(news.get(field))
+            CheckFailure(field, reason) for field, reason in self.problems(news) if _is_known(news.get(field))
         ]
         return CheckResult(news, failures)
 
@@ -439,10 +422,12 @@ class DockerNetwork(Resource, module=_TYPE_MODULE, name="DockerNetwork"):
 
 
 class DockerVolumeProvider(_DockerProvider):
-    """A named volume; ``retain_on_delete`` changes in place, the rest replaces.
+    """A named volume; ``retain_on_delete`` changes in place, the rest replaces
+    (and a replaced volume loses its data unless it is retained).
 
     Docker's volume create returns an existing volume of the same name instead
-    of failing, which is what lets a retained volume be adopted again.
+    of failing, which is what lets a retained volume be adopted again; such a
+    volume keeps the labels it was first created with.
     """
 
     replace_fields: ClassVar[dict[str, Normalizer]] = {
@@ -455,18 +440,14 @@ class DockerVolumeProvider(_DockerProvider):
         spec = _inputs(props, self.input_fields())
         with _docker_api() as api:
             try:
-                created = api.create_volume(
-                    spec["name"], driver="local", labels=_text_map(spec["labels"])
-                )
+                created = api.create_volume(spec["name"], driver="local", labels=_text_map(spec["labels"]))
             except docker.errors.APIError as err:
                 raise DockerResourceError(
                     f"creating volume {spec['name']!r} failed: {_explain(err)}"
                 ) from err
         return CreateResult(created["Name"], {**spec, **self._outputs(created)})
 
-    def update(
-        self, _id: str, olds: dict[str, Any], news: dict[str, Any]
-    ) -> UpdateResult:
+    def update(self, _id: str, olds: dict[str, Any], news: dict[str, Any]) -> UpdateResult:
         outputs = {
             "volume_name": olds.get("volume_name"),
             "mountpoint": olds.get("mountpoint"),
@@ -550,9 +531,7 @@ def _clean_include(entry: str) -> str:
     return path
 
 
-def _context_entries(
-    context_root: str, include: Iterable[str]
-) -> list[tuple[str, Path]]:
+def _context_entries(context_root: str, include: Iterable[str]) -> list[tuple[str, Path]]:
     """(relative path, path) of every directory, file and symlink the build
     context holds, sorted by relative path."""
     root = Path(context_root)
@@ -574,9 +553,7 @@ def _context_entries(
         elif top.is_dir():
             add(top)
             for dirpath, dirnames, filenames in os.walk(top):
-                dirnames[:] = sorted(
-                    d for d in dirnames if d not in _CONTEXT_IGNORED_DIRS
-                )
+                dirnames[:] = sorted(d for d in dirnames if d not in _CONTEXT_IGNORED_DIRS)
                 base = Path(dirpath)
                 for name in dirnames:
                     add(base / name)
@@ -584,9 +561,7 @@ def _context_entries(
                     if not name.endswith(_CONTEXT_IGNORED_SUFFIXES):
                         add(base / name)
         else:
-            raise DockerResourceError(
-                f"build context entry {entry!r} does not exist under {context_root}"
-            )
+            raise DockerResourceError(f"build context entry {entry!r} does not exist under {context_root}")
     return sorted(entries.items())
 
 
@@ -664,9 +639,7 @@ def _build_image(api: docker.APIClient, spec: Mapping[str, Any]) -> str:
 
     def failure(reason: str) -> DockerResourceError:
         tail = "\n".join(log) or "(no build output)"
-        return DockerResourceError(
-            f"building image {tag!r} failed: {reason}\nlast build output:\n{tail}"
-        )
+        return DockerResourceError(f"building image {tag!r} failed: {reason}\nlast build output:\n{tail}")
 
     try:
         for chunk in api.build(
@@ -680,11 +653,7 @@ def _build_image(api: docker.APIClient, spec: Mapping[str, Any]) -> str:
             forcerm=True,
             decode=True,
         ):
-            log.extend(
-                line
-                for line in str(chunk.get("stream", "")).splitlines()
-                if line.strip()
-            )
+            log.extend(line for line in str(chunk.get("stream", "")).splitlines() if line.strip())
             if "error" in chunk:
                 raise failure(str(chunk["error"]).strip())
         return str(api.inspect_image(tag)["Id"])
@@ -700,9 +669,7 @@ def _remove_image_quietly(api: docker.APIClient, ref: str) -> None:
         pass
     except docker.errors.APIError as err:
         if not _is_conflict(err):
-            raise DockerResourceError(
-                f"removing image {ref!r} failed: {_explain(err)}"
-            ) from err
+            raise DockerResourceError(f"removing image {ref!r} failed: {_explain(err)}") from err
 
 
 def _image_id_of(api: docker.APIClient, ref: str) -> str | None:
@@ -756,9 +723,7 @@ class DockerImageProvider(_DockerProvider):
             image_id = _build_image(api, spec)
         return CreateResult(_text(spec["tag"]), {**spec, "image_id": image_id})
 
-    def update(
-        self, _id: str, olds: dict[str, Any], news: dict[str, Any]
-    ) -> UpdateResult:
+    def update(self, _id: str, olds: dict[str, Any], news: dict[str, Any]) -> UpdateResult:
         spec = _inputs(news, self.input_fields())
         with _docker_api() as api:
             image_id = _build_image(api, spec)
@@ -865,9 +830,7 @@ def _read_file(api: docker.APIClient, container_id: str, path: str) -> str | Non
         return None
     with tarfile.open(fileobj=archive, mode="r") as tar:
         member = tar.next()
-        handle = (
-            tar.extractfile(member) if member is not None and member.isfile() else None
-        )
+        handle = tar.extractfile(member) if member is not None and member.isfile() else None
         return handle.read().decode("utf-8", errors="replace") if handle else None
 
 
@@ -876,17 +839,11 @@ def _container_logs(api: docker.APIClient, container_id: str) -> str:
         raw = api.logs(container_id, stdout=True, stderr=True, tail=_LOG_TAIL)
     except docker.errors.APIError:
         return "(logs unavailable)"
-    text = (
-        raw.decode("utf-8", errors="replace").rstrip()
-        if isinstance(raw, bytes)
-        else str(raw)
-    )
+    text = raw.decode("utf-8", errors="replace").rstrip() if isinstance(raw, bytes) else str(raw)
     return text or "(no output)"
 
 
-def _wait_running(
-    api: docker.APIClient, container_id: str, name: str, wait_s: float
-) -> None:
+def _wait_running(api: docker.APIClient, container_id: str, name: str, wait_s: float) -> None:
     """Return once the container has stayed running (not restarting, not
     unhealthy) for ``_SETTLE_S``; raise with its last log lines if it exits or
     turns unhealthy, or if it is not running within ``wait_s``.
@@ -917,9 +874,7 @@ def _wait_running(
             if now - up_since[1] >= settle:
                 return
         if now > deadline + settle:
-            raise failure(
-                f"was not up within {wait_s:g}s (status {state.get('Status')!r})"
-            )
+            raise failure(f"was not up within {wait_s:g}s (status {state.get('Status')!r})")
         time.sleep(_POLL_S)
 
 
@@ -955,11 +910,7 @@ def _create_kwargs(api: docker.APIClient, spec: Mapping[str, Any]) -> dict[str, 
         "ports": [(p["internal"], p["protocol"]) for p in ports],
         "host_config": host_config,
         "networking_config": api.create_networking_config(
-            {
-                network: api.create_endpoint_config(
-                    aliases=_text_list(spec.get("aliases")) or None
-                )
-            }
+            {network: api.create_endpoint_config(aliases=_text_list(spec.get("aliases")) or None)}
         ),
         "stop_timeout": _int(spec.get("stop_timeout_s"), _DEFAULT_STOP_TIMEOUT_S),
     }
@@ -986,9 +937,7 @@ def _live_container(
     host = info.get("HostConfig") or {}
     networks = (info.get("NetworkSettings") or {}).get("Networks") or {}
     declared_network = _text(props.get("network"))
-    network = (
-        declared_network if declared_network in networks else next(iter(networks), "")
-    )
+    network = declared_network if declared_network in networks else next(iter(networks), "")
     endpoint = networks.get(network) or {}
     declared_aliases = set(_text_list(props.get("aliases")))
     env = dict(item.split("=", 1) for item in config.get("Env") or [] if "=" in item)
@@ -996,9 +945,7 @@ def _live_container(
     declared_labels = _text_map(props.get("labels"))
     labels = config.get("Labels") or {}
     image = _text(props.get("image"))
-    if image != info.get("Image") and (
-        not image or _image_id_of(api, image) != info.get("Image")
-    ):
+    if image != info.get("Image") and (not image or _image_id_of(api, image) != info.get("Image")):
         image = str(info.get("Image"))
     health = config.get("Healthcheck")
     files: dict[str, str] = {}
@@ -1009,12 +956,8 @@ def _live_container(
     return {
         "name": str(info.get("Name", "")).lstrip("/"),
         "image": image,
-        "hostname": config.get("Hostname")
-        if props.get("hostname")
-        else props.get("hostname"),
-        "command": (config.get("Cmd") or [])
-        if props.get("command")
-        else props.get("command"),
+        "hostname": config.get("Hostname") if props.get("hostname") else props.get("hostname"),
+        "command": (config.get("Cmd") or []) if props.get("command") else props.get("command"),
         "envs": {k: env[k] for k in declared_envs if k in env},
         "network": network,
         "aliases": [a for a in endpoint.get("Aliases") or [] if a in declared_aliases],
@@ -1040,10 +983,8 @@ def _live_container(
         if not props.get("healthcheck") or not health
         else {
             "test": health.get("Test") or [],
-            "interval_s": (health.get("Interval") or 0) / 1e9
-            or _HEALTHCHECK_DEFAULTS["interval_s"],
-            "timeout_s": (health.get("Timeout") or 0) / 1e9
-            or _HEALTHCHECK_DEFAULTS["timeout_s"],
+            "interval_s": (health.get("Interval") or 0) / 1e9 or _HEALTHCHECK_DEFAULTS["interval_s"],
+            "timeout_s": (health.get("Timeout") or 0) / 1e9 or _HEALTHCHECK_DEFAULTS["timeout_s"],
             "retries": health.get("Retries") or _HEALTHCHECK_DEFAULTS["retries"],
             "start_period_s": (health.get("StartPeriod") or 0) / 1e9,
         },
@@ -1053,9 +994,7 @@ def _live_container(
 
 
 def _norm_files(value: Any) -> tuple[tuple[str, str], ...]:
-    return tuple(
-        sorted((posixpath.normpath(str(k)), _text(v)) for k, v in (value or {}).items())
-    )
+    return tuple(sorted((posixpath.normpath(str(k)), _text(v)) for k, v in (value or {}).items()))
 
 
 def _known_items(news: Mapping[str, Any], field: str, kind: type) -> Any:
@@ -1084,9 +1023,7 @@ def _container_problems(news: Mapping[str, Any]) -> Iterator[tuple[str, str]]:
         yield "restart", f"is {restart!r}; allowed: {', '.join(_RESTART_POLICIES)}"
     yield from (("ports", reason) for reason in _port_problems(news))
     for mount in _known_items(news, "mounts", list):
-        if not _text(mount.get("volume")) or not posixpath.isabs(
-            _text(mount.get("target"))
-        ):
+        if not _text(mount.get("volume")) or not posixpath.isabs(_text(mount.get("target"))):
             yield "mounts", f"{mount!r} needs a volume name and an absolute target path"
     for path in _known_items(news, "files", dict):
         if not posixpath.isabs(path) or path.endswith("/"):
@@ -1146,13 +1083,9 @@ class DockerContainerProvider(_DockerProvider):
         name = _text(spec["name"])
         with _docker_api() as api:
             try:
-                container_id = str(
-                    api.create_container(**_create_kwargs(api, spec))["Id"]
-                )
+                container_id = str(api.create_container(**_create_kwargs(api, spec))["Id"])
             except docker.errors.APIError as err:
-                raise DockerResourceError(
-                    f"creating container {name!r} failed: {_explain(err)}"
-                ) from err
+                raise DockerResourceError(f"creating container {name!r} failed: {_explain(err)}") from err
             # Create is all or nothing: a container that fails to start is removed.
             try:
                 if spec["files"]:
@@ -1167,22 +1100,14 @@ class DockerContainerProvider(_DockerProvider):
                 info = api.inspect_container(container_id)
             except docker.errors.APIError as err:
                 _remove_container_quietly(api, container_id)
-                raise DockerResourceError(
-                    f"starting container {name!r} failed: {_explain(err)}"
-                ) from err
+                raise DockerResourceError(f"starting container {name!r} failed: {_explain(err)}") from err
             except BaseException:
                 _remove_container_quietly(api, container_id)
                 raise
-        return CreateResult(
-            container_id, {**spec, **self._outputs(info, spec["network"])}
-        )
+        return CreateResult(container_id, {**spec, **self._outputs(info, spec["network"])})
 
-    def update(
-        self, _id: str, olds: dict[str, Any], news: dict[str, Any]
-    ) -> UpdateResult:
-        outputs = {
-            key: olds.get(key) for key in ("container_id", "ip_address", "running")
-        }
+    def update(self, _id: str, olds: dict[str, Any], news: dict[str, Any]) -> UpdateResult:
+        outputs = {key: olds.get(key) for key in ("container_id", "ip_address", "running")}
         return UpdateResult({**_inputs(news, self.input_fields()), **outputs})
 
     def read(self, id_: str, props: dict[str, Any]) -> ReadResult:
@@ -1193,9 +1118,7 @@ class DockerContainerProvider(_DockerProvider):
             except docker.errors.NotFound:
                 return _missing()
         inputs = _reflect(props, live, {**self.replace_fields, **self.update_fields})
-        return ReadResult(
-            id_, {**inputs, **self._outputs(info, inputs["network"])}, inputs
-        )
+        return ReadResult(id_, {**inputs, **self._outputs(info, inputs["network"])}, inputs)
 
     def delete(self, id_: str, props: dict[str, Any]) -> None:
         # An explicit stop timeout gives the process SIGTERM and time to leave

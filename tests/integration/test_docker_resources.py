@@ -11,7 +11,7 @@ import secrets
 import socket
 import time
 from collections.abc import Iterator
-from contextlib import closing
+from contextlib import closing, suppress
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -80,10 +80,8 @@ def _sweep(client: docker.DockerClient, scope: Scope) -> None:
         volume.remove(force=True)
     tagged = client.images.list(filters={"reference": f"{scope.prefix}*"})
     for ref in [*(image.id for image in tagged), *scope.image_ids]:
-        try:
+        with suppress(docker.errors.NotFound):
             client.images.remove(ref, force=True)
-        except docker.errors.NotFound:
-            pass
 
 
 def _free_port() -> int:
@@ -129,9 +127,7 @@ def test_network_create_read_delete(client: docker.DockerClient, scope: Scope) -
     assert read.inputs == inputs
     assert not provider.diff(created.id, created.outs, props).changes
 
-    relabelled = provider.diff(
-        created.id, created.outs, {**props, "labels": {"other": "1"}}
-    )
+    relabelled = provider.diff(created.id, created.outs, {**props, "labels": {"other": "1"}})
     assert relabelled.changes
     assert relabelled.replaces == ["labels"]
     assert relabelled.delete_before_replace
@@ -148,9 +144,7 @@ def test_network_create_read_delete(client: docker.DockerClient, scope: Scope) -
 
 def test_volume_delete_removes_it(client: docker.DockerClient, scope: Scope) -> None:
     provider = DockerVolumeProvider()
-    props = _engine_props(
-        {"name": scope.name("vol"), "labels": scope.labels, "retain_on_delete": False}
-    )
+    props = _engine_props({"name": scope.name("vol"), "labels": scope.labels, "retain_on_delete": False})
 
     created = provider.create(props)
     assert created.id == scope.name("vol")
@@ -167,13 +161,9 @@ def test_volume_delete_removes_it(client: docker.DockerClient, scope: Scope) -> 
     provider.delete(created.id, created.outs)  # already gone: no error
 
 
-def test_volume_retained_then_released(
-    client: docker.DockerClient, scope: Scope
-) -> None:
+def test_volume_retained_then_released(client: docker.DockerClient, scope: Scope) -> None:
     provider = DockerVolumeProvider()
-    retained = _engine_props(
-        {"name": scope.name("data"), "labels": scope.labels, "retain_on_delete": True}
-    )
+    retained = _engine_props({"name": scope.name("data"), "labels": scope.labels, "retain_on_delete": True})
     created = provider.create(retained)
     assert created.outs is not None
 
@@ -255,9 +245,7 @@ def test_context_digest_follows_included_files(tmp_path: Path) -> None:
         context_digest(str(tmp_path), ["../elsewhere"])
 
 
-def test_image_build_and_rebuild(
-    client: docker.DockerClient, scope: Scope, tmp_path: Path
-) -> None:
+def test_image_build_and_rebuild(client: docker.DockerClient, scope: Scope, tmp_path: Path) -> None:
     provider = DockerImageProvider()
     _image_context(tmp_path, "v1\n")
     props = _engine_props(_image_inputs(scope, tmp_path))
@@ -306,9 +294,7 @@ def test_image_build_error_quotes_the_build_log(scope: Scope, tmp_path: Path) ->
     _image_context(tmp_path, "v1\n")
     # No RUN step: a failed classic build keeps the images of the steps
     # that succeeded, and those would outlive the test.
-    (tmp_path / "Dockerfile").write_text(
-        f"FROM {BASE_IMAGE}\nCOPY not-in-context.txt /\n"
-    )
+    (tmp_path / "Dockerfile").write_text(f"FROM {BASE_IMAGE}\nCOPY not-in-context.txt /\n")
     props = _engine_props(_image_inputs(scope, tmp_path))
 
     with pytest.raises(DockerResourceError) as raised:
@@ -414,20 +400,12 @@ def test_container_create_read_diff_delete(
     assert mode.strip() == "644"
     bindings = container.attrs["HostConfig"]["PortBindings"]["8000/tcp"]
     assert bindings == [{"HostIp": "127.0.0.1", "HostPort": str(port)}]
-    assert (
-        requests.get(f"http://127.0.0.1:{port}/", timeout=5).text
-        == "served by t-dockres\n"
-    )
-    assert (
-        container.attrs["HostConfig"]["Mounts"][0]["Source"]
-        == container_inputs["mounts"][0]["volume"]
-    )
+    assert requests.get(f"http://127.0.0.1:{port}/", timeout=5).text == "served by t-dockres\n"
+    assert container.attrs["HostConfig"]["Mounts"][0]["Source"] == container_inputs["mounts"][0]["volume"]
     assert container.exec_run(["test", "-d", "/data"]).exit_code == 0
     assert container.attrs["Config"]["StopTimeout"] == 3
     assert container.attrs["HostConfig"]["RestartPolicy"]["Name"] == "unless-stopped"
-    endpoint = container.attrs["NetworkSettings"]["Networks"][
-        container_inputs["network"]
-    ]
+    endpoint = container.attrs["NetworkSettings"]["Networks"][container_inputs["network"]]
     assert {"web", "www"} <= set(endpoint["Aliases"])
     assert endpoint["IPAddress"] == outs["ip_address"]
     assert "GREETING=hello" in container.attrs["Config"]["Env"]
@@ -436,9 +414,7 @@ def test_container_create_read_diff_delete(
     # Diffs as the engine would ask them: old state against the program's inputs.
     assert not provider.diff(created.id, outs, props).changes
     assert not provider.diff(created.id, outs, _round_trip(props)).changes
-    new_image = provider.diff(
-        created.id, outs, {**props, "image": "sha256:" + "0" * 64}
-    )
+    new_image = provider.diff(created.id, outs, {**props, "image": "sha256:" + "0" * 64})
     assert new_image.changes
     assert new_image.replaces == ["image"]
     assert new_image.delete_before_replace
@@ -547,5 +523,5 @@ def test_providers_pickle_by_reference() -> None:
     payload = dill.dumps(DockerContainerProvider(), recurse=True)
     assert b"components.docker_resources" in payload
     assert len(payload) < 500
-    assert isinstance(dill.loads(payload), DockerContainerProvider)
+    assert isinstance(dill.loads(payload), DockerContainerProvider)  # noqa: S301 (made just above)
     assert DockerContainer._resource_type_name == "dynamic/docker:DockerContainer"

@@ -1,0 +1,179 @@
+"""Real stacks of this project for integration tests.
+
+Each `TestStack` is its own Pulumi stack (on the local backend `make test`
+points at), with its own cluster name, and so its own container, network and
+volume names, and its own free host ports. `close()` destroys it, removes the
+stack and its config file, and then removes any Docker object that still
+carries the stack's label, so a failed test leaves nothing behind.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import random
+import socket
+import sys
+import time
+import uuid
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any, TypeVar
+
+import docker
+import yaml
+from pulumi import automation as auto
+
+from components.dkron_client import DkronClient
+
+ROOT = Path(__file__).resolve().parents[2]
+STACKS = ROOT / "stacks"
+T = TypeVar("T")
+
+
+def free_port_block(count: int) -> int:
+    """The first of `count` consecutive free TCP ports on 127.0.0.1."""
+    for _ in range(200):
+        base = random.randint(20000, 40000)
+        if all(_port_free(base + i) for i in range(count)):
+            return base
+    raise RuntimeError(f"no block of {count} free ports found")
+
+
+def _port_free(port: int) -> bool:
+    with socket.socket() as sock:
+        try:
+            sock.bind(("127.0.0.1", port))
+        except OSError:
+            return False
+    return True
+
+
+def eventually(what: str, check: Callable[[], T | None], timeout_s: float = 60, poll_s: float = 1) -> T:
+    """Poll `check` until it returns something truthy; fail naming `what`."""
+    deadline = time.monotonic() + timeout_s
+    last_error: Exception | None = None
+    while time.monotonic() < deadline:
+        try:
+            result = check()
+            if result:
+                return result
+        except Exception as err:  # noqa: BLE001 - remembered and reported below
+            last_error = err
+        time.sleep(poll_s)
+    raise AssertionError(f"timed out after {timeout_s}s waiting for {what} (last error: {last_error})")
+
+
+class TestStack:
+    """A throwaway stack of this project with a cluster of its own."""
+
+    __test__ = False  # not a pytest test class
+
+    def __init__(self, nodes: list[dict[str, Any]], **settings: Any) -> None:
+        suffix = uuid.uuid4().hex[:6]
+        self.name = f"t{suffix}"
+        self.cluster_name = f"t{suffix}"
+        self.port_base = free_port_block(len(nodes) + 4)
+        self.cluster: dict[str, Any] = {
+            "name": self.cluster_name,
+            "nodes": nodes,
+            "ports": {"bind_address": "127.0.0.1", "api_port_base": self.port_base},
+            # Tests replace nodes often: do not wait minutes for a broken one.
+            "rollout": {"node_timeout_seconds": 120},
+            **settings,
+        }
+        self.config_file = STACKS / f"Pulumi.{self.name}.yaml"
+        self._write_config()
+        self.stack = auto.create_or_select_stack(stack_name=self.name, work_dir=str(ROOT))
+        self.log: list[str] = []
+
+    # --- config ------------------------------------------------------------
+    def _write_config(self) -> None:
+        existing: dict[str, Any] = {}
+        if self.config_file.exists():
+            existing = yaml.safe_load(self.config_file.read_text()) or {}
+        existing.setdefault("config", {})["dkron-cluster:cluster"] = self.cluster
+        self.config_file.write_text(yaml.safe_dump(existing, sort_keys=False))
+
+    def configure(self, change: Callable[[dict[str, Any]], None]) -> None:
+        """Edit the cluster config the way a user edits the stack file."""
+        change(self.cluster)
+        self._write_config()
+
+    # --- pulumi ------------------------------------------------------------
+    def _echo(self, line: str) -> None:
+        self.log.append(line)
+        sys.stdout.write(line if line.endswith("\n") else line + "\n")
+
+    def up(self, refresh: bool = True) -> dict[str, Any]:
+        result = self.stack.up(on_output=self._echo, refresh=refresh, color="never")
+        return {k: v.value for k, v in result.outputs.items()}
+
+    def preview(self) -> auto.PreviewResult:
+        return self.stack.preview(on_output=self._echo, diff=True, color="never")
+
+    def outputs(self) -> dict[str, Any]:
+        return {k: v.value for k, v in self.stack.outputs().items()}
+
+    # --- the cluster ---------------------------------------------------------
+    def node_names(self) -> list[str]:
+        return [n["name"] for n in self.cluster["nodes"]]
+
+    def api_url(self, node: str) -> str:
+        index = self.node_names().index(node)
+        return f"http://127.0.0.1:{self.port_base + index}"
+
+    def client(self, node: str) -> DkronClient:
+        return DkronClient(self.api_url(node))
+
+    def container(self, node: str) -> str:
+        return f"{self.cluster_name}-{node}"
+
+    def docker_objects(self) -> dict[str, list[str]]:
+        """Names of every container, network and volume labelled with this stack."""
+        label = f"dkron-iac.stack={self.name}"
+        client = docker.from_env(version="auto")
+        try:
+            return {
+                "containers": [c.name for c in client.containers.list(all=True, filters={"label": label})],
+                "networks": [n.name for n in client.networks.list(filters={"label": label})],
+                "volumes": [v.name for v in client.volumes.list(filters={"label": label})],
+            }
+        finally:
+            client.close()
+
+    # --- teardown ------------------------------------------------------------
+    def destroy(self) -> None:
+        self.stack.destroy(on_output=self._echo, color="never")
+
+    def close(self) -> None:
+        with contextlib.suppress(Exception):
+            self.destroy()
+        with contextlib.suppress(Exception):
+            self.stack.workspace.remove_stack(self.name, force=True)
+        self.config_file.unlink(missing_ok=True)
+        self._remove_leftovers()
+
+    def _remove_leftovers(self) -> None:
+        label = f"dkron-iac.stack={self.name}"
+        client = docker.from_env(version="auto")
+        try:
+            for container in client.containers.list(all=True, filters={"label": label}):
+                container.remove(force=True)
+            for network in client.networks.list(filters={"label": label}):
+                network.remove()
+            for volume in client.volumes.list(filters={"label": label}):
+                volume.remove(force=True)
+            for image in client.images.list(filters={"reference": f"dkron-iac/{self.cluster_name}-node"}):
+                with contextlib.suppress(docker.errors.APIError):
+                    client.images.remove(image.id, force=True)
+        finally:
+            client.close()
+
+
+@contextlib.contextmanager
+def test_stack(nodes: list[dict[str, Any]], **settings: Any) -> Iterator[TestStack]:
+    stack = TestStack(nodes, **settings)
+    try:
+        yield stack
+    finally:
+        stack.close()

@@ -1,0 +1,46 @@
+"""The whole chain, end to end, on the smallest cluster.
+
+A real `pulumi up` (Automation API -> the CLI built by setup -> this
+project's language host -> the program) builds the node image from
+`dockerfiles/` on the local base images, creates the network, a volume and
+one container running `dkron agent --server --bootstrap-expect=1`, and the
+dynamic-provider resources (the Docker objects, the gossip key, the gate).
+"""
+
+from __future__ import annotations
+
+import subprocess
+
+from components.dkron_client import DkronClient
+from tests.integration.harness import TestStack, eventually
+
+
+def test_one_node_stack_comes_up_answers_and_goes_away_completely() -> None:
+    stack = TestStack([{"name": "solo"}])
+    try:
+        outputs = stack.up(refresh=False)
+
+        # The dynamic providers ran: the state holds their resources.
+        types = {r["type"] for r in stack.stack.export_stack().deployment["resources"]}
+        assert any(t.startswith("pulumi-python:dynamic") for t in types), types
+
+        api = outputs["nodes"]["solo"]["api_url"]
+        assert api.startswith("http://127.0.0.1:")
+        with DkronClient(api) as client:
+            leader = eventually("a leader", client.leader)
+            assert leader["Name"] == "solo"
+            agent = client.agent()
+            assert agent["tags"]["expect"] == "1"
+            assert agent["serf"]["encrypted"] == "true"
+        assert outputs["leader"] == "solo"
+
+        # Published on loopback only.
+        ports = subprocess.run(
+            ["docker", "port", stack.container("solo")], capture_output=True, text=True, check=True
+        ).stdout
+        assert ports.strip().endswith(f"127.0.0.1:{stack.port_base}"), ports
+
+        stack.destroy()
+        assert stack.docker_objects() == {"containers": [], "networks": [], "volumes": []}
+    finally:
+        stack.close()
