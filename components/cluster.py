@@ -23,7 +23,7 @@ from components.docker_resources import (
     docker_client,
 )
 from components.gossip_key import GossipKey
-from components.health import leader_of
+from components.health import leader_of, observe
 from components.node_config import (
     CONFIG_PATH,
     DATA_DIR,
@@ -53,6 +53,18 @@ HEALTHCHECK = {
     "retries": 3,
     "start_period_s": 10,
 }
+
+
+def gate_expectation(order: Sequence[str], position: int, alive_now: set[str], rolling: bool) -> list[str]:
+    """The nodes that must be whole once the node at `position` has started.
+
+    In a rollout: every node already handled, plus the later ones that were
+    alive when the update began. A later node that is down now is brought
+    back by its own step; waiting for it here would wait forever.
+    """
+    if not rolling:
+        return list(order)
+    return [n for i, n in enumerate(order) if i <= position or n in alive_now]
 
 
 class ClusterDataLost(RuntimeError):
@@ -141,24 +153,27 @@ class DkronCluster(pulumi.ComponentResource):
         if spec.dkron.gossip_encryption:
             encrypt_key = GossipKey(f"{name}-gossip-key", opts=child).key
 
-        # On a stack that has formed its cluster, replace nodes one at a time,
-        # the leader last; while forming, start them all at once (each gate
-        # then waits for the whole cluster).
-        leader_now = leader_of(self.api_urls) if plan.state == "formed" else None
+        # With a live leader, replace nodes one at a time, the leader last.
+        # Without one (a new stack, or every node down) there is no quorum to
+        # protect: start every node at once, or none could ever elect a leader.
+        live = observe(self.api_urls)
+        leader_now = live.leader
+        rolling = leader_now is not None
+        alive_now = {n for n, v in live.nodes.items() if v.error is None and v.leader}
         self.rollout_order = rollout_order([n.name for n in spec.nodes], leader_now)
-        if plan.state == "formed":
+        if rolling:
             pulumi.log.info(
                 "rollout order if nodes change: "
-                + " -> ".join(
-                    f"{n} (leader)" if n == leader_now else n for n in self.rollout_order
-                ),
+                + " -> ".join(f"{n} (leader)" if n == leader_now else n for n in self.rollout_order),
                 resource=self,
             )
+        else:
+            pulumi.log.info("no leader answers: every node starts at once", resource=self)
 
         gates: list[pulumi.Resource] = []
         node_outputs: dict[str, Any] = {}
         previous_gate: pulumi.Resource | None = None
-        for node_name in self.rollout_order:
+        for position, node_name in enumerate(self.rollout_order):
             node = spec.node(node_name)
             node_labels = {**labels, "dkron-iac.node": node.name}
             volume = DockerVolume(
@@ -169,7 +184,7 @@ class DkronCluster(pulumi.ComponentResource):
                 opts=child,
             )
             config = self._node_config(spec, node, plan, encrypt_key)
-            after = [previous_gate] if previous_gate is not None and plan.state == "formed" else []
+            after = [previous_gate] if previous_gate is not None and rolling else []
             container = DockerContainer(
                 f"{name}-{node.name}",
                 name=spec.container_name(node),
@@ -193,7 +208,7 @@ class DkronCluster(pulumi.ComponentResource):
                 container_id=container.container_id,
                 api_urls=self.api_urls,
                 containers=containers,
-                expected=[n.name for n in spec.nodes],
+                expected=gate_expectation(self.rollout_order, position, alive_now, rolling),
                 timeout_s=spec.rollout.node_timeout_seconds,
                 opts=child,
             )

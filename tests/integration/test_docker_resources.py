@@ -8,6 +8,7 @@ looks at the engine with docker-py. Everything a test creates is named
 from __future__ import annotations
 
 import secrets
+import shutil
 import socket
 import time
 from collections.abc import Iterator
@@ -19,14 +20,17 @@ from typing import Any
 import dill
 import docker
 import docker.errors
+import pulumi
 import pytest
 import requests
+from pulumi import automation as auto
 from pulumi.runtime.rpc import UNKNOWN
 
 from components.docker_resources import (
     DockerContainer,
     DockerContainerProvider,
     DockerImageProvider,
+    DockerNetwork,
     DockerNetworkProvider,
     DockerResourceError,
     DockerVolumeProvider,
@@ -35,6 +39,7 @@ from components.docker_resources import (
 
 pytestmark = pytest.mark.integration
 
+ROOT = Path(__file__).resolve().parents[2]
 BASE_IMAGE = "dkron-iac/python-base:bookworm-manual"
 # What the engine adds to every dynamic resource's properties.
 PROVIDER_PROP = {"__provider": "serialized-provider"}
@@ -525,3 +530,101 @@ def test_providers_pickle_by_reference() -> None:
     assert len(payload) < 500
     assert isinstance(dill.loads(payload), DockerContainerProvider)  # noqa: S301 (made just above)
     assert DockerContainer._resource_type_name == "dynamic/docker:DockerContainer"
+
+
+# --- through the Pulumi engine -------------------------------------------------
+
+SECRET_MARKER = "4dabf18193072939515e22adb298388d"  # noqa: S105 - tags a secret value in state
+CONTAINER_TYPE = "pulumi-python:dynamic/docker:DockerContainer"
+
+
+def _resources(stack: auto.Stack, type_: str) -> list[dict[str, Any]]:
+    deployment = stack.export_stack().deployment or {}
+    return [r for r in deployment["resources"] if r["type"] == type_]
+
+
+@pytest.mark.skipif(
+    shutil.which("pulumi") is None, reason="needs the Pulumi CLI on PATH (make test sets it up)"
+)
+def test_engine_keeps_files_secret_and_refresh_forgets_a_removed_container(
+    client: docker.DockerClient, scope: Scope, tmp_path: Path
+) -> None:
+    """A real `pulumi up` / `preview` / `refresh` on a throwaway stack and backend:
+    the engine re-marks `files` secret key by key, a second preview finds
+    nothing to do, and a refresh drops a container removed behind its back."""
+    base_image_id = client.images.get(BASE_IMAGE).id
+    port = _free_port()
+
+    def program() -> None:
+        network = DockerNetwork("net", name=scope.name("net"), labels=scope.labels)
+        DockerContainer(
+            "box",
+            name=scope.name("box"),
+            image=base_image_id,
+            network=network.name,
+            command=["sleep", "infinity"],
+            files={
+                "/etc/box/secret.txt": pulumi.Output.secret("s3cret-t-dockres"),
+                "/etc/box/plain.txt": "plain",
+            },
+            ports=[{"internal": 80, "external": port, "ip": "127.0.0.1", "protocol": "tcp"}],
+            labels=scope.labels,
+            stop_timeout_s=1,
+            wait_running_s=10,
+        )
+
+    backend = tmp_path / "backend"
+    backend.mkdir()
+    stack = auto.create_or_select_stack(
+        stack_name=scope.prefix,
+        project_name="t-dockres",
+        program=program,
+        opts=auto.LocalWorkspaceOptions(
+            work_dir=str(tmp_path),
+            project_settings=auto.ProjectSettings(
+                name="t-dockres",
+                runtime=auto.ProjectRuntimeInfo("python", {"virtualenv": str(ROOT / ".venv")}),
+            ),
+            env_vars={
+                "PULUMI_BACKEND_URL": f"file://{backend}",
+                "PULUMI_CONFIG_PASSPHRASE": "t-dockres",
+                # The dynamic-provider process imports this project's components.
+                "PYTHONPATH": str(ROOT),
+            },
+        ),
+    )
+    try:
+        stack.up(on_output=lambda _line: None)
+
+        def assert_files_secret() -> dict[str, Any]:
+            [box] = _resources(stack, CONTAINER_TYPE)
+            for props in (box["inputs"], box["outputs"]):
+                files = props["files"]
+                assert SECRET_MARKER in files["/etc/box/secret.txt"], files
+                assert files["/etc/box/plain.txt"] == "plain"
+            # export_stack() decrypts secrets; the state file on disk must not hold them.
+            state_files = list(backend.rglob(f"{scope.prefix}.json"))
+            assert state_files
+            assert all("s3cret-t-dockres" not in f.read_text() for f in state_files)
+            return box
+
+        box = assert_files_secret()
+        container = client.containers.get(box["id"])
+        assert container.exec_run(["cat", "/etc/box/secret.txt"]).output == b"s3cret-t-dockres"
+        assert set(stack.preview().change_summary) == {"same"}
+
+        # A refresh without drift changes nothing, and keeps the secret secret.
+        stack.refresh(on_output=lambda _line: None)
+        assert_files_secret()
+        assert set(stack.preview().change_summary) == {"same"}
+
+        container.remove(force=True)
+        stack.refresh(on_output=lambda _line: None)
+        assert _resources(stack, CONTAINER_TYPE) == []
+
+        stack.up(on_output=lambda _line: None)
+        [again] = _resources(stack, CONTAINER_TYPE)
+        assert client.containers.get(again["id"]).status == "running"
+    finally:
+        stack.destroy(on_output=lambda _line: None)
+        stack.workspace.remove_stack(scope.prefix)
