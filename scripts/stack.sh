@@ -9,7 +9,7 @@ cd "$ROOT"
 [ -f "stacks/Pulumi.$stack.yaml" ] || { echo "no stack config stacks/Pulumi.$stack.yaml" >&2; exit 2; }
 pulumi stack select --create "$stack" --non-interactive >/dev/null
 case "$action" in
-  up) exec pulumi up --yes --non-interactive --stack "$stack" ;;
+  up) exec pulumi up --yes --refresh --non-interactive --stack "$stack" ;;
   preview) exec pulumi preview --diff --non-interactive --stack "$stack" ;;
   refresh) exec pulumi refresh --yes --non-interactive --stack "$stack" ;;
   destroy) exec pulumi destroy --yes --non-interactive --stack "$stack" ;;
