@@ -1,5 +1,6 @@
 """Deploys the stack's Dkron cluster: read the config, build the cluster, export."""
 
+import time
 from pathlib import Path
 from typing import Any
 
@@ -19,9 +20,18 @@ def previous_outputs(project: str, stack: str) -> dict[str, Any]:
     Read synchronously through the engine, because they decide the shape of
     the resource graph (bootstrap mode, node configs, rollout order).
     """
-    result = pulumi.runtime.invoke(
-        "pulumi:pulumi:readStackOutputs", {"name": f"organization/{project}/{stack}"}
-    )
+    # The local backend rewrites the checkpoint as the update starts; a read
+    # that lands mid-write sees a truncated file, so try again briefly.
+    for attempt in range(10):
+        try:
+            result = pulumi.runtime.invoke(
+                "pulumi:pulumi:readStackOutputs", {"name": f"organization/{project}/{stack}"}
+            )
+            break
+        except Exception:
+            if attempt == 9:
+                raise
+            time.sleep(0.2)
     outputs: dict[str, Any] = (result.value or {}).get("outputs") or {}
     return outputs
 

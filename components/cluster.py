@@ -63,8 +63,8 @@ def gate_expectation(order: Sequence[str], position: int, alive_now: set[str], r
     back by its own step; waiting for it here would wait forever.
     """
     if not rolling:
-        return list(order)
-    return [n for i, n in enumerate(order) if i <= position or n in alive_now]
+        return sorted(order)
+    return sorted(n for i, n in enumerate(order) if i <= position or n in alive_now)
 
 
 class ClusterDataLost(RuntimeError):
@@ -173,6 +173,7 @@ class DkronCluster(pulumi.ComponentResource):
         gates: list[pulumi.Resource] = []
         node_outputs: dict[str, Any] = {}
         previous_gate: pulumi.Resource | None = None
+        previous_container: pulumi.Resource | None = None
         for position, node_name in enumerate(self.rollout_order):
             node = spec.node(node_name)
             node_labels = {**labels, "dkron-iac.node": node.name}
@@ -184,7 +185,14 @@ class DkronCluster(pulumi.ComponentResource):
                 opts=child,
             )
             config = self._node_config(spec, node, plan, encrypt_key)
-            after = [previous_gate] if previous_gate is not None and rolling else []
+            # While forming, start nodes one after another (each container is
+            # up before the next starts): Dkron bootstraps on member-join
+            # events, which a node only sees once its event loop runs.
+            after: list[pulumi.Resource] = []
+            if rolling and previous_gate is not None:
+                after = [previous_gate]
+            elif not rolling and previous_container is not None:
+                after = [previous_container]
             container = DockerContainer(
                 f"{name}-{node.name}",
                 name=spec.container_name(node),
@@ -210,10 +218,12 @@ class DkronCluster(pulumi.ComponentResource):
                 containers=containers,
                 expected=gate_expectation(self.rollout_order, position, alive_now, rolling),
                 timeout_s=spec.rollout.node_timeout_seconds,
+                nudge=not rolling and position == len(self.rollout_order) - 1,
                 opts=child,
             )
             gates.append(gate)
             previous_gate = gate
+            previous_container = container
             node_outputs[node.name] = {
                 "container": spec.container_name(node),
                 "api_url": self.api_urls[node.name],

@@ -10,7 +10,7 @@ cluster.
 from __future__ import annotations
 
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -55,6 +55,14 @@ class ClusterView:
         if len(leaders) == 1:
             return next(iter(leaders))
         return None
+
+    def leaderless_but_connected(self, expected: Sequence[str]) -> bool:
+        """Every expected node answers and sees all the others, yet none has a leader."""
+        views = [self.nodes.get(name) for name in expected]
+        return all(
+            v is not None and v.error is None and v.leader is None and set(expected) <= v.alive_servers
+            for v in views
+        )
 
     def problems(self, expected: Sequence[str]) -> list[str]:
         """Why the cluster is not whole for the `expected` nodes; empty if it is."""
@@ -112,6 +120,17 @@ def parse_raft_peers(text: str) -> dict[str, RaftPeer]:
     return peers
 
 
+def restart_container(container: str, timeout_s: int = 60) -> None:
+    """Restart a node's container; SIGTERM first, so the agent leaves cleanly."""
+    from components.docker_resources import docker_client
+
+    client = docker_client()
+    try:
+        client.containers.get(container).restart(timeout=timeout_s)
+    finally:
+        client.close()
+
+
 def raft_peers(container: str) -> dict[str, RaftPeer]:
     """The Raft configuration as the agent in `container` knows it.
 
@@ -152,14 +171,30 @@ def wait_until_healthy(
     timeout_s: float,
     what: str,
     poll_s: float = 1.0,
+    on_stall: Callable[[ClusterView], None] | None = None,
+    stall_after_s: float = 15.0,
 ) -> ClusterView:
-    """Poll until the cluster is whole for `expected`, or raise naming what was seen."""
-    deadline = time.monotonic() + timeout_s
+    """Poll until the cluster is whole for `expected`, or raise naming what was seen.
+
+    `on_stall` is called once if, after `stall_after_s`, every expected node
+    sees all the others alive but none of them has a leader.
+    """
+    started = time.monotonic()
+    deadline = started + timeout_s
+    stalled = False
     while True:
         view = observe(api_urls, containers)
         problems = view.problems(expected)
         if not problems:
             return view
+        if (
+            on_stall is not None
+            and not stalled
+            and time.monotonic() - started > stall_after_s
+            and view.leaderless_but_connected(expected)
+        ):
+            stalled = True
+            on_stall(view)
         if time.monotonic() >= deadline:
             raise ClusterUnhealthy(
                 f"{what}: the cluster was not healthy within {timeout_s:.0f}s; last seen: "

@@ -49,6 +49,7 @@ __all__ = [
     "JobSpec",
     "check_schedule",
     "cluster_node_tags",
+    "go_duration_seconds",
     "job_payload",
     "load_jobs",
     "parse_rfc3339",
@@ -116,7 +117,6 @@ _ALLOWED_SCHEDULES = (
     "'@every <duration>' ('@every 1m30s'), '@at <RFC3339 time>', "
     "optionally prefixed by 'TZ=<zone> ' or 'CRON_TZ=<zone> '"
 )
-_CRON_FIELDS = ("seconds", "minutes", "hours", "day-of-month", "month", "day-of-week")
 _MONTHS = {
     m: i + 1
     for i, m in enumerate(
@@ -186,14 +186,22 @@ def check_schedule(schedule: str, job_name: str) -> None:
     if len(fields) == len(_FIELDS) - 1:
         cron_part = schedule[zone_prefix.end() :] if zone_prefix else schedule
         prefix = schedule[: zone_prefix.end()] if zone_prefix else ""
+        names = " ".join(field.name for field in _FIELDS)
         raise ValueError(
-            "is a 5-field cron expression, but Dkron expects 6 fields with seconds first"
-            f" ({' '.join(_CRON_FIELDS)}); the 6-field equivalent is {prefix + '0 ' + cron_part!r}"
+            f"is a 5-field cron expression, but Dkron expects 6 fields with seconds first ({names});"
+            f" the 6-field equivalent is {prefix + '0 ' + cron_part!r}"
         )
     if len(fields) != len(_FIELDS):
         raise ValueError(f"has {len(fields)} fields; allowed: {_ALLOWED_SCHEDULES}")
-    for field, text in zip(_FIELDS, fields, strict=True):
-        _check_cron_field(field, text)
+    try:
+        for field, text in zip(_FIELDS, fields, strict=True):
+            _check_cron_field(field, text)
+    except ValueError as err:
+        if spec != schedule:
+            raise ValueError(
+                f"{err} (after Dkron replaced '~' with values derived from the job name)"
+            ) from None
+        raise
 
 
 def _hashed(schedule: str, job_name: str) -> str:
@@ -512,7 +520,7 @@ class JobSpec(BaseModel):
         yield from self._config_problems()
         if self.secret_env and self.executor != "shell":
             yield "secret_env", self.secret_env, "only a shell job has an environment to put secrets in"
-        clashing = sorted(set(self.secret_env) & set(_env_pairs(self.executor_config.get("env", ""))))
+        clashing = sorted(set(self.secret_env) & _env_names(self.executor_config.get("env", "")))
         if clashing:
             yield (
                 f"secret_env.{clashing[0]}",
@@ -566,6 +574,11 @@ def _env_pairs(env: str) -> dict[str, str]:
             )
         pairs[name] = value
     return pairs
+
+
+def _env_names(env: str) -> set[str]:
+    """Variable names set in ``env``, skipping malformed entries (reported elsewhere)."""
+    return {entry.partition("=")[0] for entry in env.split(",") if "=" in entry}
 
 
 def _check_env(env: str) -> None:

@@ -17,7 +17,7 @@ from typing import Any
 import pulumi
 from pulumi.dynamic import CreateResult, DiffResult, ResourceProvider, UpdateResult
 
-from components.health import summary, wait_until_healthy
+from components.health import restart_container, summary, wait_until_healthy
 from components.spec import ClusterSpec
 
 # Dkron releases whose agents cannot run side by side with the previous ones
@@ -71,12 +71,19 @@ class NodeGateProvider(ResourceProvider):
     """Blocks until the cluster is whole after `node`'s container (re)started."""
 
     def _wait(self, props: dict[str, Any]) -> dict[str, Any]:
+        def nudge(_view: Any) -> None:
+            # Dkron only tries to bootstrap when a member-join event arrives;
+            # servers that all met before their event loops started wait
+            # forever. Restarting one makes the others see it join again.
+            restart_container(props["containers"][props["node"]])
+
         view = wait_until_healthy(
             api_urls=props["api_urls"],
             containers=props["containers"],
             expected=props["expected"],
             timeout_s=float(props["timeout_s"]),
             what=f"after starting node {props['node']!r}",
+            on_stall=nudge if props.get("nudge") else None,
         )
         return {**props, "observed": summary(view)}
 
@@ -111,6 +118,7 @@ class NodeGate(pulumi.dynamic.Resource):
         containers: dict[str, str],
         expected: list[str],
         timeout_s: int,
+        nudge: bool = False,
         opts: pulumi.ResourceOptions | None = None,
     ) -> None:
         super().__init__(
@@ -123,6 +131,7 @@ class NodeGate(pulumi.dynamic.Resource):
                 "containers": containers,
                 "expected": expected,
                 "timeout_s": timeout_s,
+                "nudge": nudge,
                 "observed": None,
             },
             opts,

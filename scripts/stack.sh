@@ -10,7 +10,7 @@ cd "$ROOT"
 pulumi stack select --create "$stack" --non-interactive >/dev/null
 case "$action" in
   up) exec pulumi up --yes --refresh --non-interactive --stack "$stack" ;;
-  preview) exec pulumi preview --diff --non-interactive --stack "$stack" ;;
+  preview) exec pulumi preview --diff --refresh --non-interactive --stack "$stack" ;;
   refresh) exec pulumi refresh --yes --non-interactive --stack "$stack" ;;
   destroy) exec pulumi destroy --yes --non-interactive --stack "$stack" ;;
   outputs) exec pulumi stack output --json --show-secrets=false --stack "$stack" ;;

@@ -105,8 +105,22 @@ class TestStack:
         sys.stdout.write(line if line.endswith("\n") else line + "\n")
 
     def up(self, refresh: bool = True) -> dict[str, Any]:
-        result = self.stack.up(on_output=self._echo, refresh=refresh, color="never")
+        try:
+            result = self.stack.up(on_output=self._echo, refresh=refresh, color="never")
+        except Exception:
+            self.print_container_logs()
+            raise
         return {k: v.value for k, v in result.outputs.items()}
+
+    def print_container_logs(self, lines: int = 25) -> None:
+        """The tail of every node's log, to explain a failed update."""
+        client = docker.from_env(version="auto")
+        try:
+            for container in client.containers.list(all=True, filters={"label": f"dkron-iac.stack={self.name}"}):
+                tail = container.logs(tail=lines).decode(errors="replace")
+                sys.stdout.write(f"--- {container.name} ({container.status}) ---\n{tail}\n")
+        finally:
+            client.close()
 
     def preview(self) -> auto.PreviewResult:
         return self.stack.preview(on_output=self._echo, diff=True, color="never")

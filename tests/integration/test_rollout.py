@@ -1,0 +1,268 @@
+"""Rolling replacement on a real three-node cluster.
+
+An image change replaces every node, one at a time, the leader last; a
+recorded timeline (Docker events plus a leader poller) shows it. A tag change
+replaces one node. A node that cannot start halts the rollout with quorum
+intact, and fixing the config finishes it.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import threading
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from typing import Any
+
+import docker
+import pytest
+
+from components.health import observe
+from tests.integration.harness import TestStack, eventually
+
+NODES = [
+    {"name": "n1", "tags": {"python": "daily"}},
+    {"name": "n2", "tags": {"python": "daily"}},
+    {"name": "n3"},
+]
+TICK = {
+    "name": "tick",
+    "schedule": "@every 2s",
+    "tags": {"server": "true:1"},
+    "executor": "shell",
+    "executor_config": {"command": "true"},
+}
+
+
+def derived_base_image(tag: str, extra: str) -> str:
+    """A base image that differs from the default one by one Dockerfile line."""
+    client = docker.from_env(version="auto")
+    try:
+        dockerfile = f"FROM dkron-iac/python-base:bookworm\n{extra}\n".encode()
+        import io
+
+        client.images.build(fileobj=io.BytesIO(dockerfile), tag=tag, pull=False, rm=True)
+    finally:
+        client.close()
+    return tag
+
+
+def remove_image(tag: str) -> None:
+    client = docker.from_env(version="auto")
+    try:
+        with contextlib.suppress(docker.errors.APIError):
+            client.images.remove(tag, force=True)
+    finally:
+        client.close()
+
+
+@pytest.fixture(scope="module")
+def cluster() -> Iterator[TestStack]:
+    stack = TestStack(NODES)
+    images: list[str] = []
+    stack.derived_images = images  # type: ignore[attr-defined]
+    try:
+        stack.up(refresh=False)
+        with stack.client("n1") as client:
+            client.upsert_job(TICK)
+        yield stack
+    finally:
+        stack.close()
+        for tag in images:
+            remove_image(tag)
+
+
+@dataclass
+class Timeline:
+    """Container lifecycle events and the leader over time, for one stack."""
+
+    stack: TestStack
+    events: list[dict[str, Any]] = field(default_factory=list)
+    leaders: list[tuple[float, str | None]] = field(default_factory=list)
+    _stop: threading.Event = field(default_factory=threading.Event)
+
+    def __enter__(self) -> Timeline:
+        self.started = time.time()
+        self._threads = [threading.Thread(target=self._poll_leader, daemon=True)]
+        for thread in self._threads:
+            thread.start()
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        self.finished = time.time()
+        self._stop.set()
+        for thread in self._threads:
+            thread.join()
+        client = docker.from_env(version="auto")
+        try:
+            raw = client.api.events(
+                since=int(self.started) - 1,
+                until=int(self.finished) + 1,
+                filters={"type": "container", "label": f"dkron-iac.stack={self.stack.name}"},
+                decode=True,
+            )
+            self.events = [
+                {"node": e["Actor"]["Attributes"].get("dkron-iac.node"), "action": e["Action"],
+                 "t": e["timeNano"] / 1e9}
+                for e in raw
+                if e["Action"] in ("create", "start", "kill", "die", "stop", "destroy")
+            ]
+        finally:
+            client.close()
+
+    def _poll_leader(self) -> None:
+        api = {n: self.stack.api_url(n) for n in self.stack.node_names()}
+        while not self._stop.is_set():
+            self.leaders.append((time.time(), observe(api).leader))
+            self._stop.wait(0.5)
+
+    def downtime(self) -> dict[str, list[tuple[float, float]]]:
+        """Per node, the windows from its container dying to the new one starting."""
+        windows: dict[str, list[tuple[float, float]]] = {}
+        down_since: dict[str, float] = {}
+        for event in sorted(self.events, key=lambda e: e["t"]):
+            node = event["node"]
+            if event["action"] in ("kill", "die", "stop") and node not in down_since:
+                down_since[node] = event["t"]
+            elif event["action"] == "start" and node in down_since:
+                windows.setdefault(node, []).append((down_since.pop(node), event["t"]))
+        for node, since in down_since.items():
+            windows.setdefault(node, []).append((since, self.finished))
+        return windows
+
+
+def container_ids(stack: TestStack) -> dict[str, str]:
+    client = docker.from_env(version="auto")
+    try:
+        return {n: client.containers.get(stack.container(n)).id for n in stack.node_names()}
+    finally:
+        client.close()
+
+
+def tick_runs(stack: TestStack, since: float, until: float) -> int:
+    from datetime import datetime
+
+    def started(e: dict[str, Any]) -> float:
+        return datetime.fromisoformat(e["started_at"].replace("Z", "+00:00")).timestamp()
+
+    def runs() -> list[dict[str, Any]]:
+        for node in stack.node_names():
+            with contextlib.suppress(Exception), stack.client(node) as client:
+                return client.executions("tick")
+        return []
+
+    groups = {e["group"] for e in runs() if since <= started(e) < until}
+    return len(groups)
+
+
+def test_preview_lists_replacements_followers_first_leader_last(cluster: TestStack) -> None:
+    leader = observe({n: cluster.api_url(n) for n in cluster.node_names()}).leader
+    tag = derived_base_image(f"dkron-iac/{cluster.cluster_name}-base:v2", "LABEL rev=2")
+    cluster.derived_images.append(tag)  # type: ignore[attr-defined]
+    cluster.configure(lambda c: c.setdefault("image", {}).update(base_image=tag))
+
+    cluster.log.clear()
+    cluster.preview()
+    text = "\n".join(cluster.log)
+    lines = text.splitlines()
+    replaced = [
+        lines[i + 2].strip().rstrip("]").rsplit("::dkron-", 1)[1]
+        for i, line in enumerate(lines)
+        if "DockerContainer: (replace)" in line
+    ]
+    assert sorted(replaced) == sorted(cluster.node_names()), text
+    assert replaced[-1] == leader, f"order {replaced}, leader {leader}"
+
+
+def test_image_change_rolls_one_node_at_a_time_leader_last(cluster: TestStack) -> None:
+    before_ids = container_ids(cluster)
+    leader_before = observe({n: cluster.api_url(n) for n in cluster.node_names()}).leader
+    with Timeline(cluster) as timeline:
+        cluster.up()
+    after_ids = container_ids(cluster)
+    assert all(before_ids[n] != after_ids[n] for n in cluster.node_names()), "every node replaced"
+
+    windows = timeline.downtime()
+    assert set(windows) == set(cluster.node_names()), windows
+    spans = sorted((start, end, node) for node, ws in windows.items() for start, end in ws)
+    for (_, end, node), (start, _, next_node) in zip(spans, spans[1:], strict=False):
+        assert end <= start, f"{node} was still down when {next_node} went down: {spans}"
+    assert spans[-1][2] == leader_before, f"leader {leader_before} not last: {spans}"
+
+    # Missed runs of the @every 2s job, per step: from the node going down to
+    # the next node going down (or the end). Dkron does not catch up.
+    report = {}
+    bounds = [start for start, _, _ in spans] + [timeline.finished]
+    for (start, end, node), step_end in zip(spans, bounds[1:], strict=True):
+        expected = int((step_end - start) // 2)
+        seen = tick_runs(cluster, start, step_end)
+        report[node] = {
+            "down_s": round(end - start, 2),
+            "step_s": round(step_end - start, 1),
+            "leader_step": node == leader_before,
+            "expected_runs": expected,
+            "runs": seen,
+            "missed": max(expected - seen, 0),
+        }
+    print("ROLLOUT", json.dumps({"total_s": round(timeline.finished - timeline.started, 1), "steps": report}))
+    assert cluster.outputs()["leader"] in cluster.node_names()
+    # The job ran again after the rollout.
+    finished = time.time()
+    eventually("tick runs after the rollout", lambda: tick_runs(cluster, finished, time.time() + 60) > 0, 30)
+
+
+def test_tag_change_on_one_node_replaces_only_that_node(cluster: TestStack) -> None:
+    before = container_ids(cluster)
+    cluster.configure(lambda c: c["nodes"][2].update(tags={"tier": "light"}))
+    cluster.up()
+    after = container_ids(cluster)
+    assert before["n3"] != after["n3"]
+    assert before["n1"] == after["n1"]
+    assert before["n2"] == after["n2"]
+    with cluster.client("n3") as client:
+        me = next(m for m in client.members() if m["Name"] == "n3")
+    assert me["Tags"]["tier"] == "light"
+
+
+def test_broken_node_halts_rollout_with_quorum_then_fix_completes(cluster: TestStack) -> None:
+    good_base = cluster.cluster["image"]["base_image"]
+    broken = derived_base_image(
+        f"dkron-iac/{cluster.cluster_name}-base:broken", "ENV DKRON_DATA_DIR=/dev/null/data"
+    )
+    cluster.derived_images.append(broken)  # type: ignore[attr-defined]
+    before = container_ids(cluster)
+    leader = observe({n: cluster.api_url(n) for n in cluster.node_names()}).leader
+    cluster.configure(lambda c: c["image"].update(base_image=broken))
+
+    with pytest.raises(Exception) as failure:
+        cluster.up()
+    message = str(failure.value)
+    first = [n for n in cluster.node_names() if n != leader][0]
+    assert cluster.container(first) in message, message
+
+    # Only the first node was touched; the other two keep quorum and a leader.
+    after = container_ids_present(cluster)
+    others = [n for n in cluster.node_names() if n != first]
+    assert all(after.get(n) == before[n] for n in others), (before, after)
+    view = observe({n: cluster.api_url(n) for n in others})
+    assert view.leader in others
+
+    cluster.configure(lambda c: c["image"].update(base_image=good_base))
+    cluster.up()
+    api = {n: cluster.api_url(n) for n in cluster.node_names()}
+    containers = {n: cluster.container(n) for n in cluster.node_names()}
+    assert observe(api, containers).problems(cluster.node_names()) == []
+
+
+def container_ids_present(stack: TestStack) -> dict[str, str]:
+    client = docker.from_env(version="auto")
+    try:
+        found = {}
+        for node in stack.node_names():
+            with contextlib.suppress(docker.errors.NotFound):
+                found[node] = client.containers.get(stack.container(node)).id
+        return found
+    finally:
+        client.close()
