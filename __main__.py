@@ -7,6 +7,8 @@ from typing import Any
 import pulumi
 
 from components.cluster import ClusterDataLost, DkronCluster, DkronClusterArgs, check_data_present
+from components.job_set import declare_jobs
+from components.jobs import JobConfigError, cluster_node_tags, load_jobs, validate_jobs
 from components.node_config import bootstrap_plan
 from components.rollout import IncompatibleVersionChange, check_version_change
 from components.spec import ClusterConfigError, load_cluster_spec
@@ -40,11 +42,13 @@ def main() -> None:
     stack, project = pulumi.get_stack(), pulumi.get_project()
     try:
         spec = load_cluster_spec(stack, pulumi.Config().get_object("cluster"))
+        jobs = load_jobs(stack, spec.jobs, spec.job_files, PROJECT_ROOT)
+        validate_jobs(stack, jobs, cluster_node_tags(spec), dkron_version=spec.image.dkron_version)
         previous = previous_outputs(project, stack)
         check_version_change(stack, spec, previous.get("dkron_version"))
         plan = bootstrap_plan(spec, previous.get("bootstrap"))
         check_data_present(stack, spec, plan)
-    except (ClusterConfigError, IncompatibleVersionChange, ClusterDataLost) as err:
+    except (ClusterConfigError, JobConfigError, IncompatibleVersionChange, ClusterDataLost) as err:
         # A RunError ends the program with the message alone, no traceback.
         raise pulumi.RunError(str(err)) from None
 
@@ -57,10 +61,13 @@ def main() -> None:
             labels={"dkron-iac.project": project, "dkron-iac.stack": stack},
         ),
     )
+    managed = declare_jobs(jobs, list(cluster.api_urls.values()), cluster.ready, parent=cluster)
+
     pulumi.export("leader", cluster.leader)
     pulumi.export("nodes", cluster.nodes)
     pulumi.export("bootstrap", cluster.bootstrap)
     pulumi.export("dkron_version", spec.image.dkron_version)
+    pulumi.export("jobs", sorted(managed))
 
 
 main()
