@@ -9,6 +9,7 @@ import pulumi
 from components.cluster import ClusterDataLost, DkronCluster, DkronClusterArgs, check_data_present
 from components.job_set import declare_jobs
 from components.jobs import JobConfigError, cluster_node_tags, load_jobs, validate_jobs
+from components.membership import UnsafeRemoval, check_removal_safe, removed_nodes
 from components.node_config import bootstrap_plan
 from components.rollout import IncompatibleVersionChange, check_version_change
 from components.spec import ClusterConfigError, load_cluster_spec
@@ -48,7 +49,17 @@ def main() -> None:
         check_version_change(stack, spec, previous.get("dkron_version"))
         plan = bootstrap_plan(spec, previous.get("bootstrap"))
         check_data_present(stack, spec, plan)
-    except (ClusterConfigError, JobConfigError, IncompatibleVersionChange, ClusterDataLost) as err:
+        previous_nodes = previous.get("nodes") or {}
+        check_removal_safe(
+            stack, list(previous_nodes), removed_nodes(previous_nodes, [n.name for n in spec.nodes])
+        )
+    except (
+        ClusterConfigError,
+        JobConfigError,
+        IncompatibleVersionChange,
+        ClusterDataLost,
+        UnsafeRemoval,
+    ) as err:
         # A RunError ends the program with the message alone, no traceback.
         raise pulumi.RunError(str(err)) from None
 
@@ -59,6 +70,7 @@ def main() -> None:
             plan=plan,
             project_root=PROJECT_ROOT,
             labels={"dkron-iac.project": project, "dkron-iac.stack": stack},
+            previous_nodes=previous_nodes,
         ),
     )
     managed = declare_jobs(jobs, list(cluster.api_urls.values()), cluster.ready, parent=cluster)
@@ -67,6 +79,7 @@ def main() -> None:
     pulumi.export("nodes", cluster.nodes)
     pulumi.export("bootstrap", cluster.bootstrap)
     pulumi.export("dkron_version", spec.image.dkron_version)
+    pulumi.export("voters", cluster.voters)
     pulumi.export("jobs", sorted(managed))
 
 

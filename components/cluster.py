@@ -23,7 +23,8 @@ from components.docker_resources import (
     docker_client,
 )
 from components.gossip_key import GossipKey
-from components.health import leader_of, observe
+from components.health import leader_of, live_voters, observe, observe_node
+from components.membership import NodeRemoval, removal_order, removed_nodes
 from components.node_config import (
     CONFIG_PATH,
     DATA_DIR,
@@ -31,6 +32,7 @@ from components.node_config import (
     BootstrapPlan,
     render_node_config,
 )
+from components.ports import assign_api_ports
 from components.rollout import NodeGate, rollout_order
 from components.spec import ClusterSpec, NodeSpec
 
@@ -81,13 +83,15 @@ class DkronClusterArgs:
     """The project directory; the image's build context is taken from it."""
     labels: Mapping[str, str]
     """Labels put on every Docker object (they identify the stack)."""
+    previous_nodes: Mapping[str, Any]
+    """The stack's `nodes` output from its last update: who may need removing."""
 
 
-def api_url(spec: ClusterSpec, node: NodeSpec) -> str:
+def api_url(spec: ClusterSpec, port: int) -> str:
     host = spec.ports.bind_address
     if host == "0.0.0.0":  # noqa: S104 - published on every interface; reach it via loopback
         host = "127.0.0.1"
-    return f"http://{host}:{spec.api_port(node)}"
+    return f"http://{host}:{port}"
 
 
 def existing_volumes(names: Sequence[str]) -> list[str]:
@@ -123,6 +127,7 @@ class DkronCluster(pulumi.ComponentResource):
     """A Dkron cluster: image, network, and one volume and container per node."""
 
     leader: pulumi.Output[str | None]
+    voters: pulumi.Output[list[str]]
     nodes: pulumi.Output[dict[str, Any]]
     bootstrap: pulumi.Output[dict[str, Any]]
     rollout_order: list[str]
@@ -135,7 +140,8 @@ class DkronCluster(pulumi.ComponentResource):
         child = pulumi.ResourceOptions(parent=self)
         labels = {**args.labels, "dkron-iac.cluster": spec.name}
 
-        self.api_urls = {n.name: api_url(spec, n) for n in spec.nodes}
+        ports = assign_api_ports(spec, args.previous_nodes)
+        self.api_urls = {n.name: api_url(spec, ports[n.name]) for n in spec.nodes}
         containers = {n.name: spec.container_name(n) for n in spec.nodes}
 
         network = DockerNetwork(f"{name}-network", name=spec.network_name, labels=labels, opts=child)
@@ -170,10 +176,39 @@ class DkronCluster(pulumi.ComponentResource):
         else:
             pulumi.log.info("no leader answers: every node starts at once", resource=self)
 
+        # Nodes gone from the config. Dead ones lose their Raft peer before
+        # anything else changes: their addresses may be handed to new
+        # containers, where Raft would keep calling them. Live ones leave
+        # gracefully once the new config is whole, the leader last.
+        removed = removal_order(removed_nodes(args.previous_nodes, list(self.api_urls)), leader_now)
+        dead = [n for n in removed if rolling and observe_node(n, args.previous_nodes[n]["api_url"]).error]
+        if removed:
+            pulumi.log.info(
+                "removing nodes: "
+                + ", ".join(f"{n} (dead, first)" if n in dead else n for n in removed),
+                resource=self,
+            )
+
+        def remove(node_name: str, expected: list[str], after: list[pulumi.Resource]) -> pulumi.Resource:
+            return NodeRemoval(
+                f"{name}-{node_name}-removal",
+                node=node_name,
+                container=args.previous_nodes[node_name]["container"],
+                api_urls=self.api_urls,
+                containers=containers,
+                expected=expected,
+                stop_timeout_s=STOP_TIMEOUT_S,
+                timeout_s=spec.rollout.node_timeout_seconds,
+                opts=pulumi.ResourceOptions(parent=self, depends_on=after),
+            )
+
         gates: list[pulumi.Resource] = []
         node_outputs: dict[str, Any] = {}
         previous_gate: pulumi.Resource | None = None
         previous_container: pulumi.Resource | None = None
+        for node_name in dead:
+            previous_gate = remove(node_name, sorted(alive_now), [previous_gate] if previous_gate else [])
+            gates.append(previous_gate)
         for position, node_name in enumerate(self.rollout_order):
             node = spec.node(node_name)
             node_labels = {**labels, "dkron-iac.node": node.name}
@@ -201,7 +236,7 @@ class DkronCluster(pulumi.ComponentResource):
                 hostname=node.name,
                 aliases=[node.name],
                 command=["agent", "--config", CONFIG_PATH],
-                ports=[{"internal": HTTP_PORT, "external": spec.api_port(node), "ip": spec.ports.bind_address}],
+                ports=[{"internal": HTTP_PORT, "external": ports[node.name], "ip": spec.ports.bind_address}],
                 mounts=[{"volume": volume.name, "target": DATA_DIR}],
                 files={CONFIG_PATH: config},
                 labels=node_labels,
@@ -230,15 +265,20 @@ class DkronCluster(pulumi.ComponentResource):
                 "tags": dict(node.tags),
             }
 
-        self.ready = gates
+        steps: list[pulumi.Resource] = list(gates)
+        for node_name in removed:
+            if node_name not in dead:
+                steps.append(remove(node_name, sorted(self.api_urls), list(steps)))
+
+        self.ready = steps
         self.nodes = pulumi.Output.from_input(node_outputs)
-        # Read live once every gate has passed: who leads after this update.
-        self.leader = pulumi.Output.all(*[g.id for g in gates]).apply(
-            lambda _: leader_of(self.api_urls)
-        )
-        self.bootstrap = pulumi.Output.all(*[g.id for g in gates]).apply(lambda _: plan.record())
+        # Read live once every step has passed: who leads, who votes.
+        done = pulumi.Output.all(*[step.id for step in steps])
+        self.leader = done.apply(lambda _: leader_of(self.api_urls))
+        self.voters = done.apply(lambda _: live_voters(self.api_urls, containers))
+        self.bootstrap = done.apply(lambda _: plan.record())
         self.register_outputs(
-            {"leader": self.leader, "nodes": self.nodes, "bootstrap": self.bootstrap}
+            {"leader": self.leader, "nodes": self.nodes, "bootstrap": self.bootstrap, "voters": self.voters}
         )
 
     @staticmethod

@@ -27,7 +27,7 @@ class GossipKeyProvider(ResourceProvider):
         return DiffResult(changes=False, replaces=[], stables=["key"], delete_before_replace=False)
 
 
-class GossipKey(pulumi.dynamic.Resource):
+class GossipKey(pulumi.dynamic.Resource, module="secrets", name="GossipKey"):
     key: pulumi.Output[str]
 
     def __init__(self, resource_name: str, opts: pulumi.ResourceOptions | None = None) -> None:

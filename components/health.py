@@ -51,7 +51,7 @@ class ClusterView:
     @property
     def leader(self) -> str | None:
         """The leader every answering node agrees on, else None."""
-        leaders = {view.leader for view in self.nodes.values() if view.error is None}
+        leaders = {view.leader for view in self.nodes.values() if view.error is None and view.leader}
         if len(leaders) == 1:
             return next(iter(leaders))
         return None
@@ -210,6 +210,25 @@ def leader_of(api_urls: Mapping[str, str]) -> str | None:
         if view.error is None and view.leader:
             return view.leader
     return None
+
+
+def live_voters(
+    api_urls: Mapping[str, str], containers: Mapping[str, str], settle_s: float = 30.0
+) -> list[str]:
+    """The Raft voters as the leader knows them, once the cluster has settled.
+
+    Right after a node rejoins, one read can catch a configuration that is
+    still changing; take the first answer that two reads in a row agree on.
+    """
+    deadline = time.monotonic() + settle_s
+    last: list[str] | None = None
+    while True:
+        view = observe(api_urls, containers)
+        voters = sorted(p.node for p in (view.raft_peers or {}).values() if p.voter)
+        if (voters == last and not view.problems(sorted(api_urls))) or time.monotonic() > deadline:
+            return voters
+        last = voters
+        time.sleep(1)
 
 
 def summary(view: ClusterView) -> dict[str, Any]:

@@ -339,10 +339,22 @@ def _delete(urls: Sequence[str], name: str, timeout_s: float) -> None:
 # --- the provider ---------------------------------------------------------------------
 
 
+def _wire_job(job: Mapping[str, Any]) -> dict[str, Any]:
+    """The job body as Dkron's JSON decoder takes it.
+
+    Numbers reach the provider process as floats (the engine's wire format has
+    no ints), and Dkron refuses ``"retries": 2.0`` for its uint field.
+    """
+    return {
+        field: int(value) if isinstance(value, float) and value.is_integer() else value
+        for field, value in job.items()
+    }
+
+
 def _inputs(props: Mapping[str, Any]) -> dict[str, Any]:
     return {
         "api_urls": _api_urls(props),
-        "job": dict(props["job"]),
+        "job": _wire_job(props["job"]),
         "timeout_s": int(_timeout_s(props)),
     }
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 import pulumi
+from pulumi.runtime.config import get_config, is_config_secret
 
 from components.job_provider import DkronJob
 from components.jobs import JobSpec
@@ -29,6 +30,41 @@ def parents_first(jobs: Sequence[JobSpec]) -> list[JobSpec]:
     return ordered
 
 
+def _full_key(key: str) -> str:
+    """``key`` as Pulumi stores it: ``<project>:<key>`` unless it names its namespace."""
+    return key if ":" in key else f"{pulumi.get_project()}:{key}"
+
+
+def secret_env_problems(stack: str, jobs: Sequence[JobSpec]) -> list[str]:
+    """One line per ``secret_env`` entry whose config key is missing or holds plain text.
+
+    Run it before anything is declared: a failing program still lets steps
+    already under way finish.
+    """
+    problems = []
+    for job in jobs:
+        where = job._source or f"job {job.name!r}"
+        for var, key in job.secret_env.items():
+            full = _full_key(key)
+            command = f"`pulumi config set --secret {full} <value>`"
+            if get_config(full) is None:
+                problems.append(
+                    f"stack {stack!r}: {where}.secret_env.{var} = {key!r}: the stack has no config key"
+                    f" {full}; set it with {command}"
+                )
+            elif not is_config_secret(full):
+                problems.append(
+                    f"stack {stack!r}: {where}.secret_env.{var} = {key!r}: config key {full} is in plain"
+                    f" text in the stack config; make it a secret with {command}"
+                )
+    return problems
+
+
+def _secret(key: str) -> pulumi.Output[str]:
+    namespace, _, name = _full_key(key).rpartition(":")
+    return pulumi.Config(namespace).require_secret(name)
+
+
 def declare_jobs(
     jobs: Sequence[JobSpec],
     api_urls: Sequence[str],
@@ -38,9 +74,13 @@ def declare_jobs(
     """One `DkronJob` per job, after every node gate and after its parent job.
 
     `secret_env` values come from the stack's secret config keys the job names
-    (`pulumi config set --secret <key> <value>`), so they stay secrets.
+    (`pulumi config set --secret <key> <value>`; a key without a namespace is
+    the project's), so they stay secrets. A key that is missing, or that holds
+    a plain-text value, fails the program with one line per problem.
     """
-    config = pulumi.Config()
+    problems = secret_env_problems(pulumi.get_stack(), jobs)
+    if problems:
+        raise pulumi.RunError("\n".join(problems))
     resources: dict[str, DkronJob] = {}
     for job in parents_first(jobs):
         after = list(ready)
@@ -50,7 +90,7 @@ def declare_jobs(
             f"job-{job.name}",
             job,
             api_urls=list(api_urls),
-            secret_env={var: config.require_secret(key) for var, key in job.secret_env.items()},
+            secret_env={var: _secret(key) for var, key in job.secret_env.items()},
             opts=pulumi.ResourceOptions(parent=parent, depends_on=after),
         )
     return resources

@@ -67,11 +67,12 @@ def bootstrap_plan(
             f"unexpected bootstrap record {dict(previous)!r}; expected {{'state': 'formed', 'members': [...]}}"
         )
     members = tuple(str(member) for member in previous["members"])
-    remaining = tuple(name for name in names if name in members)
-    # With every original member gone, the current nodes are all there is to join.
-    return BootstrapPlan(
-        state="formed", members=members, expect=len(members), join=remaining or names
-    )
+    # Every node joins through the recorded members, even those removed since:
+    # retry-join needs one answer, and a join list that followed membership
+    # changes would change, and so restart, every node. Only once no recorded
+    # member is left do the current nodes become the list.
+    join = members if any(name in members for name in names) else names
+    return BootstrapPlan(state="formed", members=members, expect=len(members), join=join)
 
 
 def render_node_config(

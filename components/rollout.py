@@ -104,7 +104,7 @@ class NodeGateProvider(ResourceProvider):
         return None
 
 
-class NodeGate(pulumi.dynamic.Resource):
+class NodeGate(pulumi.dynamic.Resource, module="rollout", name="NodeGate"):
     """Waits, after its node's container starts, until the cluster is whole."""
 
     observed: pulumi.Output[dict[str, Any]]

@@ -329,39 +329,31 @@ class ClusterSpec(_Settings):
         return found
 
     def _port_violations(self) -> list[RuleViolation]:
+        """Explicit ports must differ; the rest are handed out from the base."""
         found: list[RuleViolation] = []
-        first_with_port: dict[int, int] = {}
+        owner: dict[int, int] = {}
         for index, node in enumerate(self.nodes):
-            port = self._port_at(index)
-            if node.api_port is None and port > MAX_PORT:
+            if node.api_port is None:
+                continue
+            first = owner.setdefault(node.api_port, index)
+            if first != index:
                 found.append(
                     RuleViolation(
-                        ("ports", "api_port_base"),
-                        self.ports.api_port_base,
-                        f"node {node.name!r} (index {index}) would get port {port}; ports must be at most {MAX_PORT}",
+                        ("nodes", index, "api_port"),
+                        node.api_port,
+                        f"clashes with the API port of node {self.nodes[first].name!r}; every node needs its own port",
                     )
                 )
-                continue
-            first = first_with_port.setdefault(port, index)
-            if first == index:
-                continue
-            # Derived ports never clash with each other, so one side set api_port: point at it.
-            culprit, other = (
-                (index, first) if node.api_port is not None else (first, index)
-            )
+        highest = self.ports.api_port_base + len(self.nodes) - 1
+        if highest > MAX_PORT:
             found.append(
                 RuleViolation(
-                    ("nodes", culprit, "api_port"),
-                    port,
-                    f"clashes with the API port of node {self.nodes[other].name!r}; every node needs its own port"
-                    " (a node without api_port gets ports.api_port_base + its index)",
+                    ("ports", "api_port_base"),
+                    self.ports.api_port_base,
+                    f"{len(self.nodes)} nodes need ports up to {highest}; ports must be at most {MAX_PORT}",
                 )
             )
         return found
-
-    def _port_at(self, index: int) -> int:
-        own = self.nodes[index].api_port
-        return own if own is not None else self.ports.api_port_base + index
 
     def node(self, name: str) -> NodeSpec:
         """The node called ``name``."""
@@ -369,10 +361,6 @@ class ClusterSpec(_Settings):
             if node.name == name:
                 return node
         raise KeyError(f"cluster {self.name!r} has no node {name!r}")
-
-    def api_port(self, node: NodeSpec) -> int:
-        """Host port the node's API is published on."""
-        return self._port_at(self.nodes.index(self.node(node.name)))
 
     def container_name(self, node: NodeSpec) -> str:
         return f"{self.name}-{node.name}"

@@ -85,6 +85,7 @@ class TestStack:
         self._write_config()
         self.stack = auto.create_or_select_stack(stack_name=self.name, work_dir=str(ROOT))
         self.log: list[str] = []
+        self.last_outputs: dict[str, Any] = {}
 
     # --- config ------------------------------------------------------------
     def _write_config(self) -> None:
@@ -110,7 +111,8 @@ class TestStack:
         except Exception:
             self.print_container_logs()
             raise
-        return {k: v.value for k, v in result.outputs.items()}
+        self.last_outputs = {k: v.value for k, v in result.outputs.items()}
+        return self.last_outputs
 
     def print_container_logs(self, lines: int = 25) -> None:
         """The tail of every node's log, to explain a failed update."""
@@ -133,6 +135,10 @@ class TestStack:
         return [n["name"] for n in self.cluster["nodes"]]
 
     def api_url(self, node: str) -> str:
+        """The node's API as the last update published it (ports stay with nodes)."""
+        known = (self.last_outputs.get("nodes") or {}).get(node)
+        if known:
+            return str(known["api_url"])
         index = self.node_names().index(node)
         return f"http://127.0.0.1:{self.port_base + index}"
 

@@ -195,12 +195,13 @@ def test_removing_a_later_node_leaves_the_others_unchanged() -> None:
     assert after_removal == {name: with_all[name] for name in ("a", "b", "c")}
 
 
-def test_join_keeps_remaining_members_in_config_order() -> None:
+def test_join_list_stays_the_recorded_members_while_any_is_left() -> None:
+    # A removed member stays in the list: changing it would restart every node.
     spec = cluster("z", "c", "a")
     plan = bootstrap_plan(spec, {"state": "formed", "members": ["a", "b", "c"]})
     assert plan.members == ("a", "b", "c")
     assert plan.expect == 3
-    assert plan.join == ("c", "a")
+    assert plan.join == ("a", "b", "c")
 
 
 def test_join_falls_back_to_current_nodes_when_no_member_is_left() -> None:

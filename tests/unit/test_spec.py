@@ -56,13 +56,12 @@ def test_valid_config_loads_with_defaults() -> None:
     assert spec.job_files == []
 
 
-def test_helpers_name_docker_objects_and_ports() -> None:
+def test_helpers_name_docker_objects() -> None:
     raw = three_nodes()
     raw["nodes"][2]["api_port"] = 9000
     spec = load_cluster_spec("dev", raw)
     first, _, third = spec.nodes
 
-    assert [spec.api_port(node) for node in spec.nodes] == [8081, 8082, 9000]
     assert spec.container_name(first) == "dev-dkron1"
     assert spec.volume_name(third) == "dev-dkron3-data"
     assert spec.network_name == "dev-net"
@@ -127,16 +126,22 @@ BAD_CONFIGS = {
     ),
     "zero nodes": (with_changes(nodes=[]), "cluster.nodes", "[]", "at least one node"),
     "port clash": (
-        with_node(2, api_port=8082),
-        "cluster.nodes[2].api_port",
-        "8082",
-        "'dkron2'",
+        with_changes(
+            nodes=[
+                {"name": "dkron1", "api_port": 9000},
+                {"name": "dkron2", "api_port": 9000},
+                {"name": "dkron3"},
+            ]
+        ),
+        "cluster.nodes[1].api_port",
+        "9000",
+        "'dkron1'",
     ),
-    "port clash on an earlier node": (
-        with_node(0, api_port=8083),
-        "cluster.nodes[0].api_port",
-        "8083",
-        "'dkron3'",
+    "base leaves no room": (
+        with_changes(ports={"api_port_base": 65534}),
+        "cluster.ports.api_port_base",
+        "65534",
+        "65536",
     ),
     "port too low": (
         with_node(0, api_port=80),

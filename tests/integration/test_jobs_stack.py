@@ -1,0 +1,497 @@
+"""Jobs declared in the stack config, deployed by a real `pulumi up` on a real three-node cluster.
+
+The tests share one stack and run in file order; each sets the stack's `jobs:`
+to what it needs (so the previous test's jobs are deleted by its `up`):
+create/update/delete, drift fixed by `up` after an edit or a delete made
+through the API, adopting a job made by hand, parent and child jobs, an update
+that rides out the leader being killed, 100 jobs in one update, and a secret
+env value that reaches the job but never the state.
+"""
+
+from __future__ import annotations
+
+import copy
+import hashlib
+import json
+import subprocess
+import threading
+import time
+import uuid
+from collections.abc import Iterator
+from datetime import datetime
+from typing import Any
+
+import docker
+import pytest
+from pulumi import automation as auto
+
+from components.health import observe
+from tests.integration.harness import ROOT, TestStack, eventually
+
+NODES = [{"name": "n1"}, {"name": "n2"}, {"name": "n3"}]
+ONE_SERVER = {"server": "true:1"}
+# How Pulumi marks a secret value in an exported state.
+SECRET_SIG = "4dabf18193072939515e22adb298388d"  # noqa: S105 - a marker, not a password
+
+BACKUP = {
+    "name": "backup",
+    "displayname": "Nightly backup",
+    "schedule": "@every 1h",
+    "owner": "ops",
+    "owner_email": "ops@example.com",
+    "tags": ONE_SERVER,
+    "metadata": {"team": "ops"},
+    "retries": 2,
+    "concurrency": "forbid",
+    "executor": "shell",
+    "executor_config": {"command": "echo backup", "timeout": "30s"},
+}
+REPORT = {
+    "name": "report",
+    "schedule": "0 30 2 * * *",
+    "timezone": "Europe/Paris",
+    "executor": "shell",
+    "executor_config": {"command": "echo report", "shell": "true"},
+}
+PARENT = {
+    "name": "parent-job",
+    "schedule": "@manually",
+    "tags": ONE_SERVER,
+    "executor": "shell",
+    "executor_config": {"command": "echo parent; sleep 1", "shell": "true"},
+}
+CHILD = {
+    "name": "child-job",
+    "parent_job": "parent-job",
+    "tags": ONE_SERVER,
+    "executor": "shell",
+    "executor_config": {"command": "echo child"},
+}
+
+
+@pytest.fixture(scope="module")
+def stack() -> Iterator[TestStack]:
+    test_stack = TestStack(NODES)
+    try:
+        test_stack.up(refresh=False)
+        yield test_stack
+    finally:
+        test_stack.close()
+
+
+# --- helpers --------------------------------------------------------------------------
+
+
+def _set_jobs(stack: TestStack, jobs: list[dict[str, Any]]) -> None:
+    stack.configure(lambda cluster: cluster.__setitem__("jobs", copy.deepcopy(jobs)))
+
+
+def _api(stack: TestStack, nodes: list[str] | None = None) -> dict[str, str]:
+    return {n: stack.api_url(n) for n in nodes or stack.node_names()}
+
+
+def _live(stack: TestStack, node: str, name: str) -> dict[str, Any] | None:
+    with stack.client(node) as client:
+        return client.get_job(name)
+
+
+def _mismatches(declared: dict[str, Any], live: dict[str, Any] | None) -> list[str]:
+    """Declared fields (secret_env aside) that Dkron does not hold as declared."""
+    if live is None:
+        return ["job is missing"]
+    return [
+        f"{key}: declared {value!r}, Dkron has {live.get(key)!r}"
+        for key, value in declared.items()
+        if key != "secret_env" and _comparable(key, live.get(key)) != _comparable(key, value)
+    ]
+
+
+def _comparable(key: str, value: Any) -> Any:
+    """The shell env as a set of entries: their order does not matter."""
+    if key == "executor_config" and isinstance(value, dict) and "env" in value:
+        return {**value, "env": set(value["env"].split(","))}
+    return value
+
+
+def _wait_declared(
+    stack: TestStack, job: dict[str, Any], nodes: list[str] | None = None, timeout_s: float = 30
+) -> dict[str, dict[str, Any]]:
+    """Wait until every node (of `nodes`) returns `job` as declared; their answers."""
+
+    def check() -> dict[str, dict[str, Any]]:
+        found = {}
+        for node in nodes or stack.node_names():
+            live = _live(stack, node, job["name"])
+            problems = _mismatches(job, live)
+            if problems:
+                raise AssertionError(f"{node}: job {job['name']!r}: {'; '.join(problems)}")
+            assert live is not None
+            found[node] = live
+        return found
+
+    return eventually(f"job {job['name']!r} as declared on every node", check, timeout_s, poll_s=0.5)
+
+
+def _wait_gone(stack: TestStack, name: str, timeout_s: float = 30) -> None:
+    def check() -> bool:
+        present = [n for n in stack.node_names() if _live(stack, n, name) is not None]
+        if present:
+            raise AssertionError(f"job {name!r} still on {present}")
+        return True
+
+    eventually(f"job {name!r} gone from every node", check, timeout_s, poll_s=0.5)
+
+
+def _changes(preview: auto.PreviewResult) -> dict[str, int]:
+    return {str(getattr(op, "value", op)): count for op, count in preview.change_summary.items() if count}
+
+
+def _last_update_changes(stack: TestStack) -> dict[str, int]:
+    history = stack.stack.history(page_size=1)
+    assert history, "the stack has no update history"
+    return dict(history[0].resource_changes or {})
+
+
+def _instant(text: str) -> float:
+    return datetime.fromisoformat(text.replace("Z", "+00:00")).timestamp()
+
+
+def _finished(execution: dict[str, Any]) -> bool:
+    finished = execution.get("finished_at") or ""
+    return bool(finished) and not finished.startswith("0001-")
+
+
+def _finished_runs(stack: TestStack, name: str) -> list[dict[str, Any]]:
+    with stack.client(stack.node_names()[0]) as client:
+        return [e for e in client.executions(name) if _finished(e)]
+
+
+def _whole(stack: TestStack) -> bool:
+    view = observe(_api(stack), {n: stack.container(n) for n in stack.node_names()})
+    problems = view.problems(stack.node_names())
+    if problems:
+        raise AssertionError("; ".join(problems))
+    return True
+
+
+# --- tests -----------------------------------------------------------------------------
+
+
+def test_declared_jobs_are_created_updated_and_deleted(stack: TestStack) -> None:
+    _set_jobs(stack, [BACKUP, REPORT])
+    outputs = stack.up()
+    assert outputs["jobs"] == ["backup", "report"]
+    _wait_declared(stack, BACKUP)
+    _wait_declared(stack, REPORT)
+
+    # Change one job's schedule and command: the preview names one update, the up makes it.
+    changed = {**BACKUP, "schedule": "@every 2h", "executor_config": {"command": "echo backup v2"}}
+    _set_jobs(stack, [changed, REPORT])
+    assert _changes(stack.preview()).get("update") == 1
+    stack.up()
+    assert _last_update_changes(stack).get("update") == 1, _last_update_changes(stack)
+    backup = _wait_declared(stack, changed)["n1"]
+    assert backup["executor_config"] == {"command": "echo backup v2"}  # the old timeout is gone too
+    _wait_declared(stack, REPORT)
+
+    # Remove one from the config: it is deleted from Dkron, the other stays.
+    _set_jobs(stack, [changed])
+    outputs = stack.up()
+    assert outputs["jobs"] == ["backup"]
+    _wait_gone(stack, "report")
+    _wait_declared(stack, changed)
+
+
+def test_an_edit_made_through_the_api_shows_in_preview_and_up_reverts_it(stack: TestStack) -> None:
+    _set_jobs(stack, [BACKUP])
+    stack.up()
+    _wait_declared(stack, BACKUP)
+
+    edited = {**BACKUP, "schedule": "@every 5m", "executor_config": {"command": "echo edited by hand"}}
+    with stack.client("n2") as client:
+        client.upsert_job(edited)
+    _wait_declared(stack, edited)
+
+    stack.stack.refresh(on_output=stack._echo, color="never")
+    changes = _changes(stack.preview())
+    assert changes.get("update") == 1, changes
+    assert set(changes) <= {"update", "same"}, changes
+
+    stack.up()
+    _wait_declared(stack, BACKUP)
+    assert set(_changes(stack.preview())) == {"same"}
+
+
+def test_a_job_deleted_through_the_api_is_recreated_by_up(stack: TestStack) -> None:
+    _set_jobs(stack, [BACKUP])
+    with stack.client("n3") as client:
+        assert client.delete_job("backup")
+    _wait_gone(stack, "backup")
+
+    stack.up(refresh=True)
+    _wait_declared(stack, BACKUP)
+    assert _last_update_changes(stack).get("create") == 1, _last_update_changes(stack)
+
+
+def test_a_job_made_by_hand_is_adopted_when_declared(stack: TestStack) -> None:
+    by_hand = {
+        "name": "adopted",
+        "schedule": "@every 10m",
+        "metadata": {"made": "by-hand"},
+        "retries": 5,
+        "executor": "shell",
+        "executor_config": {"command": "echo by hand", "env": "A=1"},
+    }
+    with stack.client("n1") as client:
+        client.upsert_job(by_hand)
+    _wait_declared(stack, by_hand)
+
+    declared = {
+        "name": "adopted",
+        "schedule": "@every 1h",
+        "owner": "platform",
+        "tags": ONE_SERVER,
+        "executor": "shell",
+        "executor_config": {"command": "echo declared"},
+    }
+    _set_jobs(stack, [BACKUP, declared])
+    outputs = stack.up()
+    assert outputs["jobs"] == ["adopted", "backup"]
+    live = _wait_declared(stack, declared)
+    # The declared definition replaced the hand-made one as a whole.
+    for node, job in live.items():
+        assert not job.get("metadata"), (node, job.get("metadata"))
+        assert not job.get("retries"), (node, job.get("retries"))
+        assert job["executor_config"] == {"command": "echo declared"}, node
+    assert set(_changes(stack.preview())) == {"same"}
+
+
+def test_a_child_job_runs_after_its_parent_succeeds(stack: TestStack) -> None:
+    _set_jobs(stack, [BACKUP, PARENT, CHILD])
+    stack.up()
+    parent = _wait_declared(stack, PARENT)
+    _wait_declared(stack, CHILD)
+    assert all(job["dependent_jobs"] == ["child-job"] for job in parent.values()), parent
+    assert not _finished_runs(stack, "child-job")
+
+    with stack.client("n2") as client:
+        client.run_job("parent-job")
+    parent_runs = eventually("a finished run of parent-job", lambda: _finished_runs(stack, "parent-job"), 60)
+    child_runs = eventually("a finished run of child-job", lambda: _finished_runs(stack, "child-job"), 60)
+
+    assert len(parent_runs) == 1, parent_runs
+    assert len(child_runs) == 1, child_runs
+    parent_run, child_run = parent_runs[0], child_runs[0]
+    assert parent_run["success"], parent_run
+    assert child_run["success"], child_run
+    assert "parent" in parent_run["output"]
+    assert "child" in child_run["output"]
+    assert _instant(child_run["started_at"]) >= _instant(parent_run["finished_at"]), (parent_run, child_run)
+
+    # Removing both: the child goes first (Dkron refuses to delete a parent with children).
+    _set_jobs(stack, [BACKUP])
+    outputs = stack.up()
+    assert outputs["jobs"] == ["backup"]
+    _wait_gone(stack, "child-job")
+    _wait_gone(stack, "parent-job")
+
+
+def test_a_job_update_rides_out_the_leader_being_killed(stack: TestStack) -> None:
+    _set_jobs(stack, [BACKUP])
+    stack.up(refresh=False)
+    old_leader = observe(_api(stack)).leader
+    assert old_leader in stack.node_names()
+    survivors = [n for n in stack.node_names() if n != old_leader]
+
+    changed = {**BACKUP, "schedule": "@every 3h", "executor_config": {"command": "echo backup v3"}}
+    _set_jobs(stack, [changed])
+
+    started = time.monotonic()
+    marks: dict[str, float] = {}
+    errors: list[BaseException] = []
+    killed = threading.Event()
+    leaders: list[tuple[float, str | None]] = []
+    stop = threading.Event()
+
+    def kill_leader() -> None:
+        client = docker.from_env(version="auto")
+        try:
+            client.containers.get(stack.container(old_leader)).kill()
+        finally:
+            client.close()
+
+    def on_event(event: auto.EngineEvent) -> None:
+        now = time.monotonic() - started
+        pre, outs = event.resource_pre_event, event.res_outputs_event
+        meta = (pre or outs).metadata if (pre or outs) else None
+        if meta is None:
+            return
+        # The cluster's resources are done (nothing to change there): kill the
+        # leader now, just before the engine gets to the job.
+        if pre and meta.op == "same" and meta.type.endswith(":DockerContainer") and not killed.is_set():
+            try:
+                kill_leader()
+                marks["killed"] = time.monotonic() - started
+            except Exception as err:  # noqa: BLE001 - reported by the assertions below
+                errors.append(err)
+            killed.set()
+        if meta.urn.endswith("::job-backup") and meta.op == "update":
+            marks["job update started" if pre else "job update done"] = now
+
+    def poll_leader() -> None:
+        while not stop.is_set():
+            leaders.append((time.monotonic() - started, observe(_api(stack, survivors)).leader))
+            stop.wait(0.2)
+
+    poller = threading.Thread(target=poll_leader, daemon=True)
+    poller.start()
+    try:
+        result = stack.stack.up(on_output=stack._echo, on_event=on_event, refresh=True, color="never")
+    finally:
+        stop.set()
+        poller.join()
+    took = time.monotonic() - started
+
+    assert not errors, errors
+    assert killed.is_set(), "the up finished without ever reaching the cluster's containers"
+    assert result.summary.result == "succeeded"
+    assert (result.summary.resource_changes or {}).get("update") == 1, result.summary.resource_changes
+    elected = next((t for t, leader in leaders if t > marks["killed"] and leader in survivors), None)
+    print(
+        f"FAILOVER up took {took:.1f}s; leader {old_leader} killed at +{marks['killed']:.2f}s; "
+        f"job update step +{marks.get('job update started', -1):.2f}s"
+        f" .. +{marks.get('job update done', -1):.2f}s; "
+        f"new leader among {survivors} seen at +{elected if elected is not None else -1:.2f}s"
+    )
+    assert marks["job update done"] > marks["killed"]
+    _wait_declared(stack, changed, nodes=survivors)
+
+    # The next up brings the killed node back; the cluster is whole and every node has the job.
+    stack.up()
+    eventually("the cluster whole again", lambda: _whole(stack), 120)
+    _wait_declared(stack, changed)
+
+
+def test_a_hundred_jobs_in_one_up(stack: TestStack) -> None:
+    jobs = [
+        {
+            "name": f"job-{i:03d}",
+            "schedule": "@every 1h",
+            "executor": "shell",
+            "executor_config": {"command": "true"},
+        }
+        for i in range(100)
+    ]
+    names = [job["name"] for job in jobs]
+    _set_jobs(stack, jobs)
+    started = time.monotonic()
+    outputs = stack.up()
+    took = time.monotonic() - started
+    print(f"JOBS100 up took {took:.1f}s")
+
+    assert outputs["jobs"] == names
+    changes = _last_update_changes(stack)
+    assert changes.get("create") == 100, changes
+    assert changes.get("delete") == 1, changes
+
+    def all_there() -> bool:
+        for node in stack.node_names():
+            with stack.client(node) as client:
+                live = {job["name"]: job for job in client.list_jobs()}
+            if sorted(live) != names:
+                raise AssertionError(f"{node} has {len(live)} jobs: {sorted(set(live) ^ set(names))[:5]}")
+            wrong = [n for n in names if _mismatches(jobs[names.index(n)], live[n])]
+            assert not wrong, f"{node}: not as declared: {wrong[:5]}"
+        return True
+
+    eventually("all 100 jobs on every node", all_there, 60, poll_s=1)
+    started = time.monotonic()
+    assert set(_changes(stack.preview())) == {"same"}
+    print(f"JOBS100 no-change preview took {time.monotonic() - started:.1f}s")
+
+
+def test_a_secret_env_key_that_is_missing_or_plain_text_fails_the_preview(stack: TestStack) -> None:
+    before = copy.deepcopy(stack.cluster.get("jobs", []))
+    job = {
+        "name": "needs-secret",
+        "schedule": "@manually",
+        "executor": "shell",
+        "executor_config": {"command": "true"},
+        "secret_env": {"TOKEN": "absent_token"},
+    }
+    _set_jobs(stack, [*before, job])
+    with pytest.raises(auto.CommandError) as missing:
+        stack.preview()
+    assert "pulumi config set --secret dkron-cluster:absent_token <value>" in str(missing.value)
+
+    stack.stack.set_config("dkron-cluster:plain_token", auto.ConfigValue("not-hidden", secret=False))
+    try:
+        _set_jobs(stack, [*before, {**job, "secret_env": {"TOKEN": "plain_token"}}])
+        with pytest.raises(auto.CommandError) as plain:
+            stack.preview()
+        assert "dkron-cluster:plain_token is in plain text" in str(plain.value)
+    finally:
+        stack.stack.remove_config("dkron-cluster:plain_token")
+        _set_jobs(stack, before)
+
+
+def test_a_secret_env_value_reaches_the_job_but_not_the_state(stack: TestStack) -> None:
+    secret, other = f"tok-{uuid.uuid4().hex}", f"other-{uuid.uuid4().hex}"
+    stack.stack.set_config("dkron-cluster:job_token", auto.ConfigValue(secret, secret=True))
+    stack.stack.set_config("dkron-cluster:other_token", auto.ConfigValue(other, secret=True))
+    job = {
+        "name": "uses-secret",
+        "schedule": "@manually",
+        "tags": ONE_SERVER,
+        "executor": "shell",
+        "executor_config": {
+            "command": 'printf %s "$TOKEN" | sha256sum; printf %s "$OTHER" | sha256sum',
+            "shell": "true",
+        },
+        # A key without a namespace is the project's; one with a namespace is taken as written.
+        "secret_env": {"TOKEN": "job_token", "OTHER": "dkron-cluster:other_token"},
+    }
+    _set_jobs(stack, [job])
+    started = time.monotonic()
+    outputs = stack.up()
+    print(f"DELETE100 removing the 100 jobs (and adding one) took {time.monotonic() - started:.1f}s")
+    assert outputs["jobs"] == ["uses-secret"]
+    config_text = stack.config_file.read_text()
+    assert secret not in config_text
+    assert other not in config_text
+
+    # Dkron itself has no secrets: the job's env holds the values in plain text there.
+    env = f"TOKEN={secret},OTHER={other}"
+    _wait_declared(stack, {**job, "executor_config": {**job["executor_config"], "env": env}})
+
+    def no_plaintext(what: str) -> None:
+        # `pulumi stack export` as a user runs it (the Automation API's
+        # export_stack adds --show-secrets and decrypts every secret).
+        exported = subprocess.run(
+            ["pulumi", "stack", "export", "--stack", stack.name],
+            cwd=ROOT,
+            capture_output=True,
+            text=True,
+            check=True,
+        ).stdout
+        state = json.loads(exported)
+        job_state = [r for r in state["deployment"]["resources"] if r["urn"].endswith("::job-uses-secret")]
+        assert len(job_state) == 1, "no state for the job"
+        for part in ("inputs", "outputs"):
+            assert SECRET_SIG in job_state[0][part]["job"], f"the job's {part} are not a secret {what}"
+        for value in (secret, other):
+            assert value not in exported, f"a secret is in plain text in the state {what}"
+            assert not any(value in line for line in stack.log), f"a secret was printed {what}"
+
+    no_plaintext("after the up")
+    # A refresh reads the job (env included) back from Dkron: still no plain text.
+    stack.up(refresh=True)
+    no_plaintext("after a refresh")
+    assert set(_changes(stack.preview())) == {"same"}
+
+    with stack.client("n3") as client:
+        client.run_job("uses-secret")
+    runs = eventually("a finished run of uses-secret", lambda: _finished_runs(stack, "uses-secret"), 60)
+    assert runs[0]["success"], runs[0]
+    digests = [hashlib.sha256(value.encode()).hexdigest() for value in (secret, other)]
+    assert all(digest in runs[0]["output"] for digest in digests), runs[0]["output"]
