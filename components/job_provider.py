@@ -24,7 +24,11 @@ State and diffs:
 - ``read`` (``pulumi refresh``) returns the live job as both outputs and
   inputs, so an edit made outside Pulumi shows up as a diff and the next
   ``pulumi up`` writes the declared job back. A job that is gone is reported
-  with an empty ID, and the engine drops it from the state.
+  with an empty ID, and the engine drops it from the state. When no node
+  answers at all (every container gone or stopped), ``read`` keeps the state
+  as it is instead of failing: the same ``pulumi up --refresh`` is what brings
+  the nodes back (with their data, jobs included), and a refresh that fails
+  would stop it before it starts.
 
 Import: ``pulumi import`` hands ``read`` only the ID. ``read`` then takes the
 API URL from ``DKRON_API_URL`` (one URL, or several separated by commas). As of
@@ -65,7 +69,7 @@ from pulumi.dynamic import (
 )
 from pulumi.runtime.rpc import UNKNOWN
 
-from components.dkron_client import DkronClient, DkronError, retry
+from components.dkron_client import DkronClient, DkronError, DkronUnavailable, retry
 from components.jobs import JOB_NAME, JobSpec, job_payload, parse_rfc3339
 
 __all__ = [
@@ -115,6 +119,8 @@ _BOOLS = ("disabled", "ephemeral")
 _REDACTED = ("executor_config.env",)
 
 _READ_BACK_S = 10.0  # how long a follower's replica may lag behind a write
+# Reads need no leader: a refresh that reaches no node for this long finds the cluster down.
+_REFRESH_UNREACHABLE_S = 30.0
 _POLL_S = 0.25
 
 
@@ -431,7 +437,14 @@ class DkronJobProvider(ResourceProvider):
 
     def read(self, id_: str, props: dict[str, Any]) -> ReadResult:
         urls, timeout = _api_urls(props), _timeout_s(props)
-        live = _get(urls, id_, timeout)
+        try:
+            live = _get(urls, id_, min(timeout, _REFRESH_UNREACHABLE_S))
+        except DkronUnavailable:
+            if not props.get("job"):
+                raise  # an import: there is no state to keep
+            # No node answers: keep what the state says (see the module docstring).
+            kept = _inputs(props)
+            return ReadResult(id_, {**kept, **_server_fields(props)}, kept)
         if live is None:
             return ReadResult(id_="", outs={})
         inputs = {

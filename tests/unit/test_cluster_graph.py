@@ -196,6 +196,12 @@ def nodes(monkeypatch: pytest.MonkeyPatch) -> FakeNodes:
     monkeypatch.setattr(components.health, "raft_peers", fake.raft_peers)
     monkeypatch.setattr(components.docker_resources, "docker_client", _no_docker)
     monkeypatch.setattr(components.cluster, "docker_client", _no_docker)
+    # The fake cluster never settles; read the voters once instead of waiting.
+    monkeypatch.setattr(
+        components.cluster,
+        "live_voters",
+        lambda api, containers: components.health.live_voters(api, containers, settle_s=0),
+    )
     return fake
 
 
