@@ -30,5 +30,9 @@ test: setup
 test-unit: setup
 	@source scripts/env.sh && python -m pytest $(PYTEST_ARGS) tests/unit
 
+# Benchmarks: writes docs/benchmarks.md and bench/results.json (takes several minutes).
+bench: setup
+	@source scripts/env.sh && python bench/run.py
+
 lint: setup
 	@source scripts/env.sh && ruff check . && ruff format --check . && mypy components tests __main__.py
