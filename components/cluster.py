@@ -19,6 +19,7 @@ from components.docker_resources import (
     DockerImage,
     DockerNetwork,
     DockerVolume,
+    HealthcheckSpec,
     context_digest,
     docker_client,
 )
@@ -44,7 +45,7 @@ DOCKERFILE = "dockerfiles/Dockerfile"
 # can kill it first, and a node that dies without leaving stays a Raft voter.
 STOP_TIMEOUT_S = 60
 
-HEALTHCHECK = {
+HEALTHCHECK: HealthcheckSpec = {
     "test": [
         "python3",
         "-c",
@@ -132,7 +133,7 @@ class DkronCluster(pulumi.ComponentResource):
     bootstrap: pulumi.Output[dict[str, Any]]
     rollout_order: list[str]
     api_urls: dict[str, str]
-    ready: list[pulumi.Resource]
+    ready: list[pulumi.CustomResource]
 
     def __init__(self, name: str, args: DkronClusterArgs, opts: pulumi.ResourceOptions | None = None):
         super().__init__("dkron-iac:index:DkronCluster", name, None, opts)
@@ -184,12 +185,11 @@ class DkronCluster(pulumi.ComponentResource):
         dead = [n for n in removed if rolling and observe_node(n, args.previous_nodes[n]["api_url"]).error]
         if removed:
             pulumi.log.info(
-                "removing nodes: "
-                + ", ".join(f"{n} (dead, first)" if n in dead else n for n in removed),
+                "removing nodes: " + ", ".join(f"{n} (dead, first)" if n in dead else n for n in removed),
                 resource=self,
             )
 
-        def remove(node_name: str, expected: list[str], after: list[pulumi.Resource]) -> pulumi.Resource:
+        def remove(node_name: str, expected: list[str], after: list[pulumi.Resource]) -> NodeRemoval:
             return NodeRemoval(
                 f"{name}-{node_name}-removal",
                 node=node_name,
@@ -202,7 +202,7 @@ class DkronCluster(pulumi.ComponentResource):
                 opts=pulumi.ResourceOptions(parent=self, depends_on=after),
             )
 
-        gates: list[pulumi.Resource] = []
+        gates: list[pulumi.CustomResource] = []
         node_outputs: dict[str, Any] = {}
         previous_gate: pulumi.Resource | None = None
         previous_container: pulumi.Resource | None = None
@@ -265,7 +265,7 @@ class DkronCluster(pulumi.ComponentResource):
                 "tags": dict(node.tags),
             }
 
-        steps: list[pulumi.Resource] = list(gates)
+        steps: list[pulumi.CustomResource] = list(gates)
         for node_name in removed:
             if node_name not in dead:
                 steps.append(remove(node_name, sorted(self.api_urls), list(steps)))
@@ -290,6 +290,6 @@ class DkronCluster(pulumi.ComponentResource):
     ) -> pulumi.Input[str]:
         if encrypt_key is None:
             return render_node_config(spec, node, plan, None)
-        return pulumi.Output.secret(encrypt_key).apply(
-            lambda key: render_node_config(spec, node, plan, key)
-        )
+        rendered = encrypt_key.apply(lambda key: render_node_config(spec, node, plan, key))
+        # Said explicitly: the file holds the gossip key.
+        return pulumi.Output.secret(rendered)  # type: ignore[arg-type]  # the SDK's stub cannot infer T here

@@ -122,7 +122,7 @@ class PortSpec(TypedDict, total=False):
 class MountSpec(TypedDict):
     """A named volume mounted at ``target`` (an absolute path in the container)."""
 
-    volume: str
+    volume: pulumi.Input[str]
     target: str
 
 

@@ -154,9 +154,7 @@ def raft_peers(container: str) -> dict[str, RaftPeer]:
     return parse_raft_peers(output)
 
 
-def observe(
-    api_urls: Mapping[str, str], containers: Mapping[str, str] | None = None
-) -> ClusterView:
+def observe(api_urls: Mapping[str, str], containers: Mapping[str, str] | None = None) -> ClusterView:
     """Ask every node; if they agree on a leader, read its Raft configuration."""
     nodes = {name: observe_node(name, url) for name, url in api_urls.items()}
     view = ClusterView(nodes=nodes)

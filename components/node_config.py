@@ -49,9 +49,7 @@ class BootstrapPlan:
         return {"state": "formed", "members": list(self.members)}
 
 
-def bootstrap_plan(
-    spec: ClusterSpec, previous: Mapping[str, Any] | None
-) -> BootstrapPlan:
+def bootstrap_plan(spec: ClusterSpec, previous: Mapping[str, Any] | None) -> BootstrapPlan:
     """Bootstrap settings for the stack, given its last ``bootstrap`` output.
 
     ``previous`` is None or empty for a stack that never formed a cluster,
@@ -99,8 +97,6 @@ def render_node_config(
         config["tags"] = dict(node.tags)
     if settings.gossip_encryption:
         if not encrypt_key:
-            raise ValueError(
-                f"cluster {spec.name!r} has gossip_encryption on but no encrypt key was given"
-            )
+            raise ValueError(f"cluster {spec.name!r} has gossip_encryption on but no encrypt key was given")
         config["encrypt"] = encrypt_key
     return yaml.safe_dump(config, sort_keys=True, default_flow_style=False)

@@ -28,7 +28,7 @@ INCOMPATIBLE_BOUNDARIES: tuple[tuple[str, str], ...] = (("4.0.8", "4.0.9"),)
 def rollout_order(nodes: Sequence[str], leader: str | None) -> list[str]:
     """Followers in config order, then the current leader."""
     followers = [n for n in nodes if n != leader]
-    return followers + ([leader] if leader in nodes else [])
+    return followers + ([leader] if leader is not None and leader in nodes else [])
 
 
 def _version(text: str) -> tuple[int, int, int]:
@@ -59,7 +59,7 @@ def check_version_change(stack: str, spec: ClusterSpec, old: str | None) -> None
     if boundary is None or spec.rollout.allow_incompatible_version_change:
         return
     raise IncompatibleVersionChange(
-        f"stack '{stack}': cluster.image.dkron_version = '{new}': the cluster runs {old}, and "
+        f"stack '{stack}': cluster.image.dkron_version = '{new}': the cluster runs {old}, and "  # noqa: S608
         f"{boundary[0]} and {boundary[1]} agents cannot talk to each other (the gRPC service "
         "was renamed), so a rolling update would leave old and new nodes unable to form a "
         "quorum. Set cluster.rollout.allow_incompatible_version_change: true to accept a "

@@ -58,9 +58,7 @@ MAX_PORT = 65535
 
 def _tag_key(key: str) -> str:
     if key in RESERVED_TAG_KEYS:
-        raise ValueError(
-            f"is set by Dkron itself; reserved keys: {', '.join(sorted(RESERVED_TAG_KEYS))}"
-        )
+        raise ValueError(f"is set by Dkron itself; reserved keys: {', '.join(sorted(RESERVED_TAG_KEYS))}")
     if not _TAG_TEXT.match(key):
         raise ValueError("must be 1-64 letters, digits, '_', '.' or '-'")
     return key
@@ -87,9 +85,7 @@ class _Settings(BaseModel):
 class DkronSettings(_Settings):
     """Agent settings shared by every node."""
 
-    log_level: LogLevel = Field(
-        default="info", description="Agent log level; a node may override it."
-    )
+    log_level: LogLevel = Field(default="info", description="Agent log level; a node may override it.")
     raft_multiplier: int = Field(
         default=1,
         ge=1,
@@ -101,9 +97,7 @@ class DkronSettings(_Settings):
         min_length=1,
         description="Dkron region; jobs only run in their region.",
     )
-    datacenter: str = Field(
-        default="dc1", min_length=1, description="Dkron datacenter name."
-    )
+    datacenter: str = Field(default="dc1", min_length=1, description="Dkron datacenter name.")
     disable_usage_stats: bool = Field(
         default=True,
         description="Dkron reports usage to its authors unless this is set; off by default here.",
@@ -250,34 +244,18 @@ class _Violations(tuple[RuleViolation, ...]):
 class ClusterSpec(_Settings):
     """The whole cluster, as a stack configures it."""
 
-    name: str = Field(
-        description="Cluster name; prefixes Docker container, network and volume names."
-    )
-    nodes: list[NodeSpec] = Field(
-        description="The Dkron servers, in order; an odd number."
-    )
-    dkron: DkronSettings = Field(
-        default_factory=DkronSettings, description="Agent settings for every node."
-    )
-    image: ImageSpec = Field(
-        default_factory=ImageSpec, description="Images the node image is built from."
-    )
-    ports: PortsSpec = Field(
-        default_factory=PortsSpec, description="Where the node APIs are published."
-    )
-    persistence: PersistenceSpec = Field(
-        default_factory=PersistenceSpec, description="Data volume handling."
-    )
-    rollout: RolloutSettings = Field(
-        default_factory=RolloutSettings, description="Rolling update settings."
-    )
+    name: str = Field(description="Cluster name; prefixes Docker container, network and volume names.")
+    nodes: list[NodeSpec] = Field(description="The Dkron servers, in order; an odd number.")
+    dkron: DkronSettings = Field(default_factory=DkronSettings, description="Agent settings for every node.")
+    image: ImageSpec = Field(default_factory=ImageSpec, description="Images the node image is built from.")
+    ports: PortsSpec = Field(default_factory=PortsSpec, description="Where the node APIs are published.")
+    persistence: PersistenceSpec = Field(default_factory=PersistenceSpec, description="Data volume handling.")
+    rollout: RolloutSettings = Field(default_factory=RolloutSettings, description="Rolling update settings.")
     rebootstrap: bool = Field(
         default=False,
         description="Form a new cluster although the stack recorded one, for when every node's data is gone.",
     )
-    jobs: list[dict[str, Any]] = Field(
-        default_factory=list, description="Dkron jobs; validated elsewhere."
-    )
+    jobs: list[dict[str, Any]] = Field(default_factory=list, description="Dkron jobs; validated elsewhere.")
     job_files: list[str] = Field(
         default_factory=list, description="YAML files with more jobs; read elsewhere."
     )
@@ -295,9 +273,7 @@ class ClusterSpec(_Settings):
     def _cluster_rules(self) -> ClusterSpec:
         violations = _Violations(self._rule_violations())
         if violations:
-            raise PydanticCustomError(
-                "cluster_rules", "{violations}", {"violations": violations}
-            )
+            raise PydanticCustomError("cluster_rules", "{violations}", {"violations": violations})
         return self
 
     def _rule_violations(self) -> list[RuleViolation]:
@@ -399,11 +375,7 @@ def load_cluster_spec(stack: str, raw: Mapping[str, Any] | None) -> ClusterSpec:
         return ClusterSpec.model_validate(raw)
     except ValidationError as exc:
         raise ClusterConfigError(
-            [
-                f"stack {stack!r}: {problem}"
-                for error in exc.errors()
-                for problem in _problems(error)
-            ]
+            [f"stack {stack!r}: {problem}" for error in exc.errors() for problem in _problems(error)]
         ) from None
 
 
@@ -412,11 +384,7 @@ def _problems(error: Any) -> list[str]:
     kind, loc, value = error["type"], tuple(error["loc"]), error.get("input")
     if loc and loc[-1] == "[key]":
         # A bad mapping key: pydantic locates it as (..., key, "[key]").
-        message = (
-            "must be a string (quote it in YAML)"
-            if kind == "string_type"
-            else _message(error)
-        )
+        message = "must be a string (quote it in YAML)" if kind == "string_type" else _message(error)
         return [f"{_format_path(loc[:-2])}: key {value!r} {message}"]
     if kind == "cluster_rules":
         return [str(violation) for violation in error["ctx"]["violations"]]
@@ -433,11 +401,7 @@ def _problems(error: Any) -> list[str]:
 
 def _message(error: Any) -> str:
     """Pydantic's own message, phrased like ours."""
-    return (
-        str(error["msg"])
-        .removeprefix("Value error, ")
-        .replace("Input should be", "must be", 1)
-    )
+    return str(error["msg"]).removeprefix("Value error, ").replace("Input should be", "must be", 1)
 
 
 def _unknown_setting(loc: tuple[str | int, ...]) -> str:
@@ -460,11 +424,7 @@ def _model_at(loc: tuple[str | int, ...]) -> type[BaseModel] | None:
         else:
             current = _element_type(current)
         current = _without_none(current)
-    return (
-        current
-        if isinstance(current, type) and issubclass(current, BaseModel)
-        else None
-    )
+    return current if isinstance(current, type) and issubclass(current, BaseModel) else None
 
 
 def _element_type(annotation: Any) -> Any:

@@ -1,5 +1,6 @@
 import pytest
 
+
 # Every test in this folder drives real containers on the local Docker engine.
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     for item in items:

@@ -118,7 +118,9 @@ class TestStack:
         """The tail of every node's log, to explain a failed update."""
         client = docker.from_env(version="auto")
         try:
-            for container in client.containers.list(all=True, filters={"label": f"dkron-iac.stack={self.name}"}):
+            for container in client.containers.list(
+                all=True, filters={"label": f"dkron-iac.stack={self.name}"}
+            ):
                 tail = container.logs(tail=lines).decode(errors="replace")
                 sys.stdout.write(f"--- {container.name} ({container.status}) ---\n{tail}\n")
         finally:

@@ -41,7 +41,8 @@ def cluster() -> Iterator[TestStack]:
         yield stack
         stack.destroy()
         left = stack.docker_objects()
-        assert left["containers"] == [] and left["networks"] == [], left
+        assert left["containers"] == [], left
+        assert left["networks"] == [], left
     finally:
         stack.close()
 
@@ -116,9 +117,7 @@ def test_killing_the_leader_elects_a_new_one_and_jobs_keep_running(cluster: Test
     assert elected != old_leader
 
     def ran_since_kill() -> bool:
-        return any(
-            _started(e) > killed_at + 1 for e in _runs(cluster, "py-daily", survivors[0])
-        )
+        return any(_started(e) > killed_at + 1 for e in _runs(cluster, "py-daily", survivors[0]))
 
     eventually("a run of py-daily after the failover", ran_since_kill, 60)
 

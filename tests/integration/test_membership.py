@@ -11,6 +11,7 @@ from typing import Any
 
 import docker
 import pytest
+from pulumi import automation as auto
 
 from components.health import observe, raft_peers
 from tests.integration.harness import TestStack, eventually
@@ -105,7 +106,7 @@ def test_scale_in_with_a_dead_node_removes_its_peer(cluster: TestStack) -> None:
 def test_removing_too_many_voters_at_once_is_refused_before_anything_changes(cluster: TestStack) -> None:
     before = container_ids(cluster, ["a", "b", "c"])
     cluster.configure(lambda c: c.update(nodes=nodes("a")))
-    with pytest.raises(Exception, match="removing 2 of 3 voters") as failure:
+    with pytest.raises(auto.CommandError, match="removing 2 of 3 voters") as failure:
         cluster.up()
     assert "Remove at most 1 node" in str(failure.value)
     assert container_ids(cluster, ["a", "b", "c"]) == before

@@ -9,6 +9,7 @@ intact, and fixing the config finishes it.
 from __future__ import annotations
 
 import contextlib
+import itertools
 import json
 import threading
 import time
@@ -18,6 +19,7 @@ from typing import Any
 
 import docker
 import pytest
+from pulumi import automation as auto
 
 from components.health import observe
 from tests.integration.harness import TestStack, eventually
@@ -104,8 +106,11 @@ class Timeline:
                 decode=True,
             )
             self.events = [
-                {"node": e["Actor"]["Attributes"].get("dkron-iac.node"), "action": e["Action"],
-                 "t": e["timeNano"] / 1e9}
+                {
+                    "node": e["Actor"]["Attributes"].get("dkron-iac.node"),
+                    "action": e["Action"],
+                    "t": e["timeNano"] / 1e9,
+                }
                 for e in raw
                 if e["Action"] in ("create", "start", "kill", "die", "stop", "destroy")
             ]
@@ -187,7 +192,7 @@ def test_image_change_rolls_one_node_at_a_time_leader_last(cluster: TestStack) -
     windows = timeline.downtime()
     assert set(windows) == set(cluster.node_names()), windows
     spans = sorted((start, end, node) for node, ws in windows.items() for start, end in ws)
-    for (_, end, node), (start, _, next_node) in zip(spans, spans[1:], strict=False):
+    for (_, end, node), (start, _, next_node) in itertools.pairwise(spans):
         assert end <= start, f"{node} was still down when {next_node} went down: {spans}"
     assert spans[-1][2] == leader_before, f"leader {leader_before} not last: {spans}"
 
@@ -236,10 +241,10 @@ def test_broken_node_halts_rollout_with_quorum_then_fix_completes(cluster: TestS
     leader = observe({n: cluster.api_url(n) for n in cluster.node_names()}).leader
     cluster.configure(lambda c: c["image"].update(base_image=broken))
 
-    with pytest.raises(Exception) as failure:
+    with pytest.raises(auto.CommandError) as failure:
         cluster.up()
     message = str(failure.value)
-    first = [n for n in cluster.node_names() if n != leader][0]
+    first = next(n for n in cluster.node_names() if n != leader)
     assert cluster.container(first) in message, message
 
     # Only the first node was touched; the other two keep quorum and a leader.

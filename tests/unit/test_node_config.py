@@ -24,9 +24,7 @@ def cluster(*node_names: str, **changes: Any) -> ClusterSpec:
     return load_cluster_spec("dev", {"name": "dev", "nodes": nodes, **changes})
 
 
-def rendered(
-    spec: ClusterSpec, plan: BootstrapPlan, key: str | None = KEY
-) -> dict[str, str]:
+def rendered(spec: ClusterSpec, plan: BootstrapPlan, key: str | None = KEY) -> dict[str, str]:
     return {node.name: render_node_config(spec, node, plan, key) for node in spec.nodes}
 
 
@@ -38,9 +36,7 @@ def parsed(text: str) -> dict[str, Any]:
 
 def test_new_cluster_config() -> None:
     spec = cluster("a", "b", "c")
-    config = parsed(
-        render_node_config(spec, spec.nodes[0], bootstrap_plan(spec, None), KEY)
-    )
+    config = parsed(render_node_config(spec, spec.nodes[0], bootstrap_plan(spec, None), KEY))
 
     assert config == {
         "server": True,
@@ -68,11 +64,7 @@ def test_rendering_is_deterministic_with_sorted_keys() -> None:
     text = render_node_config(spec, spec.nodes[1], plan, KEY)
 
     assert text == render_node_config(spec, spec.nodes[1], plan, KEY)
-    keys = [
-        line.split(":")[0]
-        for line in text.splitlines()
-        if not line.startswith((" ", "-"))
-    ]
+    keys = [line.split(":")[0] for line in text.splitlines() if not line.startswith((" ", "-"))]
     assert keys == sorted(keys)
 
 
@@ -83,14 +75,9 @@ def test_first_node_is_configured_like_the_others() -> None:
         {"name": "c", "api_port": 9000},
     ]
     spec = load_cluster_spec("dev", {"name": "dev", "nodes": raw_nodes})
-    configs = [
-        parsed(text) for text in rendered(spec, bootstrap_plan(spec, None)).values()
-    ]
+    configs = [parsed(text) for text in rendered(spec, bootstrap_plan(spec, None)).values()]
 
-    shared = [
-        {k: v for k, v in config.items() if k not in PER_NODE_KEYS}
-        for config in configs
-    ]
+    shared = [{k: v for k, v in config.items() if k not in PER_NODE_KEYS} for config in configs]
     assert shared[0] == shared[1] == shared[2]
     assert [config["node-name"] for config in configs] == ["a", "b", "c"]
     assert [config["log-level"] for config in configs] == ["info", "debug", "info"]
@@ -109,9 +96,7 @@ def test_cluster_settings_are_rendered() -> None:
             "ui": False,
         },
     )
-    config = parsed(
-        render_node_config(spec, spec.nodes[0], bootstrap_plan(spec, None), KEY)
-    )
+    config = parsed(render_node_config(spec, spec.nodes[0], bootstrap_plan(spec, None), KEY))
     assert config["log-level"] == "warn"
     assert config["raft-multiplier"] == 3
     assert (config["region"], config["datacenter"]) == ("eu", "fra")
@@ -122,18 +107,9 @@ def test_encrypt_is_present_only_when_gossip_encryption_is_on() -> None:
     on = cluster("a")
     off = cluster("a", dkron={"gossip_encryption": False})
 
-    assert (
-        parsed(render_node_config(on, on.nodes[0], bootstrap_plan(on, None), KEY))[
-            "encrypt"
-        ]
-        == KEY
-    )
-    assert "encrypt" not in parsed(
-        render_node_config(off, off.nodes[0], bootstrap_plan(off, None), KEY)
-    )
-    assert "encrypt" not in parsed(
-        render_node_config(off, off.nodes[0], bootstrap_plan(off, None), None)
-    )
+    assert parsed(render_node_config(on, on.nodes[0], bootstrap_plan(on, None), KEY))["encrypt"] == KEY
+    assert "encrypt" not in parsed(render_node_config(off, off.nodes[0], bootstrap_plan(off, None), KEY))
+    assert "encrypt" not in parsed(render_node_config(off, off.nodes[0], bootstrap_plan(off, None), None))
 
 
 @pytest.mark.parametrize("key", [None, ""])
@@ -146,17 +122,13 @@ def test_encryption_without_a_key_is_refused(key: str | None) -> None:
 @pytest.mark.parametrize("previous", [None, {}])
 def test_new_stack_plan_uses_every_node(previous: dict[str, Any] | None) -> None:
     plan = bootstrap_plan(cluster("a", "b", "c"), previous)
-    assert plan == BootstrapPlan(
-        state="new", members=("a", "b", "c"), expect=3, join=("a", "b", "c")
-    )
+    assert plan == BootstrapPlan(state="new", members=("a", "b", "c"), expect=3, join=("a", "b", "c"))
 
 
 def test_formed_stack_keeps_its_members() -> None:
     spec = cluster("a", "b", "c")
     plan = bootstrap_plan(spec, {"state": "formed", "members": ["a", "b", "c"]})
-    assert plan == BootstrapPlan(
-        state="formed", members=("a", "b", "c"), expect=3, join=("a", "b", "c")
-    )
+    assert plan == BootstrapPlan(state="formed", members=("a", "b", "c"), expect=3, join=("a", "b", "c"))
 
 
 def test_plan_record_round_trips() -> None:
@@ -179,9 +151,7 @@ def test_adding_nodes_leaves_existing_nodes_unchanged() -> None:
     assert plan.join == ("a", "b", "c")
     assert {name: after_configs[name] for name in before_configs} == before_configs
     # The new nodes get the same settings and join the formed cluster.
-    assert after_configs["d"] == before_configs["a"].replace(
-        "node-name: a", "node-name: d"
-    )
+    assert after_configs["d"] == before_configs["a"].replace("node-name: a", "node-name: d")
 
 
 def test_removing_a_later_node_leaves_the_others_unchanged() -> None:
@@ -205,9 +175,7 @@ def test_join_list_stays_the_recorded_members_while_any_is_left() -> None:
 
 
 def test_join_falls_back_to_current_nodes_when_no_member_is_left() -> None:
-    plan = bootstrap_plan(
-        cluster("x", "y", "z"), {"state": "formed", "members": ["a", "b", "c"]}
-    )
+    plan = bootstrap_plan(cluster("x", "y", "z"), {"state": "formed", "members": ["a", "b", "c"]})
     assert plan.join == ("x", "y", "z")
     assert plan.expect == 3
 
@@ -218,9 +186,7 @@ def test_rebootstrap_forms_a_new_cluster_from_the_current_nodes() -> None:
     assert plan == BootstrapPlan(state="new", members=("x",), expect=1, join=("x",))
 
 
-@pytest.mark.parametrize(
-    "previous", [{"state": "forming"}, {"state": "formed", "members": []}]
-)
+@pytest.mark.parametrize("previous", [{"state": "forming"}, {"state": "formed", "members": []}])
 def test_unknown_bootstrap_record_is_refused(previous: dict[str, Any]) -> None:
     with pytest.raises(ValueError, match="bootstrap record"):
         bootstrap_plan(cluster("a"), previous)

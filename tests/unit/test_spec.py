@@ -78,16 +78,12 @@ def test_spec_is_frozen() -> None:
 
 
 def test_single_node_cluster_is_allowed() -> None:
-    assert (
-        len(load_cluster_spec("dev", {"name": "solo", "nodes": names("a")}).nodes) == 1
-    )
+    assert len(load_cluster_spec("dev", {"name": "solo", "nodes": names("a")}).nodes) == 1
 
 
 def test_jobs_and_job_files_are_carried() -> None:
     job = {"name": "hello", "schedule": "@every 1m", "unknown": {"kept": True}}
-    spec = load_cluster_spec(
-        "dev", with_changes(jobs=[job], job_files=["jobs/more.yaml"])
-    )
+    spec = load_cluster_spec("dev", with_changes(jobs=[job], job_files=["jobs/more.yaml"]))
     assert spec.jobs == [job]
     assert spec.job_files == ["jobs/more.yaml"]
 
@@ -260,9 +256,7 @@ BAD_CONFIGS = {
 }
 
 
-@pytest.mark.parametrize(
-    ("raw", "path", "value", "detail"), BAD_CONFIGS.values(), ids=BAD_CONFIGS.keys()
-)
+@pytest.mark.parametrize(("raw", "path", "value", "detail"), BAD_CONFIGS.values(), ids=BAD_CONFIGS.keys())
 def test_bad_config_is_rejected_with_a_useful_message(
     raw: dict[str, Any], path: str, value: str, detail: str
 ) -> None:
@@ -301,9 +295,7 @@ def test_every_problem_is_reported_on_its_own_line() -> None:
     with pytest.raises(ClusterConfigError) as caught:
         load_cluster_spec("dev", raw)
     assert len(caught.value.problems) == 3
-    assert all(
-        line.startswith("stack 'dev': cluster.") for line in caught.value.problems
-    )
+    assert all(line.startswith("stack 'dev': cluster.") for line in caught.value.problems)
 
 
 def test_direct_construction_enforces_cluster_rules() -> None:
