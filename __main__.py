@@ -7,7 +7,7 @@ from typing import Any
 import pulumi
 
 from components.cluster import ClusterDataLost, DkronCluster, DkronClusterArgs, check_data_present
-from components.job_set import declare_jobs
+from components.job_set import declare_jobs, secret_env_problems
 from components.jobs import JobConfigError, cluster_node_tags, load_jobs, validate_jobs
 from components.membership import UnsafeRemoval, check_removal_safe, removed_nodes
 from components.node_config import bootstrap_plan
@@ -45,6 +45,9 @@ def main() -> None:
         spec = load_cluster_spec(stack, pulumi.Config().get_object("cluster"))
         jobs = load_jobs(stack, spec.jobs, spec.job_files, PROJECT_ROOT)
         validate_jobs(stack, jobs, cluster_node_tags(spec), dkron_version=spec.image.dkron_version)
+        secret_problems = secret_env_problems(stack, jobs)
+        if secret_problems:
+            raise JobConfigError(secret_problems)
         previous = previous_outputs(project, stack)
         check_version_change(stack, spec, previous.get("dkron_version"))
         plan = bootstrap_plan(spec, previous.get("bootstrap"))

@@ -167,7 +167,8 @@ class DkronCluster(pulumi.ComponentResource):
         leader_now = live.leader
         rolling = leader_now is not None
         alive_now = {n for n, v in live.nodes.items() if v.error is None and v.leader}
-        self.rollout_order = rollout_order([n.name for n in spec.nodes], leader_now)
+        down = {n for n, v in live.nodes.items() if v.error is not None}
+        self.rollout_order = rollout_order([n.name for n in spec.nodes], leader_now, down)
         if rolling:
             pulumi.log.info(
                 "rollout order if nodes change: "

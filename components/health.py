@@ -216,12 +216,12 @@ def leader_of(api_urls: Mapping[str, str]) -> str | None:
 
 
 def live_voters(
-    api_urls: Mapping[str, str], containers: Mapping[str, str], settle_s: float = 30.0
+    api_urls: Mapping[str, str], containers: Mapping[str, str], settle_s: float = 0.0
 ) -> list[str]:
-    """The Raft voters as the leader knows them, once the cluster has settled.
+    """The Raft voters as the leader knows them.
 
-    Right after a node rejoins, one read can catch a configuration that is
-    still changing; take the first answer that two reads in a row agree on.
+    With `settle_s`, keep reading until two reads in a row agree and the
+    cluster is whole, or the time is up.
     """
     deadline = time.monotonic() + settle_s
     last: list[str] | None = None

@@ -25,10 +25,10 @@ State and diffs:
   inputs, so an edit made outside Pulumi shows up as a diff and the next
   ``pulumi up`` writes the declared job back. A job that is gone is reported
   with an empty ID, and the engine drops it from the state. When no node
-  answers at all (every container gone or stopped), ``read`` keeps the state
-  as it is instead of failing: the same ``pulumi up --refresh`` is what brings
-  the nodes back (with their data, jobs included), and a refresh that fails
-  would stop it before it starts.
+  answers at all for a few seconds (every container gone or stopped),
+  ``read`` keeps the state as it is instead of failing: the same
+  ``pulumi up --refresh`` is what brings the nodes back (with their data,
+  jobs included), and a refresh that fails would stop it before it starts.
 
 Import: ``pulumi import`` hands ``read`` only the ID. ``read`` then takes the
 API URL from ``DKRON_API_URL`` (one URL, or several separated by commas). As of
@@ -120,7 +120,11 @@ _REDACTED = ("executor_config.env",)
 
 _READ_BACK_S = 10.0  # how long a follower's replica may lag behind a write
 # Reads need no leader: a refresh that reaches no node for this long finds the cluster down.
-_REFRESH_UNREACHABLE_S = 30.0
+_REFRESH_UNREACHABLE_S = 5.0
+# Once one read found no node answering, the other reads of the same refresh (same
+# provider process) try each node once instead of waiting again.
+_DOWN_MEMO_S = 60.0
+_down_since: dict[tuple[str, ...], float] = {}
 _POLL_S = 0.25
 
 
@@ -281,6 +285,20 @@ def _get(urls: Sequence[str], name: str, timeout_s: float) -> dict[str, Any] | N
     )
 
 
+def _refresh_get(urls: Sequence[str], name: str, timeout_s: float) -> dict[str, Any] | None:
+    """``_get`` for ``read``: DkronUnavailable soon when no node answers (see the module docstring)."""
+    key = tuple(sorted(urls))
+    down_at = _down_since.get(key)
+    recently_down = down_at is not None and time.monotonic() - down_at < _DOWN_MEMO_S
+    try:
+        live = _get(urls, name, 0.0 if recently_down else min(timeout_s, _REFRESH_UNREACHABLE_S))
+    except DkronUnavailable:
+        _down_since[key] = time.monotonic()
+        raise
+    _down_since.pop(key, None)
+    return live
+
+
 def _write(urls: Sequence[str], job: Mapping[str, Any], timeout_s: float) -> dict[str, Any]:
     """Upsert ``job`` and return it as Dkron stored it."""
     name = str(job["name"])
@@ -438,7 +456,7 @@ class DkronJobProvider(ResourceProvider):
     def read(self, id_: str, props: dict[str, Any]) -> ReadResult:
         urls, timeout = _api_urls(props), _timeout_s(props)
         try:
-            live = _get(urls, id_, min(timeout, _REFRESH_UNREACHABLE_S))
+            live = _refresh_get(urls, id_, timeout)
         except DkronUnavailable:
             if not props.get("job"):
                 raise  # an import: there is no state to keep

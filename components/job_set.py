@@ -91,6 +91,9 @@ def declare_jobs(
             job,
             api_urls=list(api_urls),
             secret_env={var: _secret(key) for var, key in job.secret_env.items()},
-            opts=pulumi.ResourceOptions(parent=parent, depends_on=after),
+            # Destroying the cluster takes its jobs with it (they live in the
+            # nodes' data): no API calls then, which also works when the
+            # containers are already gone.
+            opts=pulumi.ResourceOptions(parent=parent, depends_on=after, deleted_with=parent),
         )
     return resources

@@ -11,7 +11,7 @@ update there, leaving every later node untouched.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from typing import Any
 
 import pulumi
@@ -25,10 +25,15 @@ from components.spec import ClusterSpec
 INCOMPATIBLE_BOUNDARIES: tuple[tuple[str, str], ...] = (("4.0.8", "4.0.9"),)
 
 
-def rollout_order(nodes: Sequence[str], leader: str | None) -> list[str]:
-    """Followers in config order, then the current leader."""
-    followers = [n for n in nodes if n != leader]
-    return followers + ([leader] if leader is not None and leader in nodes else [])
+def rollout_order(nodes: Sequence[str], leader: str | None, down: Collection[str] = ()) -> list[str]:
+    """Nodes that are down (or new) first, then the other followers, the leader last.
+
+    Bringing a down node back before stopping a live one keeps the quorum:
+    stopping a live follower while another node is down could leave too few.
+    """
+    first = [n for n in nodes if n in down and n != leader]
+    followers = [n for n in nodes if n not in down and n != leader]
+    return first + followers + ([leader] if leader is not None and leader in nodes else [])
 
 
 def _version(text: str) -> tuple[int, int, int]:

@@ -2,10 +2,13 @@
 
 The tests share one stack and run in file order; each sets the stack's `jobs:`
 to what it needs (so the previous test's jobs are deleted by its `up`):
-create/update/delete, drift fixed by `up` after an edit or a delete made
-through the API, adopting a job made by hand, parent and child jobs, an update
-that rides out the leader being killed, 100 jobs in one update, and a secret
-env value that reaches the job but never the state.
+create/update/delete; drift fixed by `up` after an edit or a delete made
+through the API; adopting a job made by hand; a child job running after its
+parent; chained job updates that ride out the leader being killed; `up
+--refresh` bringing back a cluster whose containers are all gone; 100 jobs in
+one update; secret env values that reach the job but never the state (and a
+missing or plain-text key that fails the preview); and, last, `destroy` with
+every container already gone.
 """
 
 from __future__ import annotations
@@ -536,3 +539,21 @@ def test_a_secret_env_value_reaches_the_job_but_not_the_state(stack: TestStack) 
     assert runs[0]["success"], runs[0]
     digests = [hashlib.sha256(value.encode()).hexdigest() for value in (secret, other)]
     assert all(digest in runs[0]["output"] for digest in digests), runs[0]["output"]
+
+
+def test_destroy_works_when_the_containers_are_already_gone(stack: TestStack) -> None:
+    assert stack.cluster["jobs"], "the previous test left no declared job"
+    client = docker.from_env(version="auto")
+    try:
+        for node in stack.node_names():
+            client.containers.get(stack.container(node)).remove(force=True)
+    finally:
+        client.close()
+
+    # The jobs live in the nodes' data: destroying the cluster takes them along
+    # without asking Dkron, which could not answer any more.
+    started = time.monotonic()
+    stack.destroy()
+    print(f"DESTROY with every container gone took {time.monotonic() - started:.1f}s")
+    assert stack.docker_objects() == {"containers": [], "networks": [], "volumes": []}
+    assert not stack.stack.export_stack().deployment.get("resources")

@@ -196,12 +196,6 @@ def nodes(monkeypatch: pytest.MonkeyPatch) -> FakeNodes:
     monkeypatch.setattr(components.health, "raft_peers", fake.raft_peers)
     monkeypatch.setattr(components.docker_resources, "docker_client", _no_docker)
     monkeypatch.setattr(components.cluster, "docker_client", _no_docker)
-    # The fake cluster never settles; read the voters once instead of waiting.
-    monkeypatch.setattr(
-        components.cluster,
-        "live_voters",
-        lambda api, containers: components.health.live_voters(api, containers, settle_s=0),
-    )
     return fake
 
 
@@ -451,18 +445,23 @@ def test_rolling_update_goes_one_node_at_a_time_leader_last(
     ]
 
 
-def test_rolling_gate_does_not_wait_for_a_later_node_that_is_down(
+def test_rolling_brings_a_down_node_back_first_and_then_expects_everyone(
     graph: Graph, nodes: FakeNodes, project_root: Path
 ) -> None:
     nodes.answer("node2", down=("node3",))
-    deploy(cluster_spec(), project_root)
+    cluster = deploy(cluster_spec(), project_root)
 
+    # node3 is down: it goes first, so no live node is stopped while it is out.
+    assert cluster.rollout_order == ["node3", "node1", "node2"]
     expected = {g.plain_inputs["node"]: g.plain_inputs["expected"] for g in graph.of("NodeGate")}
-    assert expected == {
-        "node1": ["node1", "node2"],
-        "node3": list(NODES),
-        "node2": list(NODES),
-    }
+    assert expected == {"node3": list(NODES), "node1": list(NODES), "node2": list(NODES)}
+
+
+def test_a_gate_does_not_wait_for_a_later_node_that_is_down() -> None:
+    from components.cluster import gate_expectation
+
+    order = ["node1", "node3", "node2"]
+    assert gate_expectation(order, 0, alive_now={"node1", "node2"}, rolling=True) == ["node1", "node2"]
 
 
 def test_one_node_without_a_leader_does_not_stop_a_rolling_update(

@@ -289,3 +289,9 @@ def test_gate_rechecks_in_place_never_replaced(change: dict[str, Any]) -> None:
     assert diff.changes is True
     assert diff.replaces == []
     assert diff.delete_before_replace is False
+
+
+def test_rollout_brings_down_nodes_back_before_touching_live_ones() -> None:
+    assert rollout_order(["n1", "n2", "n3"], "n2", down={"n3"}) == ["n3", "n1", "n2"]
+    # A new node counts as down: it joins before anything is restarted.
+    assert rollout_order(["n1", "n2", "n3", "n4"], "n1", down={"n4"}) == ["n4", "n2", "n3", "n1"]
