@@ -1,0 +1,714 @@
+"""The benchmark: every figure measured in the same run as the baseline it is compared with.
+
+Throwaway stacks (`TestStack`s, so they clean up after themselves) carry the
+run; the hand-made baselines get their own names, ports and labels. Forming
+the cluster is measured in interleaved rounds (pulumi, blog script, raw
+`docker run`); the stack of the last round then serves everything else, in an
+order that keeps state changes few: no-change runs and memory with 0 jobs,
+100 jobs (REST loop, then `pulumi up`), no-change runs and memory with 100,
+500 jobs and memory, then rolling updates and leader failovers with small
+jobs running.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import json
+import os
+import platform
+import signal
+import statistics
+import subprocess
+import tempfile
+import time
+import traceback
+import uuid
+from collections.abc import Iterator
+from datetime import UTC, datetime
+from importlib import metadata
+from pathlib import Path
+from typing import Any, TextIO
+
+import docker
+from pulumi.automation import EngineEvent
+
+from bench import baselines, probes, report
+from components.dkron_client import DkronClient
+from components.health import observe
+from tests.integration.harness import ROOT, TestStack, free_port_block
+
+TAGS = {"python": "daily"}
+NODES = [{"name": name, "tags": dict(TAGS)} for name in baselines.NODE_NAMES]
+FORMATIONS = 5  # rounds of (pulumi up, blog script, raw docker run)
+RUNS = 3  # no-change preview/up repetitions
+ROLLOUTS = 3  # rolling updates, each to a new base image
+FAILOVERS = 5  # leader kills
+FORM_TIMEOUT_S = 90  # covers the blog config's 30 s retry-join interval twice
+QUIET_S = 20  # a window without changes before the rolling updates: the runs' own baseline
+STALL_S = 30  # leaderless but fully connected this long: it will not form (see probes.wait_whole)
+BENCH_LABEL = "dkron-iac.bench"  # on the run's own images; its value starts with the run's prefix
+RESULTS = ROOT / "bench" / "results.json"
+DOC = ROOT / "docs" / "benchmarks.md"
+
+TICK = {  # runs through the rolling updates
+    "name": "bench-tick",
+    "schedule": "@every 2s",
+    "tags": {"server": "true:1"},
+    "executor": "shell",
+    "executor_config": {"command": "true"},
+}
+BEAT = {**TICK, "name": "bench-beat", "schedule": "@every 1s"}  # runs through the failovers
+
+
+def bulk_jobs(prefix: str, count: int) -> list[dict[str, Any]]:
+    """`count` small jobs that never run during the benchmark."""
+    return [
+        {
+            "name": f"{prefix}-{i:03d}",
+            "schedule": "@every 24h",
+            "executor": "shell",
+            "executor_config": {"command": "true"},
+        }
+        for i in range(count)
+    ]
+
+
+class StepTimes:
+    """When each resource step of an update started and ended (engine events, as received)."""
+
+    def __init__(self) -> None:
+        self.t0 = time.monotonic()
+        self.steps: dict[str, dict[str, Any]] = {}
+
+    def __call__(self, event: EngineEvent) -> None:
+        now = time.monotonic() - self.t0
+        for kind, payload in (("start", event.resource_pre_event), ("end", event.res_outputs_event)):
+            if payload is not None:
+                meta = payload.metadata
+                step = self.steps.setdefault(meta.urn, {"type": meta.type.rsplit(":", 1)[-1]})
+                step.setdefault(kind, now)
+
+    def span(self, *types: str) -> tuple[float, float] | None:
+        """From the first start to the last end of the steps of these resource types."""
+        steps = [s for s in self.steps.values() if s["type"] in types and "start" in s and "end" in s]
+        if not steps:
+            return None
+        return min(s["start"] for s in steps), max(s["end"] for s in steps)
+
+
+class BenchStack(TestStack):
+    """A TestStack whose Pulumi output goes to a log file, with timed operations."""
+
+    def __init__(self, nodes: list[dict[str, Any]], log: TextIO, **settings: Any) -> None:
+        self._log_file = log
+        super().__init__(nodes, **settings)
+
+    def _echo(self, line: str) -> None:
+        self._log_file.write(line if line.endswith("\n") else line + "\n")
+
+    def timed_up(self, refresh: bool = True, steps: StepTimes | None = None) -> tuple[float, dict[str, int]]:
+        """`pulumi up` (with `--refresh` by default, as `make up`): seconds and changes."""
+        self._log_file.write(f"\n=== {self.name}: pulumi up (refresh={refresh}) ===\n")
+        started = time.monotonic()
+        if steps is not None:
+            steps.t0 = started
+        try:
+            result = self.stack.up(on_output=self._echo, on_event=steps, refresh=refresh, color="never")
+        except Exception:
+            self.print_container_logs()
+            raise
+        took = time.monotonic() - started
+        self.last_outputs = {k: v.value for k, v in result.outputs.items()}
+        return took, _ops(result.summary.resource_changes)
+
+    def timed_preview(self) -> tuple[float, dict[str, int]]:
+        self._log_file.write(f"\n=== {self.name}: pulumi preview ===\n")
+        started = time.monotonic()
+        result = self.preview()
+        return time.monotonic() - started, _ops(result.change_summary)
+
+    def api_urls(self) -> dict[str, str]:
+        return {n: self.api_url(n) for n in self.node_names()}
+
+    def containers(self) -> dict[str, str]:
+        return {n: self.container(n) for n in self.node_names()}
+
+    def set_jobs(self, jobs: list[dict[str, Any]]) -> None:
+        self.configure(lambda c: c.__setitem__("jobs", jobs))
+
+
+def _ops(summary: Any) -> dict[str, int]:
+    """A change summary keyed by plain operation names (`create`, `same`, ...)."""
+    return {str(getattr(op, "value", op)): int(n) for op, n in (summary or {}).items()}
+
+
+def changed(changes: dict[str, int]) -> dict[str, int]:
+    """The operations other than `same` in a change summary."""
+    return {op: n for op, n in changes.items() if op != "same" and n}
+
+
+def ratio(a: float | None, b: float | None) -> float | None:
+    return round(a / b, 2) if a is not None and b else None
+
+
+def median(values: list[Any]) -> float | None:
+    known = [v for v in values if v is not None]
+    return round(statistics.median(known), 2) if known else None
+
+
+def missed_runs(seconds: float, seen: int, every_s: float = 2.0) -> dict[str, float]:
+    """Runs a job `@every <every_s>` should have started in `seconds`, and how many of those were missed."""
+    expected = seconds / every_s
+    return {"expected_runs": round(expected, 2), "missed": round(max(expected - seen, 0.0), 2)}
+
+
+def summed_runs(windows: list[dict[str, Any]]) -> dict[str, float]:
+    """Expected, seen and missed runs over several windows (expected is summed before subtracting)."""
+    expected = sum(w["expected_runs"] for w in windows)
+    seen = sum(w["runs"] for w in windows)
+    return {"expected_runs": round(expected, 1), "runs": seen, "missed": round(max(expected - seen, 0.0), 1)}
+
+
+def rollout_steps(events: list[dict[str, Any]], finished: float) -> list[dict[str, Any]]:
+    """Per replaced node: its step, how long its old container took to stop, and its downtime.
+
+    A node's step runs from its container being stopped to the next node's
+    being stopped (or the end of the update); its downtime from the old
+    container dying to the new one starting.
+    """
+    steps: dict[str, dict[str, Any]] = {}
+    for event in events:
+        node, action, t = event["node"], event["action"], event["t"]
+        step = steps.get(node) if node else None
+        if node and step is None and action in ("kill", "stop", "die"):
+            steps[node] = step = {"node": node, "start": t}
+        if step is None:
+            continue
+        if action == "die":
+            step.setdefault("died", t)
+        elif action == "start":
+            step.setdefault("started", t)
+    ordered = sorted(steps.values(), key=lambda s: s["start"])
+    for step, following in zip(ordered, [*ordered[1:], None], strict=True):
+        step["end"] = following["start"] if following else finished
+        step["step_s"] = round(step["end"] - step["start"], 2)
+        died, started = step.pop("died", None), step.pop("started", None)
+        step["stopping_s"] = round(died - step["start"], 2) if died else None
+        step["down_s"] = round(started - died, 2) if died and started else None
+    return ordered
+
+
+class Bench:
+    """One run: its prefix, its stacks, its results, and what must be removed at the end."""
+
+    def __init__(self) -> None:
+        self.prefix = f"bench{uuid.uuid4().hex[:6]}"
+        self.started = time.monotonic()
+        self.log_path = Path(tempfile.gettempdir()) / f"dkron-iac-{self.prefix}.log"
+        self.log = self.log_path.open("w", buffering=1)
+        self.workdir = Path(tempfile.mkdtemp(prefix=f"{self.prefix}-"))
+        self.results: dict[str, Any] = {"errors": {}}
+        self.stack: BenchStack | None = None  # the one every section after formation uses
+        self.open_stacks: list[BenchStack] = []
+        self.labels: list[str] = []
+        self.images: list[str] = []
+
+    # --- bookkeeping -----------------------------------------------------------------
+    def say(self, text: str) -> None:
+        elapsed = time.monotonic() - self.started
+        print(f"[bench {elapsed:6.0f}s] {text}", flush=True)
+        self.log.write(f"[bench {elapsed:.0f}s] {text}\n")
+
+    @contextlib.contextmanager
+    def section(self, name: str) -> Iterator[dict[str, Any]]:
+        """Run one measurement; a failure is recorded and the run goes on."""
+        self.say(f"{name}: start")
+        data: dict[str, Any] = self.results.setdefault(name, {})
+        started = time.monotonic()
+        try:
+            yield data
+        except Exception as err:  # noqa: BLE001 - recorded in the report; the run goes on
+            self.results["errors"][name] = f"{type(err).__name__}: {str(err)[:600]}"
+            self.log.write(traceback.format_exc())
+            self.say(f"{name}: FAILED: {type(err).__name__}: {str(err)[:300]}")
+        finally:
+            data["section_s"] = round(time.monotonic() - started, 1)
+            self.say(f"{name}: done in {data['section_s']}s")
+
+    def new_stack(self) -> BenchStack:
+        stack = BenchStack(NODES, self.log)
+        self.open_stacks.append(stack)
+        return stack
+
+    def close_stack(self, stack: BenchStack) -> None:
+        self.say(f"closing stack {stack.name}")
+        stack.close()
+        self.open_stacks.remove(stack)
+
+    def cleanup(self) -> None:
+        self.say("cleanup")
+        for stack in list(self.open_stacks):
+            with contextlib.suppress(Exception):
+                self.close_stack(stack)
+        for label in self.labels:
+            with contextlib.suppress(Exception):
+                baselines.remove(label)
+        client = probes.docker_client()
+        try:
+            for tag in self.images:
+                # By tag, never by ID: the node image is shared with the stacks' own tags.
+                with contextlib.suppress(docker.errors.APIError):
+                    client.images.remove(tag)
+            # Node images built on this run's base images inherit its label; a rolling
+            # update leaves the previous one behind untagged (still in use when replaced).
+            for _ in range(5):
+                ours = [
+                    image
+                    for image in client.images.list(filters={"label": BENCH_LABEL})
+                    if str(image.labels.get(BENCH_LABEL, "")).startswith(self.prefix)
+                ]
+                for image in ours:
+                    with contextlib.suppress(docker.errors.APIError):
+                        client.images.remove(image.id)
+                if not ours:
+                    break
+        finally:
+            client.close()
+        for path in sorted(self.workdir.rglob("*"), reverse=True):
+            path.unlink() if path.is_file() else path.rmdir()
+        self.workdir.rmdir()
+
+    @property
+    def s(self) -> BenchStack:
+        assert self.stack is not None
+        return self.stack
+
+    # --- the sections --------------------------------------------------------------------
+    def machine(self) -> dict[str, Any]:
+        client = probes.docker_client()
+        try:
+            version, info = client.version(), client.info()
+        finally:
+            client.close()
+        return {
+            "date": datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC"),
+            "cores": os.cpu_count(),
+            "cpu": _field("/proc/cpuinfo", "model name", ":") or platform.processor(),
+            "memory_gib": round(int(_field("/proc/meminfo", "MemTotal", ":").split()[0]) / 2**20, 1),
+            "os": _field("/etc/os-release", "PRETTY_NAME", "=").strip('"') or platform.system(),
+            "kernel": platform.release(),
+            "docker_engine": f"{version.get('Version')} (API {version.get('ApiVersion')})",
+            "docker_storage": f"{info.get('Driver')}, cgroup v{info.get('CgroupVersion', '1')}",
+            "pulumi_cli": _command(["pulumi", "version"]),
+            "pulumi_python_sdk": metadata.version("pulumi"),
+            "python": platform.python_version(),
+            "git_commit": _command(["git", "-C", str(ROOT), "rev-parse", "--short", "HEAD"]),
+            "git_tree_dirty": bool(
+                _command(["git", "--no-optional-locks", "-C", str(ROOT), "status", "--porcelain"])
+            ),
+            "load_average_at_start": _load(),
+            "other_running_containers_at_start": probes.other_containers([self.prefix]),
+        }
+
+    def formation(self, data: dict[str, Any]) -> None:
+        """Empty to a whole cluster: `pulumi up` versus the blog's procedure and raw `docker run`.
+
+        Rounds interleave the three; the first round runs pulumi first (its
+        image is the baselines' image), later rounds run it last, so no
+        stack is running while a baseline is timed except in the last round,
+        whose stack is kept for the rest of the run.
+        """
+        image = f"dkron-iac/{self.prefix}-node:4.0.5"
+        rounds: list[dict[str, Any]] = []
+        data["rounds"] = rounds
+        for number in range(1, FORMATIONS + 1):
+            this: dict[str, Any] = {}
+            rounds.append(this)
+            if number == 1:
+                this["pulumi"] = self._form_with_pulumi(keep=False, tag_image=image)
+            for name in ("blog_script", "raw_docker_run"):
+                self.say(f"formation round {number}: {name}")
+                this[name] = self._form_by_hand(name, number, image)
+            if number > 1:
+                this["pulumi"] = self._form_with_pulumi(keep=number == FORMATIONS)
+            self.say(f"formation round {number}: {_brief(this)}")
+
+        def med(method: str, key: str) -> float | None:
+            return median([r.get(method, {}).get(key) for r in rounds])
+
+        def formed(method: str) -> str:
+            key = "up_s" if method == "pulumi" else "healthy_s"
+            done = sum(1 for r in rounds if r.get(method, {}).get(key) is not None)
+            return f"{done} of {len(rounds)}"
+
+        summary: dict[str, Any] = {
+            "formed": {method: formed(method) for method in ("pulumi", "blog_script", "raw_docker_run")},
+            "pulumi_up_s": med("pulumi", "up_s"),
+            "pulumi_first_whole_s": med("pulumi", "first_whole_s"),
+            "blog_script_s": med("blog_script", "healthy_s"),
+            "raw_docker_run_s": med("raw_docker_run", "healthy_s"),
+            "pulumi_phases_s": {
+                phase: med_phase
+                for phase in ("program_start", "image_build", "nodes_and_gates", "after_last_gate")
+                if (med_phase := median([r["pulumi"].get("phases", {}).get(phase) for r in rounds]))
+                is not None
+            },
+        }
+        summary["ratios"] = {
+            "pulumi_up_vs_blog_script": ratio(summary["pulumi_up_s"], summary["blog_script_s"]),
+            "pulumi_up_vs_raw_docker_run": ratio(summary["pulumi_up_s"], summary["raw_docker_run_s"]),
+            "pulumi_first_whole_vs_blog_script": ratio(
+                summary["pulumi_first_whole_s"], summary["blog_script_s"]
+            ),
+            "pulumi_first_whole_vs_raw_docker_run": ratio(
+                summary["pulumi_first_whole_s"], summary["raw_docker_run_s"]
+            ),
+        }
+        data["median"] = summary
+
+    def _form_with_pulumi(self, keep: bool, tag_image: str | None = None) -> dict[str, Any]:
+        stack = self.new_stack()
+        try:
+            steps = StepTimes()
+            with probes.HealthWatcher(stack.api_urls()) as watcher:
+                took, changes = stack.timed_up(steps=steps)
+            first_whole = watcher.first_whole - steps.t0 if watcher.first_whole else None
+            image, nodes, top = (
+                steps.span("DockerImage"),
+                steps.span("DockerContainer", "NodeGate"),
+                steps.span("Stack"),
+            )
+            result: dict[str, Any] = {
+                "stack": stack.name,
+                "up_s": round(took, 2),
+                "first_whole_s": round(first_whole, 2) if first_whole else None,
+                "created": changes.get("create"),
+                "leader": stack.last_outputs.get("leader"),
+                "raft_voters": stack.last_outputs.get("voters"),
+                "phases": {
+                    "program_start": round(top[0], 2) if top else None,
+                    "image_build": round(image[1] - image[0], 2) if image else None,
+                    "nodes_and_gates": round(nodes[1] - nodes[0], 2) if nodes else None,
+                    "after_last_gate": round(took - nodes[1], 2) if nodes else None,
+                },
+            }
+            if "dkron" not in self.results["machine"]:
+                with DkronClient(stack.api_url("node1")) as client:
+                    self.results["machine"]["dkron"] = client.agent().get("agent", {}).get("version")
+            if tag_image:
+                client = probes.docker_client()
+                try:
+                    self.images.append(tag_image)
+                    client.images.get(f"dkron-iac/{stack.cluster_name}-node:4.0.5").tag(tag_image)
+                finally:
+                    client.close()
+        finally:
+            if keep:
+                self.stack = stack
+            else:
+                self.close_stack(stack)
+        return result
+
+    def _form_by_hand(self, name: str, number: int, image: str) -> dict[str, Any]:
+        prefix = f"{self.prefix}-{'sh' if name == 'blog_script' else 'raw'}{number}"
+        label = f"{BENCH_LABEL}={prefix}"
+        self.labels.append(label)
+        workdir = self.workdir / prefix
+        workdir.mkdir()
+        baseline = baselines.Baseline(prefix, image, free_port_block(4), workdir, label)
+        script = baselines.blog_script if name == "blog_script" else baselines.raw_script
+        try:
+            return baselines.form(baseline, script(baseline, TAGS), FORM_TIMEOUT_S, STALL_S)
+        finally:
+            baselines.remove(label)
+
+    def no_change(self, data: dict[str, Any], jobs: int) -> None:
+        """No-change preview, `up --refresh` (as `make up`) and plain `up`, median of RUNS."""
+        times: dict[str, list[float]] = {"preview": [], "up_refresh": [], "up": []}
+        unexpected: list[dict[str, Any]] = []
+        for _ in range(RUNS):
+            for kind in times:
+                if kind == "preview":
+                    took, changes = self.s.timed_preview()
+                else:
+                    took, changes = self.s.timed_up(refresh=kind == "up_refresh")
+                times[kind].append(round(took, 2))
+                if changed(changes):
+                    unexpected.append({"kind": kind, **changed(changes)})
+        data.update(
+            jobs=jobs,
+            runs=times,
+            median_s={kind: median(values) for kind, values in times.items()},
+            unexpected_changes=unexpected,
+        )
+
+    def memory(self, data: dict[str, Any], jobs: int) -> None:
+        """Memory of each node at rest (after a quiet pause)."""
+        time.sleep(10)
+        with DkronClient(self.s.api_url("node1")) as client:
+            live = len(client.list_jobs())
+        data.update(
+            jobs_declared=jobs, jobs_live=live, mib=probes.memory_mib(list(self.s.containers().values()))
+        )
+
+    def registration(self, data: dict[str, Any], count: int) -> None:
+        """`count` jobs by a plain REST loop (then deleted), then the same number by `pulumi up`."""
+        with DkronClient(self.s.api_url("node1"), timeout_s=30) as client:
+            jobs = bulk_jobs("rest", count)
+            started = time.monotonic()
+            for job in jobs:
+                client.upsert_job(job)
+            rest_s = time.monotonic() - started
+            started = time.monotonic()
+            for job in jobs:
+                client.delete_job(job["name"])
+            rest_delete_s = time.monotonic() - started
+        self.s.set_jobs(bulk_jobs("job", count))
+        up_s, changes = self.s.timed_up()
+        data.update(
+            jobs=count,
+            rest_loop_s=round(rest_s, 2),
+            rest_delete_loop_s=round(rest_delete_s, 2),
+            pulumi_up_s=round(up_s, 2),
+            pulumi_changes=changed(changes),
+            ratio_pulumi_vs_rest=ratio(up_s, rest_s),
+        )
+
+    def remove_jobs(self, data: dict[str, Any], keep: list[dict[str, Any]]) -> None:
+        """`pulumi up` that deletes the bulk jobs (and declares `keep`)."""
+        self.s.set_jobs(keep)
+        took, changes = self.s.timed_up()
+        data.update(pulumi_up_s=round(took, 2), pulumi_changes=changed(changes))
+
+    def rolling_updates(self, data: dict[str, Any]) -> None:
+        """Change the base image ROLLOUTS times: every node replaced, one at a time, the leader last."""
+        stack = self.s
+        if (
+            probes.wait_until(lambda: probes.executions(stack.api_urls().values(), str(TICK["name"])), 60)
+            is None
+        ):
+            raise RuntimeError(f"job {TICK['name']} never ran")
+        with probes.RunCollector(stack.api_urls().values(), str(TICK["name"])) as runs:
+            quiet_from = time.time()
+            time.sleep(QUIET_S)
+            quiet_to = time.time()
+            time.sleep(1.5)  # the last runs' records
+        seen = runs.runs_between(quiet_from, quiet_to)
+        data["quiet_window"] = {"seconds": QUIET_S, "runs": seen, **missed_runs(quiet_to - quiet_from, seen)}
+        rollouts: list[dict[str, Any]] = []
+        data["rollouts"] = rollouts
+        for number in range(1, ROLLOUTS + 1):
+            rollouts.append(self._rollout(number))
+            self.say(f"rolling update {number}: {rollouts[-1]['total_s']} s, order {rollouts[-1]['order']}")
+        followers = [s for r in rollouts for s in r["steps"] if not s["leader_step"]]
+        leaders = [s for r in rollouts for s in r["steps"] if s["leader_step"]]
+        data["median"] = {
+            "total_s": median([r["total_s"] for r in rollouts]),
+            "follower_down_s": median([s["down_s"] for s in followers]),
+            "leader_down_s": median([s["down_s"] for s in leaders]),
+            "follower_step_s": median([s["step_s"] for s in followers]),
+            "leader_step_s": median([s["step_s"] for s in leaders]),
+        }
+        data["sum"] = {
+            "follower_steps": summed_runs(followers),
+            "leader_steps": summed_runs(leaders),
+            "whole_updates": summed_runs([r["whole_update"] for r in rollouts]),
+        }
+
+    def _rollout(self, number: int) -> dict[str, Any]:
+        stack = self.s
+        base = f"dkron-iac/{self.prefix}-base:v{number + 1}"
+        dockerfile = f"FROM dkron-iac/python-base:bookworm\nLABEL {BENCH_LABEL}={self.prefix}-v{number + 1}\n"
+        client = probes.docker_client()
+        try:
+            self.images.append(base)
+            client.images.build(fileobj=io.BytesIO(dockerfile.encode()), tag=base, pull=False, rm=True)
+        finally:
+            client.close()
+        leader = observe(stack.api_urls()).leader
+        stack.configure(lambda c: c.setdefault("image", {}).update(base_image=base))
+        with probes.RunCollector(stack.api_urls().values(), str(TICK["name"])) as runs:
+            started = time.time()
+            took, changes = stack.timed_up()
+            finished = time.time()
+            time.sleep(1.5)  # the last runs' records
+        events = probes.container_events(f"dkron-iac.stack={stack.name}", started, finished)
+        steps = rollout_steps(events, finished)
+        for step in steps:
+            step["leader_step"] = step["node"] == leader
+            step["runs"] = runs.runs_between(step["start"], step["end"])
+            step.update(missed_runs(step["end"] - step["start"], step["runs"]))
+        seen = runs.runs_between(started, finished)
+        return {
+            "base_image": base,
+            "total_s": round(took, 2),
+            "replaced": changes.get("replace"),
+            "leader_before": leader,
+            "leader_after": stack.last_outputs.get("leader"),
+            "order": [s["node"] for s in steps],
+            "steps": [{k: v for k, v in s.items() if k not in ("start", "end")} for s in steps],
+            "follower_steps": summed_runs([s for s in steps if not s["leader_step"]]),
+            "leader_step": summed_runs([s for s in steps if s["leader_step"]]),
+            "whole_update": {"runs": seen, **missed_runs(finished - started, seen)},
+        }
+
+    def failover(self, data: dict[str, Any]) -> None:
+        """`docker kill` the leader: time to a leader every survivor names, and to the next run of a `:1` job."""
+        stack = self.s
+        with DkronClient(stack.api_url("node1"), timeout_s=30) as client:
+            client.upsert_job(BEAT)
+        probes.wait_until(
+            lambda: len(probes.executions(stack.api_urls().values(), str(BEAT["name"]))) >= 3, 60
+        )
+        samples: list[dict[str, Any]] = []
+        data["samples"] = samples
+        for number in range(1, FAILOVERS + 1):
+            if probes.wait_until(lambda: probes.whole(stack.api_urls()), 120) is None:
+                raise RuntimeError("the cluster did not become whole again before the next kill")
+            time.sleep(5)  # let the restarted node settle
+            samples.append(self._kill_leader())
+            self.say(f"failover {number}: {samples[-1]}")
+        data["median"] = {
+            "new_leader_s": median([s["new_leader_s"] for s in samples]),
+            "next_run_s": median([s["next_run_s"] for s in samples]),
+        }
+
+    def _kill_leader(self) -> dict[str, Any]:
+        stack = self.s
+        api = stack.api_urls()
+        old = probes.agreed_leader(api)
+        if old is None:
+            raise RuntimeError("no leader every node agrees on before the kill")
+        survivors = {n: url for n, url in api.items() if n != old}
+
+        def new_leader() -> str | None:
+            leader = probes.agreed_leader(survivors)
+            return leader if leader in survivors else None
+
+        def first_run_after(t: float) -> float | None:
+            starts = [
+                start
+                for start in map(probes.started_at, probes.executions(survivors.values(), str(BEAT["name"])))
+                if start > t
+            ]
+            return min(starts) if starts else None
+
+        client = probes.docker_client()
+        try:
+            container = client.containers.get(stack.container(old))
+            before, mono = time.time(), time.monotonic()
+            container.kill()
+            after = time.time()  # a run that starts later was scheduled by a new leader
+            elected = probes.wait_until(new_leader, 90, poll_s=0.1)
+            leader = new_leader()
+            first = None
+            if probes.wait_until(lambda: first_run_after(after), 90) is not None:
+                first = first_run_after(after)
+            # Bring the node back on its data, as a restart after a crash would.
+            container.start()
+        finally:
+            client.close()
+        return {
+            "killed": old,
+            "new_leader": leader,
+            "new_leader_s": round(elected - mono, 2) if elected else None,
+            "next_run_s": round(first - before, 2) if first else None,
+        }
+
+    # --- the run ------------------------------------------------------------------------
+    def run(self) -> None:
+        with self.section("machine") as data:
+            data.update(self.machine())
+        with self.section("formation") as data:
+            self.formation(data)
+        if self.stack is None or not self.s.last_outputs:
+            return
+        with self.section("no_change_0_jobs") as data:
+            self.no_change(data, 0)
+        with self.section("memory_0_jobs") as data:
+            self.memory(data, 0)
+        with self.section("register_100_jobs") as data:
+            self.registration(data, 100)
+        with self.section("no_change_100_jobs") as data:
+            self.no_change(data, 100)
+        with self.section("memory_100_jobs") as data:
+            self.memory(data, 100)
+        with self.section("delete_100_jobs") as data:
+            self.remove_jobs(data, [])
+        with self.section("register_500_jobs") as data:
+            self.registration(data, 500)
+        with self.section("memory_500_jobs") as data:
+            self.memory(data, 500)
+        with self.section("delete_500_jobs") as data:
+            self.remove_jobs(data, [TICK])
+        with self.section("rolling_update") as data:
+            self.rolling_updates(data)
+        with self.section("failover") as data:
+            self.failover(data)
+
+
+def _brief(round_: dict[str, Any]) -> str:
+    def outcome(r: dict[str, Any]) -> str:
+        seconds = r.get("up_s", r.get("healthy_s"))
+        return f"{seconds} s" if seconds is not None else str(r.get("not_whole"))
+
+    return ", ".join(f"{name} {outcome(r)}" for name, r in round_.items())
+
+
+def _field(path: str, key: str, separator: str) -> str:
+    """The value of the first `key<separator>value` line of a text file, or ''."""
+    for line in _lines(path):
+        name, sep, value = line.partition(separator)
+        if sep and name.strip() == key:
+            return value.strip()
+    return ""
+
+
+def _lines(path: str) -> list[str]:
+    with contextlib.suppress(OSError):
+        return Path(path).read_text().splitlines()
+    return []
+
+
+def _command(argv: list[str]) -> str:
+    with contextlib.suppress(OSError, subprocess.SubprocessError):
+        return subprocess.run(argv, capture_output=True, text=True, check=False, timeout=60).stdout.strip()
+    return ""
+
+
+def _load() -> str:
+    lines = _lines("/proc/loadavg")
+    return " ".join(lines[0].split()[:3]) if lines else ""
+
+
+def _stop_on_signal(signum: int, _frame: Any) -> None:
+    raise SystemExit(128 + signum)
+
+
+def main() -> int:
+    for sig in (signal.SIGTERM, signal.SIGHUP):
+        signal.signal(sig, _stop_on_signal)
+    bench = Bench()
+    bench.say(f"prefix {bench.prefix}; Pulumi output in {bench.log_path}")
+    try:
+        bench.run()
+    finally:
+        # Cleanup must finish even if a second signal arrives.
+        for sig in (signal.SIGTERM, signal.SIGHUP, signal.SIGINT):
+            signal.signal(sig, signal.SIG_IGN)
+        with contextlib.suppress(Exception):
+            bench.cleanup()
+        bench.results["run"] = {
+            "prefix": bench.prefix,
+            "duration_s": round(time.monotonic() - bench.started, 1),
+            "load_average_at_end": _load(),
+            "other_running_containers_at_end": probes.other_containers([bench.prefix]),
+            "pulumi_log": str(bench.log_path),
+        }
+        RESULTS.write_text(json.dumps(bench.results, indent=2) + "\n")
+        DOC.parent.mkdir(exist_ok=True)
+        DOC.write_text(report.render(bench.results))
+        bench.say(f"wrote {RESULTS.relative_to(ROOT)} and {DOC.relative_to(ROOT)}")
+        bench.log.close()
+    return 1 if bench.results["errors"] else 0
