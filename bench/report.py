@@ -75,6 +75,13 @@ def render(results: Results) -> str:
         " Nothing asserts a time. Raw figures: `bench/results.json`.",
         "",
     ]
+    if run.get("dockerd_pid_at_start") != run.get("dockerd_pid_at_end"):
+        out += [
+            "**The Docker engine was restarted during this run** (by other work on the machine: dockerd's"
+            f" PID went from {run.get('dockerd_pid_at_start') or 'n/a'} to {run.get('dockerd_pid_at_end') or 'n/a'});"
+            " figures taken around the restart are not comparable.",
+            "",
+        ]
     out += _summary(results)
     out += ["## Machine", ""]
     out += _table(

@@ -213,6 +213,7 @@ class Bench:
         self.open_stacks: list[BenchStack] = []
         self.labels: list[str] = []
         self.images: list[str] = []
+        self.dockerd_pid = _command(["pidof", "dockerd"])  # a change means the engine was restarted
 
     # --- bookkeeping -----------------------------------------------------------------
     def say(self, text: str) -> None:
@@ -248,6 +249,9 @@ class Bench:
 
     def cleanup(self) -> None:
         self.say("cleanup")
+        # Other work on this machine may restart the Docker engine: wait for it to answer.
+        if probes.wait_until(probes.docker_answers, 180, poll_s=2) is None:
+            self.say("cleanup: the Docker engine does not answer; trying anyway")
         for stack in list(self.open_stacks):
             with contextlib.suppress(Exception):
                 self.close_stack(stack)
@@ -699,11 +703,16 @@ def main() -> int:
             signal.signal(sig, signal.SIG_IGN)
         with contextlib.suppress(Exception):
             bench.cleanup()
+        others = None
+        with contextlib.suppress(Exception):
+            others = probes.other_containers([bench.prefix])
         bench.results["run"] = {
             "prefix": bench.prefix,
             "duration_s": round(time.monotonic() - bench.started, 1),
             "load_average_at_end": _load(),
-            "other_running_containers_at_end": probes.other_containers([bench.prefix]),
+            "other_running_containers_at_end": others,
+            "dockerd_pid_at_start": bench.dockerd_pid,
+            "dockerd_pid_at_end": _command(["pidof", "dockerd"]),
             "pulumi_log": str(bench.log_path),
         }
         RESULTS.write_text(json.dumps(bench.results, indent=2) + "\n")

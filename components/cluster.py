@@ -7,6 +7,8 @@ the gossip key, and the gates that make replacements roll one node at a time.
 
 from __future__ import annotations
 
+import asyncio
+import functools
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -24,7 +26,7 @@ from components.docker_resources import (
     docker_client,
 )
 from components.gossip_key import GossipKey
-from components.health import leader_of, live_voters, observe, observe_node
+from components.health import observe, observe_node, wait_until_healthy
 from components.membership import NodeRemoval, removal_order, removed_nodes
 from components.node_config import (
     CONFIG_PATH,
@@ -236,7 +238,7 @@ class DkronCluster(pulumi.ComponentResource):
                 network=network.name,
                 hostname=node.name,
                 aliases=[node.name],
-                command=["agent", "--config", CONFIG_PATH],
+                command=["dkron", "agent", "--config", CONFIG_PATH],
                 ports=[{"internal": HTTP_PORT, "external": ports[node.name], "ip": spec.ports.bind_address}],
                 mounts=[{"volume": volume.name, "target": DATA_DIR}],
                 files={CONFIG_PATH: config},
@@ -275,9 +277,34 @@ class DkronCluster(pulumi.ComponentResource):
         self.nodes = pulumi.Output.from_input(node_outputs)
         # Read live once every step has passed: who leads, who votes.
         done = pulumi.Output.all(*[step.id for step in steps])
-        self.leader = done.apply(lambda _: leader_of(self.api_urls))
-        self.voters = done.apply(lambda _: live_voters(self.api_urls, containers))
-        self.bootstrap = done.apply(lambda _: plan.record())
+        expected = sorted(self.api_urls)
+        timeout_s = spec.rollout.node_timeout_seconds
+
+        async def final_view(_: Any) -> dict[str, Any]:
+            # An update ends only on a whole cluster, even one that changed
+            # nothing: a node that died since the last update, or a cluster
+            # that lost its leader, fails the update with what was seen.
+            # Blocking calls run off the event loop so job writes go on.
+            loop = asyncio.get_running_loop()
+            if pulumi.runtime.is_dry_run():
+                view = await loop.run_in_executor(None, observe, self.api_urls, containers)
+            else:
+                wait = functools.partial(
+                    wait_until_healthy,
+                    self.api_urls,
+                    containers,
+                    expected,
+                    timeout_s,
+                    "at the end of the update",
+                )
+                view = await loop.run_in_executor(None, wait)
+            voters = sorted(p.node for p in (view.raft_peers or {}).values() if p.voter)
+            return {"leader": view.leader, "voters": voters}
+
+        final: pulumi.Output[dict[str, Any]] = done.apply(final_view)  # type: ignore[arg-type]  # apply awaits coroutines
+        self.leader = final.apply(lambda v: v["leader"])
+        self.voters = final.apply(lambda v: v["voters"])
+        self.bootstrap = final.apply(lambda _: plan.record())
         self.register_outputs(
             {"leader": self.leader, "nodes": self.nodes, "bootstrap": self.bootstrap, "voters": self.voters}
         )

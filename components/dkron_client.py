@@ -71,8 +71,17 @@ class DkronClient:
         return result
 
     def leader(self) -> dict[str, Any] | None:
-        """The leader member as this agent sees it, or None without one."""
-        response = self._request("GET", "/v1/leader")
+        """The leader member as this agent sees it, or None without one.
+
+        Dkron 4.0.5 answers 500 with a `null` body while there is no leader
+        (later versions answer 404); both mean "no leader".
+        """
+        try:
+            response = self._request("GET", "/v1/leader")
+        except DkronError as err:
+            if err.status == 500 and str(err).endswith(": null"):
+                return None
+            raise
         if response.status_code == 404:
             return None
         result: dict[str, Any] = response.json()

@@ -206,34 +206,6 @@ def wait_until_healthy(
         time.sleep(poll_s)
 
 
-def leader_of(api_urls: Mapping[str, str]) -> str | None:
-    """The leader as the nodes report it right now, or None (no cluster yet)."""
-    for name, url in api_urls.items():
-        view = observe_node(name, url, timeout_s=2.0)
-        if view.error is None and view.leader:
-            return view.leader
-    return None
-
-
-def live_voters(
-    api_urls: Mapping[str, str], containers: Mapping[str, str], settle_s: float = 0.0
-) -> list[str]:
-    """The Raft voters as the leader knows them.
-
-    With `settle_s`, keep reading until two reads in a row agree and the
-    cluster is whole, or the time is up.
-    """
-    deadline = time.monotonic() + settle_s
-    last: list[str] | None = None
-    while True:
-        view = observe(api_urls, containers)
-        voters = sorted(p.node for p in (view.raft_peers or {}).values() if p.voter)
-        if (voters == last and not view.problems(sorted(api_urls))) or time.monotonic() > deadline:
-            return voters
-        last = voters
-        time.sleep(1)
-
-
 def summary(view: ClusterView) -> dict[str, Any]:
     """A JSON-friendly picture of a view, for outputs and error reports."""
     return {

@@ -32,8 +32,10 @@ T = TypeVar("T")
 
 def free_port_block(count: int) -> int:
     """The first of `count` consecutive free TCP ports on 127.0.0.1."""
+    # Stay below the kernel's range for outgoing connections' local ports.
+    ephemeral_low = int(Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()[0])
     for _ in range(200):
-        base = random.randint(20000, 40000)
+        base = random.randint(20000, ephemeral_low - count - 1)
         if all(_port_free(base + i) for i in range(count)):
             return base
     raise RuntimeError(f"no block of {count} free ports found")

@@ -196,6 +196,12 @@ def nodes(monkeypatch: pytest.MonkeyPatch) -> FakeNodes:
     monkeypatch.setattr(components.health, "raft_peers", fake.raft_peers)
     monkeypatch.setattr(components.docker_resources, "docker_client", _no_docker)
     monkeypatch.setattr(components.cluster, "docker_client", _no_docker)
+    # The fake cluster is never whole; the end-of-update wait reads it once.
+    monkeypatch.setattr(
+        components.cluster,
+        "wait_until_healthy",
+        lambda api_urls, containers, *_args: components.health.observe(api_urls, containers),
+    )
     return fake
 
 

@@ -1,0 +1,741 @@
+"""Faults on a real three-node cluster: the jobs survive and the cluster heals.
+
+One stack serves every test, in file order. Before the first fault a set of
+jobs is registered through the API (not through the stack config, so no
+`pulumi up` can put back a job the cluster lost), among them `tick`, an
+`@every 1s` job pinned to exactly one server. After each fault the cluster
+must be whole again, by itself or after ONE `pulumi up`, and every node must
+hold exactly the job definitions registered before the faults (their managed
+fields: name, schedule, tags, executor, executor_config, ...).
+
+A recorder thread keeps every execution of `tick` (Dkron keeps only the last
+100 per job) and the leader over time, so the last test can count the runs
+that happened twice across all the faults.
+
+The Docker daemon restart is the last fault: it stops every container on this
+engine, other test runs' too, so it runs once, at the end, and the daemon is
+started again as soon as the old one has exited.
+
+Known bug (KNOWN_BUG below): when restarted nodes get each other's IP
+addresses, Dkron 4.0.5 can tear its own Raft configuration apart, for good.
+Docker hands out addresses in start order, so after a daemon restart, which
+starts every container at once, this is chance (about one run in five here).
+A fault that leaves the cluster broken with Dkron's tell-tale log line is an
+expected failure (it cannot be a strict xfail: most runs pass), any other
+failure fails, and the fault tests after it are skipped.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import ipaddress
+import json
+import os
+import random
+import re
+import signal
+import socket
+import subprocess
+import threading
+import time
+from collections import defaultdict
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+import docker
+import pytest
+import requests
+
+from components.dkron_client import DkronClient, DkronError
+from components.health import observe
+from components.job_provider import managed_job
+from tests.integration.harness import ROOT, TestStack, eventually
+
+NODES = [{"name": "f1"}, {"name": "f2"}, {"name": "f3"}]
+ONE_SERVER = {"server": "true:1"}
+TICK = {
+    "name": "tick",
+    "schedule": "@every 1s",
+    "tags": ONE_SERVER,
+    "executor": "shell",
+    "executor_config": {"command": "echo tick"},
+}
+JOBS: list[dict[str, Any]] = [
+    TICK,
+    {
+        "name": "backup",
+        "displayname": "Nightly backup",
+        "schedule": "0 30 2 * * *",
+        "timezone": "Europe/Paris",
+        "owner": "ops",
+        "owner_email": "ops@example.com",
+        "tags": ONE_SERVER,
+        "metadata": {"team": "ops"},
+        "retries": 2,
+        "concurrency": "forbid",
+        "executor": "shell",
+        "executor_config": {"command": "echo backup", "shell": "true", "env": "MODE=full", "timeout": "30s"},
+    },
+    {
+        "name": "parent-job",
+        "schedule": "@manually",
+        "tags": ONE_SERVER,
+        "executor": "shell",
+        "executor_config": {"command": "echo parent"},
+    },
+    {
+        "name": "child-job",
+        "parent_job": "parent-job",
+        "tags": ONE_SERVER,
+        "executor": "shell",
+        "executor_config": {"command": "echo child"},
+    },
+    {
+        "name": "probe",
+        "schedule": "@every 1h",
+        "tags": ONE_SERVER,
+        "executor": "http",
+        "executor_config": {"method": "GET", "url": "http://127.0.0.1:8080/health", "expectCode": "200"},
+    },
+    {
+        "name": "paused",
+        "schedule": "@hourly",
+        "disabled": True,
+        "executor": "shell",
+        "executor_config": {"command": "echo never"},
+    },
+]
+JOB_NAMES = sorted(job["name"] for job in JOBS)
+# How long a cluster whose containers all run may take to be whole by itself
+# before the test falls back to one `pulumi up` (it takes 2-5 s when it works).
+SELF_HEAL_S = 60
+# What Dkron logs when the bug below strikes.
+DUPLICATE_ADDRESS = "with duplicate address"
+KNOWN_BUG = (
+    "known bug: nodes restarted together can get each other's IP addresses from Docker; Dkron 4.0.5's"
+    " leader then removes the Raft server that held a rejoining node's new address, even a live one or"
+    " itself (dkron/leader.go addRaftPeer: 'removed server with duplicate address'); a removed node shuts"
+    " its Raft down until restarted, and the configurations can diverge until no leader is ever elected,"
+    " even after restarting every node. `pulumi up` then succeeds without noticing (gates only run for"
+    " changed containers; outputs leader None, voters []). Fix: a fixed IP address per node, and an"
+    " update that fails when the cluster is not whole"
+)
+
+
+# --- the recorder ------------------------------------------------------------------------
+
+
+@dataclass
+class Recorder:
+    """Every execution of `tick` seen on any node, and the leader over time."""
+
+    stack: TestStack
+    executions: dict[str, dict[str, Any]] = field(default_factory=dict)
+    leaders: list[tuple[float, str | None]] = field(default_factory=list)
+    faults: list[dict[str, Any]] = field(default_factory=list)
+    polls: int = 0
+    _lock: threading.Lock = field(default_factory=threading.Lock)
+    _stop: threading.Event = field(default_factory=threading.Event)
+
+    def start(self) -> None:
+        self._thread = threading.Thread(target=self._run, name="tick-recorder", daemon=True)
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._thread.join(timeout=30)
+
+    def _run(self) -> None:
+        last_executions = 0.0
+        while not self._stop.is_set():
+            leader = self._leader()
+            with self._lock:
+                self.leaders.append((time.time(), leader))
+            # Dkron keeps the last 100 executions: at one a second, every few seconds is plenty.
+            if time.monotonic() - last_executions >= 3:
+                self.collect()
+                last_executions = time.monotonic()
+            self._stop.wait(1)
+
+    def _leader(self) -> str | None:
+        for node in self.stack.node_names():
+            with contextlib.suppress(Exception), DkronClient(self.stack.api_url(node), timeout_s=2) as client:
+                leader = client.leader()
+                return str(leader["Name"]) if leader else None
+        return None
+
+    def collect(self) -> None:
+        for node in self.stack.node_names():
+            try:
+                with DkronClient(self.stack.api_url(node), timeout_s=3) as client:
+                    found = client.executions("tick")
+            except (requests.RequestException, DkronError, ValueError):
+                continue  # this node is down or still starting: ask the next one
+            with self._lock:
+                self.polls += 1
+                for execution in found:
+                    key = str(execution.get("id") or f"{execution['started_at']}-{execution['node_name']}")
+                    self.executions[key] = execution
+            return
+
+    def snapshot(self) -> tuple[list[dict[str, Any]], list[tuple[float, str | None]]]:
+        with self._lock:
+            return list(self.executions.values()), list(self.leaders)
+
+    def fault(self, name: str) -> dict[str, Any]:
+        """Open the record of one fault; the test fills in how it healed."""
+        record: dict[str, Any] = {"fault": name, "at": time.time()}
+        self.faults.append(record)
+        return record
+
+
+# --- helpers -----------------------------------------------------------------------------
+
+
+def _api(stack: TestStack) -> dict[str, str]:
+    return {n: stack.api_url(n) for n in stack.node_names()}
+
+
+def _containers(stack: TestStack) -> dict[str, str]:
+    return {n: stack.container(n) for n in stack.node_names()}
+
+
+def _problems(stack: TestStack) -> list[str]:
+    return observe(_api(stack), _containers(stack)).problems(stack.node_names())
+
+
+def _leader(stack: TestStack, nodes: list[str] | None = None) -> str | None:
+    return observe({n: stack.api_url(n) for n in nodes or stack.node_names()}).leader
+
+
+def _jobs_on(stack: TestStack, node: str) -> dict[str, dict[str, Any]]:
+    with DkronClient(stack.api_url(node), timeout_s=5) as client:
+        return {job["name"]: managed_job(job) for job in client.list_jobs()}
+
+
+def _job_differences(expected: dict[str, dict[str, Any]], live: dict[str, dict[str, Any]]) -> list[str]:
+    found = [f"{name}: missing" for name in sorted(set(expected) - set(live))]
+    found += [f"{name}: not registered by the test" for name in sorted(set(live) - set(expected))]
+    for name in sorted(set(expected) & set(live)):
+        for key, value in expected[name].items():
+            if live[name].get(key) != value:
+                found.append(f"{name}.{key}: was {value!r}, now {live[name].get(key)!r}")
+    return found
+
+
+def _assert_jobs_identical(stack: TestStack, expected: dict[str, dict[str, Any]], nodes: list[str]) -> None:
+    """Every node in `nodes` holds exactly the `expected` job definitions.
+
+    A node that has just rejoined may still be replaying the Raft log, so give
+    its replica a little time; a definition that differs is reported field by field.
+    """
+    seen: dict[str, list[str]] = {}
+
+    def identical() -> bool:
+        for node in nodes:
+            seen[node] = _job_differences(expected, _jobs_on(stack, node))
+        return not any(seen.values())
+
+    try:
+        eventually(f"the job definitions on {', '.join(nodes)}", identical, 30)
+    except AssertionError as err:
+        raise AssertionError(f"{err}; differences: {json.dumps(seen, indent=1)}") from None
+
+
+def _container_states(stack: TestStack) -> dict[str, dict[str, Any]]:
+    client = docker.from_env(version="auto")
+    try:
+        states = {}
+        for node in stack.node_names():
+            with contextlib.suppress(docker.errors.NotFound):
+                container = client.containers.get(stack.container(node))
+                states[node] = {"id": container.id, "running": container.status == "running"}
+        return states
+    finally:
+        client.close()
+
+
+def _kill(stack: TestStack, node: str) -> None:
+    client = docker.from_env(version="auto")
+    try:
+        client.containers.get(stack.container(node)).kill()
+    finally:
+        client.close()
+
+
+def _heal(faults: Faults, record: dict[str, Any], self_heal_s: float = SELF_HEAL_S) -> None:
+    """Whole again by itself (if every container runs), else after ONE `pulumi up`.
+
+    If it is not, and the nodes' logs show the known Dkron bug, the test is an
+    expected failure and the cluster is marked broken for the tests after it.
+    """
+    stack = faults.stack
+    started = time.monotonic()
+    states = _container_states(stack)
+    all_running = len(states) == len(NODES) and all(s["running"] for s in states.values())
+    how = "by itself"
+    whole = all_running and _wait_whole(stack, self_heal_s)
+    up_error: Exception | None = None
+    if not whole:
+        how = "after one pulumi up"
+        up_started = time.monotonic()
+        try:
+            stack.up()
+        except Exception as err:  # noqa: BLE001 - judged below, with the cluster's state
+            up_error = err
+        record["up_s"] = round(time.monotonic() - up_started, 1)
+        # The update's own gates waited for the cluster to be whole; allow a moment for a
+        # view taken right after it.
+        whole = up_error is None and _wait_whole(stack, 30)
+    record["addresses_after"] = _addresses(stack)
+    if not whole:
+        problems = _problems(stack)
+        evidence = _log_lines(stack, since=record["at"], containing=DUPLICATE_ADDRESS)
+        record.update(healed=False, problems=problems, evidence=evidence[:4])
+        with contextlib.suppress(Exception):  # reads need no leader: is the data still there?
+            record["jobs_intact"] = all(
+                not _job_differences(faults.expected_jobs, _jobs_on(stack, n)) for n in stack.node_names()
+            )
+        print("FAULT", json.dumps(record))
+        if evidence:
+            faults.broken_by = f"{record['fault']}: {KNOWN_BUG}"
+            pytest.xfail(f"{record['fault']}: {KNOWN_BUG}. Seen: {json.dumps(record)}")
+        if up_error is not None:
+            raise AssertionError(f"one pulumi up failed: {up_error}") from up_error
+        raise AssertionError(f"not whole after one pulumi up: {problems}")
+    record["healed"] = how
+    record["heal_s"] = round(time.monotonic() - started, 1)
+    record["healed_at"] = time.time()
+    print("FAULT", json.dumps(record))
+
+
+def _addresses(stack: TestStack) -> dict[str, str | None]:
+    """Each node container's IP address on the cluster network (None if not running)."""
+    client = docker.from_env(version="auto")
+    try:
+        found: dict[str, str | None] = {}
+        for node in stack.node_names():
+            try:
+                networks = client.containers.get(stack.container(node)).attrs["NetworkSettings"]["Networks"]
+            except docker.errors.NotFound:
+                found[node] = None
+                continue
+            found[node] = next((n["IPAddress"] or None for n in networks.values()), None)
+        return found
+    finally:
+        client.close()
+
+
+def _log_lines(stack: TestStack, since: float, containing: str) -> list[str]:
+    """Lines of the nodes' logs since `since` that contain `containing`."""
+    client = docker.from_env(version="auto")
+    try:
+        lines = []
+        for node in stack.node_names():
+            with contextlib.suppress(docker.errors.NotFound):
+                text = (
+                    client.containers.get(stack.container(node))
+                    .logs(since=int(since) - 1)
+                    .decode(errors="replace")
+                )
+                lines += [f"{node}: {line[-300:]}" for line in text.splitlines() if containing in line]
+        return lines
+    finally:
+        client.close()
+
+
+def _require_working_cluster(faults: Faults) -> None:
+    if faults.broken_by:
+        pytest.skip(f"the cluster was broken by an earlier fault ({faults.broken_by})")
+
+
+def _wait_whole(stack: TestStack, timeout_s: float) -> bool:
+    try:
+        eventually("the cluster to be whole", lambda: _problems(stack) == [], timeout_s, poll_s=2)
+    except AssertionError:
+        return False
+    return True
+
+
+def _started(execution: dict[str, Any]) -> float:
+    return datetime.fromisoformat(str(execution["started_at"]).replace("Z", "+00:00")).timestamp()
+
+
+def _tick_ran_since(recorder: Recorder, since: float) -> bool:
+    recorder.collect()
+    executions, _ = recorder.snapshot()
+    return any(_started(e) > since for e in executions)
+
+
+def _derived_base_image(tag: str) -> str:
+    """A base image that differs from the default by one LABEL (built locally, never pulled)."""
+    client = docker.from_env(version="auto")
+    try:
+        dockerfile = b"FROM dkron-iac/python-base:bookworm\nLABEL dkron-iac.test=faults\n"
+        client.images.build(fileobj=io.BytesIO(dockerfile), tag=tag, pull=False, rm=True)
+    finally:
+        client.close()
+    return tag
+
+
+def _remove_image(tag: str) -> None:
+    client = docker.from_env(version="auto")
+    try:
+        with contextlib.suppress(docker.errors.APIError):
+            client.images.remove(tag, force=True)
+    finally:
+        client.close()
+
+
+# --- the stack ---------------------------------------------------------------------------
+
+
+@dataclass
+class Faults:
+    stack: TestStack
+    recorder: Recorder
+    expected_jobs: dict[str, dict[str, Any]]
+    images: list[str] = field(default_factory=list)
+    broken_by: str | None = None
+
+
+def _port_block_below_ephemeral(count: int) -> int:
+    """The first of `count` free consecutive ports below the kernel's ephemeral range.
+
+    The harness picks from 20000-40000, which overlaps the ephemeral range
+    (32768-60999 here): a client socket can take a node's port between the pick
+    and the container's start, or its restart after the daemon restart.
+    """
+    with open("/proc/sys/net/ipv4/ip_local_port_range") as ports:
+        ephemeral_low = int(ports.read().split()[0])
+    for _ in range(200):
+        base = random.randint(20000, ephemeral_low - count - 1)
+        if all(_port_free(base + i) for i in range(count)):
+            return base
+    raise RuntimeError(f"no block of {count} free ports below {ephemeral_low}")
+
+
+def _port_free(port: int) -> bool:
+    with socket.socket() as sock:
+        try:
+            sock.bind(("127.0.0.1", port))
+        except OSError:
+            return False
+    return True
+
+
+@pytest.fixture(scope="module")
+def faults() -> Iterator[Faults]:
+    port_base = _port_block_below_ephemeral(len(NODES))
+    stack = TestStack(NODES, ports={"bind_address": "127.0.0.1", "api_port_base": port_base})
+    stack.port_base = port_base
+    recorder: Recorder | None = None
+    images: list[str] = []
+    try:
+        stack.up(refresh=False)
+        with stack.client("f1") as client:
+            for job in JOBS:  # the parent before its child
+                client.upsert_job(job)
+        eventually(
+            "every node to list every job",
+            lambda: all(sorted(_jobs_on(stack, n)) == JOB_NAMES for n in stack.node_names()),
+            30,
+        )
+        expected = _jobs_on(stack, "f1")
+        # Dkron stored what was sent, and every replica agrees.
+        assert expected == {job["name"]: managed_job(job) for job in JOBS}
+        _assert_jobs_identical(stack, expected, stack.node_names())
+        recorder = Recorder(stack)
+        recorder.start()
+        eventually("a first run of tick", lambda: _tick_ran_since(recorder, 0), 30)
+        state = Faults(stack, recorder, expected, images)
+        yield state
+    finally:
+        if recorder is not None:
+            recorder.stop()
+        stack.close()
+        for tag in images:
+            _remove_image(tag)
+
+
+# --- the faults --------------------------------------------------------------------------
+
+
+def _open_fault(faults: Faults, name: str) -> dict[str, Any]:
+    """Start the record of one fault, on a cluster that is whole."""
+    _require_working_cluster(faults)
+    assert _problems(faults.stack) == [], f"not whole before {name}: {_problems(faults.stack)}"
+    addresses = _addresses(faults.stack)
+    record = faults.recorder.fault(name)
+    record["addresses_before"] = addresses
+    return record
+
+
+def _kill_and_heal(faults: Faults, fault: str, victim: str) -> None:
+    stack, recorder = faults.stack, faults.recorder
+    leader = _leader(stack)
+    assert leader, _problems(stack)
+    record = _open_fault(faults, fault)
+    record.update(victim=victim, leader_before=leader)
+    _kill(stack, victim)
+    killed_at = time.time()
+    survivors = [n for n in stack.node_names() if n != victim]
+
+    # The survivors keep (or elect) a leader, hold every job, and keep running tick.
+    new_leader = eventually(
+        "a leader among the survivors",
+        lambda: (found := _leader(stack, survivors)) in survivors and found,
+        60,
+    )
+    record["leader_after"] = new_leader
+    _assert_jobs_identical(stack, faults.expected_jobs, survivors)
+    eventually("a run of tick after the kill", lambda: _tick_ran_since(recorder, killed_at + 1), 60)
+
+    _heal(faults, record)
+    _assert_jobs_identical(stack, faults.expected_jobs, stack.node_names())
+
+
+def test_leader_killed(faults: Faults) -> None:
+    leader = _leader(faults.stack)
+    assert leader
+    _kill_and_heal(faults, "leader killed", leader)
+
+
+def test_follower_killed(faults: Faults) -> None:
+    _require_working_cluster(faults)
+    leader = _leader(faults.stack)
+    assert leader
+    follower = next(n for n in faults.stack.node_names() if n != leader)
+    _kill_and_heal(faults, "follower killed", follower)
+
+
+def test_node_killed_in_the_middle_of_a_rolling_update(faults: Faults) -> None:
+    stack = faults.stack
+    _require_working_cluster(faults)
+    tag = _derived_base_image(f"dkron-iac/{stack.cluster_name}-base:faults")
+    faults.images.append(tag)
+    before = _container_states(stack)
+    stack.configure(lambda c: c.setdefault("image", {}).update(base_image=tag))
+
+    record = _open_fault(faults, "node killed mid rolling update")
+    outcome: dict[str, Any] = {}
+
+    def roll() -> None:
+        try:
+            stack.up()
+            outcome["up"] = "succeeded"
+        except Exception as err:  # noqa: BLE001 - the fault may well fail this update
+            reasons = [
+                line.strip() for line in str(err).splitlines() if re.search(r"\w(Unhealthy|Error): ", line)
+            ]
+            outcome["up"] = f"failed: {(reasons or [str(err)[-200:]])[0][:300]}"
+
+    rollout = threading.Thread(target=roll, name="rollout", daemon=True)
+    rollout.start()
+
+    # Wait for the first node's new container to be up, then kill another node.
+    first: str | None = None
+    deadline = time.monotonic() + 600
+    while first is None and rollout.is_alive() and time.monotonic() < deadline:
+        now = _container_states(stack)
+        replaced = [n for n, s in now.items() if s["id"] != before[n]["id"] and s["running"]]
+        first = replaced[0] if replaced else None
+        if first is None:
+            time.sleep(0.5)
+    assert first is not None, f"no node was replaced (update: {outcome.get('up', 'still running')})"
+    leader = _leader(stack, [n for n in stack.node_names() if n != first])
+    # The leader is replaced last, so it still runs the old image: the worst node to lose now.
+    victim = leader if leader and leader != first else next(n for n in stack.node_names() if n != first)
+    _kill(stack, victim)
+    record.update(first_replaced=first, victim=victim, leader_before=leader)
+
+    rollout.join(timeout=1200)
+    assert not rollout.is_alive(), "the interrupted update did not end"
+    record["interrupted_up"] = outcome["up"]
+
+    _heal(faults, record, self_heal_s=0)  # always one more `pulumi up`: the rollout is unfinished
+    # Every node now runs the new image.
+    client = docker.from_env(version="auto")
+    try:
+        for node in stack.node_names():
+            image = client.containers.get(stack.container(node)).image
+            assert image.labels.get("dkron-iac.test") == "faults", f"{node} runs {image.tags}"
+    finally:
+        client.close()
+    _assert_jobs_identical(stack, faults.expected_jobs, stack.node_names())
+
+
+def test_every_node_stopped_and_started(faults: Faults) -> None:
+    stack = faults.stack
+    record = _open_fault(faults, "every node stopped and started")
+    names = list(_containers(stack).values())
+    subprocess.run(["docker", "stop", *names], check=True, capture_output=True, timeout=180)
+    record["stopped_s"] = round(time.time() - record["at"], 1)
+    # One at a time, in the order of their old addresses: Docker hands out the lowest free
+    # address, so each node gets its own back. Nodes that get each other's addresses hit
+    # the known Dkron bug (KNOWN_BUG), which the daemon restart below leaves to chance.
+    before = record["addresses_before"]
+    assert all(before.values()), before
+    by_address = sorted(stack.node_names(), key=lambda n: ipaddress.ip_address(before[n]))
+    for node in by_address:
+        subprocess.run(
+            ["docker", "start", stack.container(node)], check=True, capture_output=True, timeout=60
+        )
+    _heal(faults, record)
+    _assert_jobs_identical(stack, faults.expected_jobs, stack.node_names())
+
+
+def _dockerd_pid() -> int:
+    pids = subprocess.run(["pidof", "dockerd"], capture_output=True, text=True, check=True).stdout.split()
+    assert len(pids) == 1, f"expected one dockerd, found {pids}"
+    return int(pids[0])
+
+
+def _exited(pid: int) -> bool:
+    try:
+        with open(f"/proc/{pid}/stat") as stat:
+            return stat.read().rsplit(")", 1)[1].split()[0] == "Z"  # a zombie has exited
+    except FileNotFoundError:
+        return True
+
+
+def test_docker_daemon_restarted(faults: Faults) -> None:
+    """Keep this the last fault: every container on the engine goes down with it."""
+    stack = faults.stack
+    pid = _dockerd_pid()
+    record = _open_fault(faults, "docker daemon restarted")
+    os.kill(pid, signal.SIGTERM)
+    try:
+        eventually("the old dockerd to exit", lambda: _exited(pid), 180, poll_s=0.2)
+    finally:
+        # Start it again exactly as setup does, even if the old one took too long.
+        started = subprocess.run(
+            ["bash", str(ROOT / "scripts" / "docker-engine.sh")], capture_output=True, text=True, timeout=120
+        )
+    record["daemon_down_s"] = round(time.time() - record["at"], 1)
+    assert started.returncode == 0, started.stdout + started.stderr
+    assert _dockerd_pid() != pid
+
+    # `unless-stopped` brings the containers back with the daemon.
+    eventually(
+        "every node's container running again",
+        lambda: all(s["running"] for s in _container_states(stack).values()),
+        120,
+    )
+    _heal(faults, record)
+    _assert_jobs_identical(stack, faults.expected_jobs, stack.node_names())
+
+
+# --- what the faults did to the one-server job --------------------------------------------
+
+
+def _double_runs(executions: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Scheduled seconds in which `tick` ran twice.
+
+    A run is one execution group (the leader's clock when it dispatched the
+    run). It ran twice if its group has two executions, or if two groups were
+    dispatched within the same second to different nodes.
+    """
+    doubles = []
+    for second, runs in sorted(_runs_by_second(executions).items()):
+        groups: dict[int, list[str]] = defaultdict(list)
+        for run in runs:
+            groups[int(run["group"])].append(str(run["node_name"]))
+        same_group = any(len(nodes) > 1 for nodes in groups.values())
+        different_nodes = len({str(run["node_name"]) for run in runs}) > 1
+        if same_group or different_nodes:
+            doubles.append({"second": second, "groups": {str(g): n for g, n in groups.items()}})
+    return doubles
+
+
+def _leader_terms(leaders: list[tuple[float, str | None]]) -> int:
+    """How many times a leader took over, as the recorder saw it.
+
+    A new term is counted when the leader differs from the last one seen, or
+    when the same node leads again after a time without a leader (all nodes
+    were down, or none knew a leader: there was an election).
+    """
+    terms, last, gap = 0, None, True
+    for _, leader in leaders:
+        if leader is None:
+            gap = True
+            continue
+        if leader != last or gap:
+            terms += 1
+        last, gap = leader, False
+    return terms
+
+
+def test_one_server_job_double_runs_across_the_faults(faults: Faults) -> None:
+    """Count the runs of the `server: true:1` job that happened twice.
+
+    What Dkron guarantees: nothing like exactly-once. A job tagged `true:1`
+    is dispatched to one node per run, and only the leader's scheduler
+    dispatches; the scheduler is rebuilt on each election and missed runs are
+    not caught up (issues 998, 1210), so faults lose runs. Across a leader
+    change nothing fences the old leader's last dispatch against the new
+    leader's first one. What bounds doubles in 4.0.5 (`Agent.Run`): before
+    dispatching, the leader commits the job's next run time through Raft, and
+    a deposed leader cannot commit, so two leaders can only both dispatch in
+    the second where one term ends and the next begins: at most one double
+    run per leader take-over. That is the bound asserted; the measured count
+    is printed as DOUBLE_RUNS.
+    """
+    recorder = faults.recorder
+    assert recorder.faults, "no fault was injected"
+    # The data covers the faults: tick ran again after the last one that healed (a cluster
+    # broken by the known bug runs nothing; its runs up to the fault still count).
+    healed = [record for record in recorder.faults if "healed_at" in record]
+    assert healed, recorder.faults
+    if not faults.broken_by:
+        last_healed = max(record["healed_at"] for record in healed)
+        eventually("a run of tick after the last fault", lambda: _tick_ran_since(recorder, last_healed), 60)
+    recorder.collect()
+    executions, leaders = recorder.snapshot()
+    assert len(executions) >= 100, f"only {len(executions)} executions of tick were recorded"
+
+    doubles = _double_runs(executions)
+    terms = _leader_terms(leaders)
+    first = min(_started(e) for e in executions)
+    per_fault = {}
+    for record in recorder.faults:
+        end = record.get("healed_at", time.time())
+        window = [e for e in executions if record["at"] <= _started(e) <= end]
+        per_fault[record["fault"]] = {
+            "healed": record.get("healed", False),
+            "seconds": round(end - record["at"]),
+            "runs": len(window),
+            "doubles": sum(1 for d in doubles if record["at"] <= d["second"] <= end + 1),
+        }
+    same_node = sum(
+        1
+        for second_runs in _runs_by_second(executions).values()
+        if len({int(r["group"]) for r in second_runs}) > 1 and len({r["node_name"] for r in second_runs}) == 1
+    )
+    print(
+        "DOUBLE_RUNS",
+        len(doubles),
+        json.dumps(
+            {
+                "executions": len(executions),
+                "polls": recorder.polls,
+                "recorded_s": round(time.time() - first),
+                "leader_terms": terms,
+                "same_node_same_second": same_node,
+                "per_fault": per_fault,
+                "doubles": doubles,
+            }
+        ),
+    )
+    assert terms >= 1
+    assert len(doubles) <= terms, f"{len(doubles)} double runs for {terms} leader terms: {doubles}"
+
+
+def _runs_by_second(executions: list[dict[str, Any]]) -> dict[int, list[dict[str, Any]]]:
+    by_second: dict[int, list[dict[str, Any]]] = defaultdict(list)
+    for execution in executions:
+        by_second[int(execution["group"]) // 1_000_000_000].append(execution)
+    return by_second
