@@ -144,7 +144,11 @@ def test_removing_every_container_keeps_every_job(cluster: TestStack) -> None:
         for node in cluster.node_names():
             with cluster.client(node) as node_client:
                 seen.append(sorted(j["name"] for j in node_client.list_jobs()))
-        return seen[0] if all(s == seen[0] for s in seen) and {j["name"] for j in extra} <= set(seen[0]) else None
+        return (
+            seen[0]
+            if all(s == seen[0] for s in seen) and {j["name"] for j in extra} <= set(seen[0])
+            else None
+        )
 
     before = eventually("every node to hold every job", every_job_everywhere, 30)
 
