@@ -11,6 +11,10 @@ from __future__ import annotations
 
 import subprocess
 
+import docker
+import pytest
+from pulumi import automation as auto
+
 from components.dkron_client import DkronClient
 from tests.integration.harness import TestStack, eventually
 
@@ -42,5 +46,29 @@ def test_one_node_stack_comes_up_answers_and_goes_away_completely() -> None:
 
         stack.destroy()
         assert stack.docker_objects() == {"containers": [], "networks": [], "volumes": []}
+    finally:
+        stack.close()
+
+
+def test_a_formed_cluster_whose_data_is_all_gone_is_not_silently_rebootstrapped() -> None:
+    stack = TestStack([{"name": "solo"}])
+    try:
+        stack.up(refresh=False)
+        client = docker.from_env(version="auto")
+        try:
+            client.containers.get(stack.container("solo")).remove(force=True)
+            client.volumes.get(f"{stack.cluster_name}-solo-data").remove(force=True)
+        finally:
+            client.close()
+
+        with pytest.raises(auto.CommandError, match="rebootstrap: true"):
+            stack.up()
+        assert stack.docker_objects()["containers"] == []
+
+        # The explicit switch forms a new cluster.
+        stack.configure(lambda c: c.update(rebootstrap=True))
+        outputs = stack.up()
+        assert outputs["leader"] == "solo"
+        assert outputs["bootstrap"]["state"] == "formed"
     finally:
         stack.close()
