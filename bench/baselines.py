@@ -9,7 +9,8 @@
 - `raw_script`: `docker run` of the three containers the stack would make,
   all at once, each with the dkron.yml this project renders for it.
 
-Both use the node image the stack built, publish the API on loopback only
+Both use the node image the stack built (run with `--entrypoint dkron`, which
+works whether or not the image sets one), publish the API on loopback only
 (the blog also publishes 8946 and 6868 on every interface, which nothing here
 needs), and label every object so `remove` finds it even after a failure.
 """
@@ -96,7 +97,8 @@ def blog_script(b: Baseline, tags: dict[str, str]) -> str:
         return (
             f"docker run -d -p 127.0.0.1:{b.port(node)}:{HTTP_PORT} --name {b.container(node)}"
             f" --network {b.network} --label {shlex.quote(b.label)} -v {b.volume(node)}:{DATA_DIR}"
-            f" -v {config}:{CONFIG_PATH}:ro {b.image} agent --config {CONFIG_PATH} --node-name={node} >/dev/null"
+            f" -v {config}:{CONFIG_PATH}:ro --entrypoint dkron {b.image} agent --config {CONFIG_PATH}"
+            f" --node-name={node} >/dev/null"
         )
 
     def replace(node: str) -> list[str]:
@@ -134,7 +136,7 @@ def raw_script(b: Baseline, tags: dict[str, str]) -> str:
             f" -v {config}:{CONFIG_PATH}:ro --restart unless-stopped --stop-timeout {STOP_TIMEOUT_S}"
             f" --health-cmd {shlex.quote(health)} --health-interval 5s --health-timeout 4s"
             f" --health-retries 3 --health-start-period 10s --label {shlex.quote(b.label)}"
-            f" {b.image} agent --config {CONFIG_PATH} >/dev/null &"
+            f" --entrypoint dkron {b.image} agent --config {CONFIG_PATH} >/dev/null &"
         )
         lines.append(f"pid_{node.name}=$!")
     lines += [f"wait $pid_{n}" for n in NODE_NAMES]

@@ -17,7 +17,7 @@ from typing import Any
 
 import docker
 
-from components.dkron_client import MEMBER_ALIVE, DkronClient, DkronError
+from components.dkron_client import DkronClient
 from components.health import observe, raft_peers
 
 
@@ -65,30 +65,6 @@ def wait_until(check: Callable[[], Any], timeout_s: float, poll_s: float = 0.25)
         time.sleep(poll_s)
 
 
-def leaderless_but_connected(api_urls: Mapping[str, str]) -> bool:
-    """Every node answers and sees all of them as alive servers, yet none knows a leader.
-
-    Dkron 4.0.5 answers `GET /v1/leader` with 500 when it knows no leader
-    (`components.health` reads that as an API error), so ask directly.
-    """
-    for url in api_urls.values():
-        with DkronClient(url, timeout_s=3) as client:
-            alive = {
-                m["Name"]
-                for m in client.members()
-                if m.get("Status") == MEMBER_ALIVE and m.get("Tags", {}).get("server") == "true"
-            }
-            if not set(api_urls) <= alive:
-                return False
-            try:
-                if client.leader():
-                    return False
-            except DkronError as err:
-                if err.status != 500:
-                    return False
-    return True
-
-
 def wait_whole(
     api_urls: Mapping[str, str], timeout_s: float, stall_s: float
 ) -> tuple[float | None, str | None]:
@@ -107,10 +83,7 @@ def wait_whole(
         now = time.monotonic()
         if not problems:
             return now, None
-        connected = False
-        with contextlib.suppress(Exception):
-            connected = leaderless_but_connected(api_urls)
-        if connected:
+        if view.leaderless_but_connected(names):
             stalled_since = stalled_since or now
             if now - stalled_since >= stall_s:
                 return None, (
