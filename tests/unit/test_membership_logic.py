@@ -1,0 +1,36 @@
+"""Which nodes leave, in which order, and when a removal is refused."""
+
+import pytest
+
+from components.membership import UnsafeRemoval, check_removal_safe, removal_order, removed_nodes
+
+
+def test_removed_nodes_are_those_gone_from_the_config() -> None:
+    previous = {"a": {}, "b": {}, "c": {}, "d": {}, "e": {}}
+    assert removed_nodes(previous, ["a", "b", "c"]) == ["d", "e"]
+    assert removed_nodes(None, ["a"]) == []
+
+
+def test_the_leader_leaves_last() -> None:
+    assert removal_order(["d", "e", "a"], leader="d") == ["e", "a", "d"]
+    assert removal_order(["d", "e"], leader="a") == ["d", "e"]
+
+
+@pytest.mark.parametrize(
+    ("voters", "removed"),
+    [(["a", "b", "c", "d", "e"], ["d", "e"]), (["a", "b", "c"], ["c"]), (["a", "b", "c"], [])],
+)
+def test_removals_that_keep_a_majority_are_allowed(voters: list[str], removed: list[str]) -> None:
+    check_removal_safe("dev", voters, removed)
+
+
+@pytest.mark.parametrize(
+    ("voters", "removed", "at_most"),
+    [(["a", "b", "c"], ["b", "c"], 1), (["a", "b", "c", "d", "e"], ["c", "d", "e"], 2)],
+)
+def test_removals_that_leave_no_majority_are_refused(
+    voters: list[str], removed: list[str], at_most: int
+) -> None:
+    with pytest.raises(UnsafeRemoval, match=f"Remove at most {at_most} node") as refused:
+        check_removal_safe("dev", voters, removed)
+    assert "stack 'dev': cluster.nodes" in str(refused.value)
