@@ -187,9 +187,13 @@ class TestStack:
                 network.remove()
             for volume in client.volumes.list(filters={"label": label}):
                 volume.remove(force=True)
+            # By tag, not by ID: every stack builds the same image, and other
+            # stacks' tags on it must stay.
             for image in client.images.list(filters={"reference": f"dkron-iac/{self.cluster_name}-node"}):
-                with contextlib.suppress(docker.errors.APIError):
-                    client.images.remove(image.id, force=True)
+                for tag in image.tags:
+                    if tag.startswith(f"dkron-iac/{self.cluster_name}-node:"):
+                        with contextlib.suppress(docker.errors.APIError):
+                            client.images.remove(tag)
         finally:
             client.close()
 
