@@ -164,7 +164,8 @@ class DkronCluster(pulumi.ComponentResource):
 
         # With a live leader, replace nodes one at a time, the leader last.
         # Without one (a new stack, or every node down) there is no quorum to
-        # protect: start every node at once, or none could ever elect a leader.
+        # protect, and waiting for health node by node would wait forever:
+        # start them all, one after another, then wait for the whole cluster.
         live = observe(self.api_urls)
         leader_now = live.leader
         rolling = leader_now is not None
@@ -178,7 +179,7 @@ class DkronCluster(pulumi.ComponentResource):
                 resource=self,
             )
         else:
-            pulumi.log.info("no leader answers: every node starts at once", resource=self)
+            pulumi.log.info("no leader answers: every node starts now", resource=self)
 
         # Nodes gone from the config. Dead ones lose their Raft peer before
         # anything else changes: their addresses may be handed to new
