@@ -10,6 +10,7 @@ carries the stack's label, so a failed test leaves nothing behind.
 from __future__ import annotations
 
 import contextlib
+import io
 import random
 import socket
 import sys
@@ -48,6 +49,26 @@ def _port_free(port: int) -> bool:
         except OSError:
             return False
     return True
+
+
+def derived_base_image(tag: str, extra_line: str) -> str:
+    """A base image that differs from the default by one Dockerfile line (built here, never pulled)."""
+    client = docker.from_env(version="auto")
+    try:
+        dockerfile = f"FROM dkron-iac/python-base:bookworm\n{extra_line}\n".encode()
+        client.images.build(fileobj=io.BytesIO(dockerfile), tag=tag, pull=False, rm=True)
+    finally:
+        client.close()
+    return tag
+
+
+def remove_image(tag: str) -> None:
+    client = docker.from_env(version="auto")
+    try:
+        with contextlib.suppress(docker.errors.APIError):
+            client.images.remove(tag, force=True)
+    finally:
+        client.close()
 
 
 def eventually(what: str, check: Callable[[], T | None], timeout_s: float = 60, poll_s: float = 1) -> T:

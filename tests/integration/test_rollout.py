@@ -22,7 +22,7 @@ import pytest
 from pulumi import automation as auto
 
 from components.health import observe
-from tests.integration.harness import TestStack, eventually
+from tests.integration.harness import TestStack, derived_base_image, eventually, remove_image
 
 NODES = [
     {"name": "n1", "tags": {"python": "daily"}},
@@ -36,28 +36,6 @@ TICK = {
     "executor": "shell",
     "executor_config": {"command": "true"},
 }
-
-
-def derived_base_image(tag: str, extra: str) -> str:
-    """A base image that differs from the default one by one Dockerfile line."""
-    client = docker.from_env(version="auto")
-    try:
-        dockerfile = f"FROM dkron-iac/python-base:bookworm\n{extra}\n".encode()
-        import io
-
-        client.images.build(fileobj=io.BytesIO(dockerfile), tag=tag, pull=False, rm=True)
-    finally:
-        client.close()
-    return tag
-
-
-def remove_image(tag: str) -> None:
-    client = docker.from_env(version="auto")
-    try:
-        with contextlib.suppress(docker.errors.APIError):
-            client.images.remove(tag, force=True)
-    finally:
-        client.close()
 
 
 @pytest.fixture(scope="module")
