@@ -26,7 +26,7 @@ from components.docker_resources import (
     docker_client,
 )
 from components.gossip_key import GossipKey
-from components.health import observe, observe_node, wait_until_healthy
+from components.health import ClusterUnhealthy, observe, observe_node, wait_until_healthy
 from components.membership import NodeRemoval, removal_order, removed_nodes
 from components.node_config import (
     CONFIG_PATH,
@@ -46,6 +46,9 @@ DOCKERFILE = "dockerfiles/Dockerfile"
 # SIGTERM makes the agent leave the cluster gracefully; Docker's default 10 s
 # can kill it first, and a node that dies without leaving stays a Raft voter.
 STOP_TIMEOUT_S = 60
+
+# How long an update waits at its end for a cluster that is not whole yet.
+FINAL_WAIT_S = 30
 
 HEALTHCHECK: HealthcheckSpec = {
     "test": [
@@ -279,26 +282,34 @@ class DkronCluster(pulumi.ComponentResource):
         # Read live once every step has passed: who leads, who votes.
         done = pulumi.Output.all(*[step.id for step in steps])
         expected = sorted(self.api_urls)
-        timeout_s = spec.rollout.node_timeout_seconds
 
         async def final_view(_: Any) -> dict[str, Any]:
-            # An update ends only on a whole cluster, even one that changed
-            # nothing: a node that died since the last update, or a cluster
-            # that lost its leader, fails the update with what was seen.
-            # Blocking calls run off the event loop so job writes go on.
+            # An update ends only on a working cluster, even one that changed
+            # nothing: without a leader agreed by a majority it fails with what
+            # it saw; with one but a node still down it warns (the next update
+            # replaces that node). Blocking calls run off the event loop so job
+            # writes go on meanwhile.
             loop = asyncio.get_running_loop()
-            if pulumi.runtime.is_dry_run():
-                view = await loop.run_in_executor(None, observe, self.api_urls, containers)
-            else:
+            view = await loop.run_in_executor(None, observe, self.api_urls, containers)
+            if not pulumi.runtime.is_dry_run() and view.problems(expected):
                 wait = functools.partial(
                     wait_until_healthy,
                     self.api_urls,
                     containers,
                     expected,
-                    timeout_s,
+                    FINAL_WAIT_S,
                     "at the end of the update",
                 )
-                view = await loop.run_in_executor(None, wait)
+                try:
+                    view = await loop.run_in_executor(None, wait)
+                except ClusterUnhealthy as unhealthy:
+                    view = await loop.run_in_executor(None, observe, self.api_urls, containers)
+                    agreeing = [v for v in view.nodes.values() if v.error is None and v.leader == view.leader]
+                    if view.leader is None or len(agreeing) * 2 <= len(expected):
+                        raise
+                    pulumi.log.warn(
+                        f"{unhealthy}; run the update again to bring the nodes back", resource=self
+                    )
             voters = sorted(p.node for p in (view.raft_peers or {}).values() if p.voter)
             return {"leader": view.leader, "voters": voters}
 
