@@ -28,14 +28,11 @@ failure fails, and the fault tests after it are skipped.
 from __future__ import annotations
 
 import contextlib
-import io
 import ipaddress
 import json
 import os
-import random
 import re
 import signal
-import socket
 import subprocess
 import threading
 import time
@@ -52,7 +49,14 @@ import requests
 from components.dkron_client import DkronClient, DkronError
 from components.health import observe
 from components.job_provider import managed_job
-from tests.integration.harness import ROOT, TestStack, eventually
+from tests.integration.harness import (
+    ROOT,
+    TestStack,
+    derived_base_image,
+    eventually,
+    free_port_block,
+    remove_image,
+)
 
 NODES = [{"name": "f1"}, {"name": "f2"}, {"name": "f3"}]
 ONE_SERVER = {"server": "true:1"}
@@ -370,26 +374,6 @@ def _tick_ran_since(recorder: Recorder, since: float) -> bool:
     return any(_started(e) > since for e in executions)
 
 
-def _derived_base_image(tag: str) -> str:
-    """A base image that differs from the default by one LABEL (built locally, never pulled)."""
-    client = docker.from_env(version="auto")
-    try:
-        dockerfile = b"FROM dkron-iac/python-base:bookworm\nLABEL dkron-iac.test=faults\n"
-        client.images.build(fileobj=io.BytesIO(dockerfile), tag=tag, pull=False, rm=True)
-    finally:
-        client.close()
-    return tag
-
-
-def _remove_image(tag: str) -> None:
-    client = docker.from_env(version="auto")
-    try:
-        with contextlib.suppress(docker.errors.APIError):
-            client.images.remove(tag, force=True)
-    finally:
-        client.close()
-
-
 # --- the stack ---------------------------------------------------------------------------
 
 
@@ -402,34 +386,9 @@ class Faults:
     broken_by: str | None = None
 
 
-def _port_block_below_ephemeral(count: int) -> int:
-    """The first of `count` free consecutive ports below the kernel's ephemeral range.
-
-    The harness picks from 20000-40000, which overlaps the ephemeral range
-    (32768-60999 here): a client socket can take a node's port between the pick
-    and the container's start, or its restart after the daemon restart.
-    """
-    with open("/proc/sys/net/ipv4/ip_local_port_range") as ports:
-        ephemeral_low = int(ports.read().split()[0])
-    for _ in range(200):
-        base = random.randint(20000, ephemeral_low - count - 1)
-        if all(_port_free(base + i) for i in range(count)):
-            return base
-    raise RuntimeError(f"no block of {count} free ports below {ephemeral_low}")
-
-
-def _port_free(port: int) -> bool:
-    with socket.socket() as sock:
-        try:
-            sock.bind(("127.0.0.1", port))
-        except OSError:
-            return False
-    return True
-
-
 @pytest.fixture(scope="module")
 def faults() -> Iterator[Faults]:
-    port_base = _port_block_below_ephemeral(len(NODES))
+    port_base = free_port_block(len(NODES))
     stack = TestStack(NODES, ports={"bind_address": "127.0.0.1", "api_port_base": port_base})
     stack.port_base = port_base
     recorder: Recorder | None = None
@@ -458,7 +417,7 @@ def faults() -> Iterator[Faults]:
             recorder.stop()
         stack.close()
         for tag in images:
-            _remove_image(tag)
+            remove_image(tag)
 
 
 # --- the faults --------------------------------------------------------------------------
@@ -515,7 +474,7 @@ def test_follower_killed(faults: Faults) -> None:
 def test_node_killed_in_the_middle_of_a_rolling_update(faults: Faults) -> None:
     stack = faults.stack
     _require_working_cluster(faults)
-    tag = _derived_base_image(f"dkron-iac/{stack.cluster_name}-base:faults")
+    tag = derived_base_image(f"dkron-iac/{stack.cluster_name}-base:faults", "LABEL dkron-iac.test=faults")
     faults.images.append(tag)
     before = _container_states(stack)
     stack.configure(lambda c: c.setdefault("image", {}).update(base_image=tag))
