@@ -87,13 +87,6 @@ class DkronClient:
         result: dict[str, Any] = response.json()
         return result
 
-    def is_leader(self) -> bool:
-        return self._request("GET", "/v1/isleader").status_code == 200
-
-    def leave(self) -> None:
-        """Ask the agent to leave the cluster gracefully."""
-        self._request("POST", "/v1/leave")
-
     # --- jobs ----------------------------------------------------------------
     def list_jobs(self) -> list[dict[str, Any]]:
         result: list[dict[str, Any]] = self._request("GET", "/v1/jobs").json()
