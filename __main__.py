@@ -6,7 +6,14 @@ from typing import Any
 
 import pulumi
 
-from components.cluster import ClusterDataLost, DkronCluster, DkronClusterArgs, check_data_present
+from components.addressing import AddressConflict, choose_subnet, recorded_subnet
+from components.cluster import (
+    ClusterDataLost,
+    DkronCluster,
+    DkronClusterArgs,
+    check_data_present,
+    docker_subnets,
+)
 from components.job_set import declare_jobs, secret_env_problems
 from components.jobs import JobConfigError, cluster_node_tags, load_jobs, validate_jobs
 from components.membership import UnsafeRemoval, check_removal_safe, removed_nodes
@@ -53,6 +60,7 @@ def main() -> None:
         plan = bootstrap_plan(spec, previous.get("bootstrap"))
         check_data_present(stack, spec, plan)
         previous_nodes = previous.get("nodes") or {}
+        subnet = choose_subnet(stack, spec, recorded_subnet(previous.get("network")), docker_subnets())
         check_removal_safe(
             stack, list(previous_nodes), removed_nodes(previous_nodes, [n.name for n in spec.nodes])
         )
@@ -62,6 +70,7 @@ def main() -> None:
         IncompatibleVersionChange,
         ClusterDataLost,
         UnsafeRemoval,
+        AddressConflict,
     ) as err:
         # A RunError ends the program with the message alone, no traceback.
         raise pulumi.RunError(str(err)) from None
@@ -74,6 +83,7 @@ def main() -> None:
             project_root=PROJECT_ROOT,
             labels={"dkron-iac.project": project, "dkron-iac.stack": stack},
             previous_nodes=previous_nodes,
+            subnet=subnet,
         ),
     )
     managed = declare_jobs(jobs, list(cluster.api_urls.values()), cluster.ready, parent=cluster)
@@ -83,6 +93,7 @@ def main() -> None:
     pulumi.export("bootstrap", cluster.bootstrap)
     pulumi.export("dkron_version", spec.image.dkron_version)
     pulumi.export("voters", cluster.voters)
+    pulumi.export("network", cluster.network)
     pulumi.export("jobs", sorted(managed))
 
 

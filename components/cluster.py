@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import functools
+import ipaddress
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -16,6 +17,7 @@ from typing import Any
 
 import pulumi
 
+from components.addressing import assign_addresses, docker_network_subnets, network_layout
 from components.docker_resources import (
     DockerContainer,
     DockerImage,
@@ -91,6 +93,8 @@ class DkronClusterArgs:
     """Labels put on every Docker object (they identify the stack)."""
     previous_nodes: Mapping[str, Any]
     """The stack's `nodes` output from its last update: who may need removing."""
+    subnet: ipaddress.IPv4Network
+    """The cluster network's subnet (see `components.addressing.choose_subnet`)."""
 
 
 def api_url(spec: ClusterSpec, port: int) -> str:
@@ -108,6 +112,15 @@ def existing_volumes(names: Sequence[str]) -> list[str]:
     finally:
         client.close()
     return [n for n in names if n in present]
+
+
+def docker_subnets() -> dict[str, list[str]]:
+    """Every Docker network's name and IPv4 subnets, right now."""
+    client = docker_client()
+    try:
+        return docker_network_subnets(client)
+    finally:
+        client.close()
 
 
 def check_data_present(stack: str, spec: ClusterSpec, plan: BootstrapPlan) -> None:
@@ -136,6 +149,7 @@ class DkronCluster(pulumi.ComponentResource):
     voters: pulumi.Output[list[str]]
     nodes: pulumi.Output[dict[str, Any]]
     bootstrap: pulumi.Output[dict[str, Any]]
+    network: dict[str, str]
     rollout_order: list[str]
     api_urls: dict[str, str]
     ready: list[pulumi.CustomResource]
@@ -150,7 +164,20 @@ class DkronCluster(pulumi.ComponentResource):
         self.api_urls = {n.name: api_url(spec, ports[n.name]) for n in spec.nodes}
         containers = {n.name: spec.container_name(n) for n in spec.nodes}
 
-        network = DockerNetwork(f"{name}-network", name=spec.network_name, labels=labels, opts=child)
+        # Fixed addresses: Raft knows servers by address, and Docker's own
+        # picks depend on start order (an engine restart can swap them).
+        addresses = assign_addresses(spec, args.subnet, args.previous_nodes)
+        layout = network_layout(args.subnet)
+        self.network = {"name": spec.network_name, **layout}
+        network = DockerNetwork(
+            f"{name}-network",
+            name=spec.network_name,
+            labels=labels,
+            subnet=layout["subnet"],
+            gateway=layout["gateway"],
+            ip_range=layout["ip_range"],
+            opts=child,
+        )
         image = DockerImage(
             f"{name}-image",
             tag=spec.image_tag,
@@ -242,6 +269,7 @@ class DkronCluster(pulumi.ComponentResource):
                 network=network.name,
                 hostname=node.name,
                 aliases=[node.name],
+                ipv4_address=addresses[node.name],
                 command=["dkron", "agent", "--config", CONFIG_PATH],
                 ports=[{"internal": HTTP_PORT, "external": ports[node.name], "ip": spec.ports.bind_address}],
                 mounts=[{"volume": volume.name, "target": DATA_DIR}],
@@ -269,6 +297,7 @@ class DkronCluster(pulumi.ComponentResource):
             node_outputs[node.name] = {
                 "container": spec.container_name(node),
                 "api_url": self.api_urls[node.name],
+                "address": addresses[node.name],
                 "tags": dict(node.tags),
             }
 
@@ -318,7 +347,13 @@ class DkronCluster(pulumi.ComponentResource):
         self.voters = final.apply(lambda v: v["voters"])
         self.bootstrap = final.apply(lambda _: plan.record())
         self.register_outputs(
-            {"leader": self.leader, "nodes": self.nodes, "bootstrap": self.bootstrap, "voters": self.voters}
+            {
+                "leader": self.leader,
+                "nodes": self.nodes,
+                "bootstrap": self.bootstrap,
+                "voters": self.voters,
+                "network": self.network,
+            }
         )
 
     @staticmethod

@@ -40,6 +40,7 @@ from __future__ import annotations
 
 import hashlib
 import io
+import ipaddress
 import os
 import posixpath
 import tarfile
@@ -343,13 +344,66 @@ class _DockerProvider(ResourceProvider):
 # --- networks ------------------------------------------------------------------
 
 
+def _within(value: ipaddress.IPv4Address | ipaddress.IPv4Network, network: ipaddress.IPv4Network) -> bool:
+    if isinstance(value, ipaddress.IPv4Network):
+        return value.subnet_of(network)
+    return value in network
+
+
+def _ipam(spec: Mapping[str, Any]) -> docker.types.IPAMConfig | None:
+    subnet = _text(spec.get("subnet"))
+    if not subnet:
+        return None
+    pool = docker.types.IPAMPool(
+        subnet=subnet,
+        gateway=_text(spec.get("gateway")) or str(ipaddress.IPv4Network(subnet).network_address + 1),
+        iprange=_text(spec.get("ip_range")) or None,
+    )
+    return docker.types.IPAMConfig(pool_configs=[pool])
+
+
 class DockerNetworkProvider(_DockerProvider):
-    """A user-defined bridge network. Any change replaces it."""
+    """A user-defined bridge network. Any change replaces it.
+
+    With a ``subnet`` (IPv4 CIDR), containers may be given fixed addresses in
+    it; ``gateway`` defaults to the subnet's first address, and ``ip_range``
+    (inside the subnet) is where Docker hands out addresses to containers that
+    ask for none. Without one Docker picks a subnet, and no container on the
+    network can have a fixed address.
+    """
 
     replace_fields: ClassVar[dict[str, Normalizer]] = {
         "name": _text,
         "labels": _norm_map,
+        "subnet": _text,
+        "gateway": _text,
+        "ip_range": _text,
     }
+
+    def problems(self, news: Mapping[str, Any]) -> Iterator[tuple[str, str]]:
+        yield from super().problems(news)
+        subnet = _text(news.get("subnet"))
+        if not subnet:
+            for field in ("gateway", "ip_range"):
+                if _text(news.get(field)):
+                    yield field, "needs a subnet"
+            return
+        try:
+            network = ipaddress.IPv4Network(subnet)
+        except ValueError as err:
+            yield "subnet", f"{subnet!r} is not an IPv4 network in CIDR form: {err}"
+            return
+        for field, parse in (("gateway", ipaddress.IPv4Address), ("ip_range", ipaddress.IPv4Network)):
+            value = _text(news.get(field))
+            if not value:
+                continue
+            try:
+                inside = _within(parse(value), network)
+            except ValueError as err:
+                yield field, f"{value!r} is not valid: {err}"
+                continue
+            if not inside:
+                yield field, f"{value!r} is not inside the subnet {subnet}"
 
     def create(self, props: dict[str, Any]) -> CreateResult:
         spec = _inputs(props, self.input_fields())
@@ -359,6 +413,7 @@ class DockerNetworkProvider(_DockerProvider):
                     spec["name"],
                     driver="bridge",
                     labels=_text_map(spec["labels"]),
+                    ipam=_ipam(spec),
                     check_duplicate=True,
                 )
             except docker.errors.APIError as err:
@@ -374,7 +429,11 @@ class DockerNetworkProvider(_DockerProvider):
                 info = api.inspect_network(id_)
             except docker.errors.NotFound:
                 return _missing()
+        pool = ((info.get("IPAM") or {}).get("Config") or [{}])[0]
         live = {"name": info["Name"], "labels": info.get("Labels") or {}}
+        # Docker reports the subnet it picked too; only a declared one is managed.
+        for field, key in (("subnet", "Subnet"), ("gateway", "Gateway"), ("ip_range", "IPRange")):
+            live[field] = pool.get(key) if _text(props.get(field)) else props.get(field)
         inputs = _reflect(props, live, self.replace_fields)
         return ReadResult(id_, {**inputs, "network_id": info["Id"]}, inputs)
 
@@ -396,6 +455,9 @@ class DockerNetwork(Resource, module=_TYPE_MODULE, name="DockerNetwork"):
 
     name: pulumi.Output[str]
     labels: pulumi.Output[dict[str, str]]
+    subnet: pulumi.Output[str | None]
+    gateway: pulumi.Output[str | None]
+    ip_range: pulumi.Output[str | None]
     network_id: pulumi.Output[str]
 
     def __init__(
@@ -404,6 +466,9 @@ class DockerNetwork(Resource, module=_TYPE_MODULE, name="DockerNetwork"):
         *,
         name: pulumi.Input[str],
         labels: pulumi.Input[Mapping[str, pulumi.Input[str]]] | None = None,
+        subnet: pulumi.Input[str] | None = None,
+        gateway: pulumi.Input[str] | None = None,
+        ip_range: pulumi.Input[str] | None = None,
         opts: pulumi.ResourceOptions | None = None,
     ) -> None:
         super().__init__(
@@ -412,6 +477,9 @@ class DockerNetwork(Resource, module=_TYPE_MODULE, name="DockerNetwork"):
             {
                 "name": name,
                 "labels": {} if labels is None else labels,
+                "subnet": subnet,
+                "gateway": gateway,
+                "ip_range": ip_range,
                 "network_id": None,
             },
             opts,
@@ -910,7 +978,12 @@ def _create_kwargs(api: docker.APIClient, spec: Mapping[str, Any]) -> dict[str, 
         "ports": [(p["internal"], p["protocol"]) for p in ports],
         "host_config": host_config,
         "networking_config": api.create_networking_config(
-            {network: api.create_endpoint_config(aliases=_text_list(spec.get("aliases")) or None)}
+            {
+                network: api.create_endpoint_config(
+                    aliases=_text_list(spec.get("aliases")) or None,
+                    ipv4_address=_text(spec.get("ipv4_address")) or None,
+                )
+            }
         ),
         "stop_timeout": _int(spec.get("stop_timeout_s"), _DEFAULT_STOP_TIMEOUT_S),
     }
@@ -961,6 +1034,7 @@ def _live_container(
         "envs": {k: env[k] for k in declared_envs if k in env},
         "network": network,
         "aliases": [a for a in endpoint.get("Aliases") or [] if a in declared_aliases],
+        "ipv4_address": (endpoint.get("IPAMConfig") or {}).get("IPv4Address") or None,
         "ports": [
             {
                 "internal": int(key.split("/")[0]),
@@ -1018,6 +1092,12 @@ def _container_problems(news: Mapping[str, Any]) -> Iterator[tuple[str, str]]:
     for field in ("image", "network"):
         if not _text(news.get(field)):
             yield field, "must not be empty"
+    address = _text(news.get("ipv4_address"))
+    if address:
+        try:
+            ipaddress.IPv4Address(address)
+        except ValueError as err:
+            yield "ipv4_address", f"{address!r} is not an IPv4 address: {err}"
     restart = _text(news.get("restart")) or "unless-stopped"
     if restart not in _RESTART_POLICIES:
         yield "restart", f"is {restart!r}; allowed: {', '.join(_RESTART_POLICIES)}"
@@ -1055,6 +1135,7 @@ class DockerContainerProvider(_DockerProvider):
         "envs": _norm_map,
         "network": _text,
         "aliases": _norm_set,
+        "ipv4_address": _text,
         "ports": _norm_ports,
         "mounts": _norm_mounts,
         "files": _norm_files,
@@ -1161,6 +1242,7 @@ class DockerContainer(Resource, module=_TYPE_MODULE, name="DockerContainer"):
     envs: pulumi.Output[dict[str, str]]
     network: pulumi.Output[str]
     aliases: pulumi.Output[list[str]]
+    ipv4_address: pulumi.Output[str | None]
     ports: pulumi.Output[list[dict[str, Any]]]
     mounts: pulumi.Output[list[dict[str, Any]]]
     files: pulumi.Output[dict[str, str]]
@@ -1184,6 +1266,7 @@ class DockerContainer(Resource, module=_TYPE_MODULE, name="DockerContainer"):
         command: pulumi.Input[list[str]] | None = None,
         envs: pulumi.Input[Mapping[str, pulumi.Input[str]]] | None = None,
         aliases: pulumi.Input[list[str]] | None = None,
+        ipv4_address: pulumi.Input[str] | None = None,
         ports: pulumi.Input[list[PortSpec]] | None = None,
         mounts: pulumi.Input[list[MountSpec]] | None = None,
         files: pulumi.Input[Mapping[str, pulumi.Input[str]]] | None = None,
@@ -1198,6 +1281,9 @@ class DockerContainer(Resource, module=_TYPE_MODULE, name="DockerContainer"):
         :param name: container name (fixed; a change replaces the container).
         :param image: image ID (``DockerImage.image_id``) or reference.
         :param network: network the container is attached to, with ``aliases``.
+        :param ipv4_address: fixed address on that network (which needs a
+            declared subnet); Docker's pick if None. A fixed address survives
+            restarts of the container and of the engine.
         :param hostname: host name inside the container (Docker's default if None).
         :param command: command (the image's default if empty).
         :param envs: environment variables.
@@ -1222,6 +1308,7 @@ class DockerContainer(Resource, module=_TYPE_MODULE, name="DockerContainer"):
                 "envs": {} if envs is None else envs,
                 "network": network,
                 "aliases": [] if aliases is None else aliases,
+                "ipv4_address": ipv4_address,
                 "ports": [] if ports is None else ports,
                 "mounts": [] if mounts is None else mounts,
                 "files": {} if files is None else files,

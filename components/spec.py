@@ -169,6 +169,56 @@ class PortsSpec(_Settings):
         return value
 
 
+# Fixed node addresses come from the lower half of the cluster's subnet (from
+# its 10th address on, when the program picks them); the upper half is left to
+# Docker for containers that ask for no address, so they never take a node's.
+MIN_SUBNET_PREFIX = 16
+MAX_SUBNET_PREFIX = 26
+FIRST_NODE_HOST = 10
+
+
+class NetworkSpec(_Settings):
+    """The cluster's Docker network."""
+
+    subnet: str | None = Field(
+        default=None,
+        description=(
+            "IPv4 subnet of the cluster network (CIDR, /16 to /26). Default: a free /24 in 172.24.0.0/14,"
+            " picked on the first deploy and kept. Nodes get fixed addresses in its lower half."
+        ),
+    )
+
+    @field_validator("subnet")
+    @classmethod
+    def _subnet(cls, value: str | None) -> str | None:
+        if value is None:
+            return None
+        try:
+            network = ipaddress.IPv4Network(value)
+        except ValueError as err:
+            raise ValueError(f"must be an IPv4 network in CIDR form, e.g. 172.24.5.0/24 ({err})") from None
+        if not MIN_SUBNET_PREFIX <= network.prefixlen <= MAX_SUBNET_PREFIX:
+            raise ValueError(f"must be a /{MIN_SUBNET_PREFIX} to /{MAX_SUBNET_PREFIX} network")
+        return str(network)
+
+    def node_hosts(self) -> tuple[ipaddress.IPv4Address, ipaddress.IPv4Address] | None:
+        """First and last address a node may have, or None without a subnet."""
+        if self.subnet is None:
+            return None
+        return node_host_range(ipaddress.IPv4Network(self.subnet))
+
+
+def node_host_range(network: ipaddress.IPv4Network) -> tuple[ipaddress.IPv4Address, ipaddress.IPv4Address]:
+    """Nodes live in the lower half, after the network address and the gateway."""
+    lower = next(network.subnets(prefixlen_diff=1))
+    return network.network_address + 2, lower.broadcast_address
+
+
+def docker_ip_range(network: ipaddress.IPv4Network) -> ipaddress.IPv4Network:
+    """The upper half: where Docker places containers that ask for no address."""
+    return list(network.subnets(prefixlen_diff=1))[1]
+
+
 class PersistenceSpec(_Settings):
     """What happens to the nodes' data."""
 
@@ -208,9 +258,26 @@ class NodeSpec(_Settings):
         le=MAX_PORT,
         description="Host port of this node's API; default api_port_base + index.",
     )
+    ipv4_address: str | None = Field(
+        default=None,
+        description=(
+            "Fixed address of this node on the cluster network (needs network.subnet); default: kept from"
+            " the last deploy, else the next free one."
+        ),
+    )
     log_level: LogLevel | None = Field(
         default=None, description="Overrides the cluster's log level on this node."
     )
+
+    @field_validator("ipv4_address")
+    @classmethod
+    def _address(cls, value: str | None) -> str | None:
+        if value is None:
+            return None
+        try:
+            return str(ipaddress.IPv4Address(value))
+        except ValueError:
+            raise ValueError("must be an IPv4 address, e.g. 172.24.5.10") from None
 
     @field_validator("name")
     @classmethod
@@ -249,6 +316,7 @@ class ClusterSpec(_Settings):
     dkron: DkronSettings = Field(default_factory=DkronSettings, description="Agent settings for every node.")
     image: ImageSpec = Field(default_factory=ImageSpec, description="Images the node image is built from.")
     ports: PortsSpec = Field(default_factory=PortsSpec, description="Where the node APIs are published.")
+    network: NetworkSpec = Field(default_factory=NetworkSpec, description="The cluster's Docker network.")
     persistence: PersistenceSpec = Field(default_factory=PersistenceSpec, description="Data volume handling.")
     rollout: RolloutSettings = Field(default_factory=RolloutSettings, description="Rolling update settings.")
     rebootstrap: bool = Field(
@@ -302,6 +370,55 @@ class ClusterSpec(_Settings):
                 )
             )
         found.extend(self._port_violations())
+        found.extend(self._address_violations())
+        return found
+
+    def _address_violations(self) -> list[RuleViolation]:
+        """Explicit addresses need a subnet, must lie in its node half and differ."""
+        found: list[RuleViolation] = []
+        hosts = self.network.node_hosts()
+        owner: dict[str, int] = {}
+        for index, node in enumerate(self.nodes):
+            if node.ipv4_address is None:
+                continue
+            loc = ("nodes", index, "ipv4_address")
+            if hosts is None:
+                found.append(
+                    RuleViolation(
+                        loc, node.ipv4_address, "needs network.subnet to be set (the subnet it is in)"
+                    )
+                )
+                continue
+            first, last = hosts
+            if not first <= ipaddress.IPv4Address(node.ipv4_address) <= last:
+                found.append(
+                    RuleViolation(
+                        loc,
+                        node.ipv4_address,
+                        f"must be in {first} - {last}: the lower half of network.subnet {self.network.subnet},"
+                        " after the network address and the gateway (the upper half is left to Docker)",
+                    )
+                )
+                continue
+            earlier = owner.setdefault(node.ipv4_address, index)
+            if earlier != index:
+                found.append(
+                    RuleViolation(
+                        loc,
+                        node.ipv4_address,
+                        f"clashes with the address of node {self.nodes[earlier].name!r}; every node needs its own",
+                    )
+                )
+        if hosts is not None:
+            room = int(hosts[1]) - int(hosts[0]) + 1
+            if len(self.nodes) > room:
+                found.append(
+                    RuleViolation(
+                        ("network", "subnet"),
+                        self.network.subnet,
+                        f"has room for {room} node addresses, not {len(self.nodes)}; use a larger subnet",
+                    )
+                )
         return found
 
     def _port_violations(self) -> list[RuleViolation]:

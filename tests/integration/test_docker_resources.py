@@ -7,6 +7,7 @@ looks at the engine with docker-py. Everything a test creates is named
 
 from __future__ import annotations
 
+import ipaddress
 import secrets
 import shutil
 import socket
@@ -115,7 +116,13 @@ def _engine_props(inputs: dict[str, Any]) -> dict[str, Any]:
 
 def test_network_create_read_delete(client: docker.DockerClient, scope: Scope) -> None:
     provider = DockerNetworkProvider()
-    inputs = {"name": scope.name("net"), "labels": scope.labels}
+    inputs = {
+        "name": scope.name("net"),
+        "labels": scope.labels,
+        "subnet": None,
+        "gateway": None,
+        "ip_range": None,
+    }
     props = _engine_props(inputs)
 
     created = provider.create(props)
@@ -142,6 +149,107 @@ def test_network_create_read_delete(client: docker.DockerClient, scope: Scope) -
         client.networks.get(created.id)
     assert provider.read(created.id, created.outs).id == ""
     provider.delete(created.id, created.outs)  # already gone: no error
+
+
+def _free_subnet(client: docker.DockerClient) -> ipaddress.IPv4Network:
+    taken = [
+        ipaddress.ip_network(pool["Subnet"])
+        for network in client.api.networks()
+        for pool in (network.get("IPAM") or {}).get("Config") or []
+        if pool.get("Subnet")
+    ]
+    candidates = list(ipaddress.IPv4Network("172.27.0.0/16").subnets(new_prefix=24))
+    start = secrets.randbelow(len(candidates))
+    for offset in range(len(candidates)):
+        candidate = candidates[(start + offset) % len(candidates)]
+        if not any(candidate.overlaps(t) for t in taken if t.version == 4):
+            return candidate
+    raise AssertionError("no free /24 in 172.27.0.0/16 for the test")
+
+
+def test_network_with_a_subnet_gives_containers_fixed_addresses_that_survive_restarts(
+    client: docker.DockerClient, scope: Scope
+) -> None:
+    subnet = _free_subnet(client)
+    network_inputs = {
+        "name": scope.name("net"),
+        "labels": scope.labels,
+        "subnet": str(subnet),
+        "gateway": str(subnet.network_address + 1),
+        "ip_range": str(list(subnet.subnets(prefixlen_diff=1))[1]),
+    }
+    networks = DockerNetworkProvider()
+    network = networks.create(_engine_props(network_inputs))
+    assert network.outs is not None
+    pool = client.networks.get(network.id).attrs["IPAM"]["Config"][0]
+    assert pool == {
+        "Subnet": str(subnet),
+        "Gateway": network_inputs["gateway"],
+        "IPRange": network_inputs["ip_range"],
+    }
+    read = networks.read(network.id, {**network.outs, **PROVIDER_PROP})
+    assert read.inputs == network_inputs
+    assert not networks.diff(network.id, network.outs, _engine_props(network_inputs)).changes
+    moved = networks.diff(
+        network.id, network.outs, _engine_props({**network_inputs, "subnet": "10.1.0.0/24"})
+    )
+    assert moved.replaces == ["subnet"]
+
+    fixed = str(subnet.network_address + 10)
+    containers = DockerContainerProvider()
+    inputs = {
+        "name": scope.name("fixed"),
+        "image": client.images.get(BASE_IMAGE).id,
+        "command": ["sleep", "600"],
+        "network": network_inputs["name"],
+        "ipv4_address": fixed,
+        "labels": scope.labels,
+        "stop_timeout_s": 1,
+    }
+    created = containers.create(_engine_props(inputs))
+    assert created.outs is not None
+    assert created.outs["ip_address"] == fixed
+    # A container that asks for no address gets one from Docker's half only.
+    other = client.containers.run(
+        BASE_IMAGE, ["sleep", "600"], name=scope.name("other"), network=network_inputs["name"], detach=True
+    )
+    other.reload()
+    other_address = other.attrs["NetworkSettings"]["Networks"][network_inputs["name"]]["IPAddress"]
+    assert ipaddress.IPv4Address(other_address) in ipaddress.IPv4Network(network_inputs["ip_range"])
+
+    # Stopped, the other container starting first: the address is still the node's.
+    container = client.containers.get(created.id)
+    container.stop(timeout=1)
+    other.restart(timeout=1)
+    container.start()
+    container.reload()
+    assert container.attrs["NetworkSettings"]["Networks"][network_inputs["name"]]["IPAddress"] == fixed
+    refreshed = containers.read(created.id, {**created.outs, **PROVIDER_PROP})
+    assert refreshed.outs is not None
+    assert refreshed.outs["ipv4_address"] == fixed
+    assert not containers.diff(created.id, refreshed.outs, _engine_props(inputs)).changes
+    readdressed = containers.diff(
+        created.id, created.outs, _engine_props({**inputs, "ipv4_address": str(subnet.network_address + 11)})
+    )
+    assert readdressed.replaces == ["ipv4_address"]
+
+    containers.delete(created.id, created.outs)
+    other.remove(force=True)
+    networks.delete(network.id, network.outs)
+    with pytest.raises(docker.errors.NotFound):
+        client.networks.get(network.id)
+
+
+def test_network_check_reports_bad_address_settings() -> None:
+    checked = DockerNetworkProvider().check(
+        {}, {"name": "n", "subnet": "10.0.0.0/24", "gateway": "10.0.1.1", "ip_range": "10.0.0.0/16"}
+    )
+    assert {(f.property, f.reason) for f in checked.failures} == {
+        ("gateway", "'10.0.1.1' is not inside the subnet 10.0.0.0/24"),
+        ("ip_range", "'10.0.0.0/16' is not inside the subnet 10.0.0.0/24"),
+    }
+    no_subnet = DockerNetworkProvider().check({}, {"name": "n", "gateway": "10.0.1.1"})
+    assert [(f.property, f.reason) for f in no_subnet.failures] == [("gateway", "needs a subnet")]
 
 
 # --- volumes -------------------------------------------------------------------
@@ -341,6 +449,7 @@ def container_inputs(client: docker.DockerClient, scope: Scope) -> dict[str, Any
         "envs": {"GREETING": "hello", "WORKERS": 2},
         "network": network.name,
         "aliases": ["web", "www"],
+        "ipv4_address": None,
         "ports": [
             {
                 "internal": 8000,

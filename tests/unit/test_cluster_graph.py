@@ -7,6 +7,7 @@ cluster here never touches the network or a Docker engine.
 
 from __future__ import annotations
 
+import ipaddress
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -30,6 +31,7 @@ NODES = ("node1", "node2", "node3")
 KEY = "dW5pdC10ZXN0LWdvc3NpcC1rZXktMzItYnl0ZXMhISE="
 LABELS = {"dkron-iac.project": "dkron-cluster", "dkron-iac.stack": "unit"}
 GENERIC_DYNAMIC_KIND = "Resource"
+SUBNET = ipaddress.IPv4Network("172.26.7.0/24")
 
 
 def cluster_spec(**changes: Any) -> ClusterSpec:
@@ -229,6 +231,7 @@ def new_cluster(spec: ClusterSpec, project_root: Path) -> DkronCluster:
         project_root=project_root,
         labels=LABELS,
         previous_nodes={},
+        subnet=SUBNET,
     )
     return DkronCluster("dkron", args)
 
@@ -328,6 +331,19 @@ def test_ports_are_published_on_the_configured_bind_address(
         "node2": f"http://{api_host}:8082",
         "node3": f"http://{api_host}:8083",
     }
+
+
+def test_the_network_has_the_subnet_and_each_node_a_fixed_address_in_its_lower_half(
+    graph: Graph, nodes: FakeNodes, project_root: Path
+) -> None:
+    deploy(cluster_spec(), project_root)
+
+    (network,) = graph.of("DockerNetwork")
+    assert network.inputs["subnet"] == "172.26.7.0/24"
+    assert network.inputs["ip_range"] == "172.26.7.128/25"
+    addresses = {c.inputs["hostname"]: c.inputs["ipv4_address"] for c in graph.of("DockerContainer")}
+    assert addresses == {"node1": "172.26.7.10", "node2": "172.26.7.11", "node3": "172.26.7.12"}
+    assert all(c.inputs["network"] == "unit-net" for c in graph.of("DockerContainer"))
 
 
 def test_labels_carry_the_stack_the_cluster_and_the_node(
@@ -496,8 +512,19 @@ def test_outputs_name_the_leader_the_nodes_and_the_formed_cluster(
         assert leader == "node2"
         assert bootstrap == {"state": "formed", "members": list(NODES)}
         assert node_outputs == {
-            n: {"container": f"unit-{n}", "api_url": f"http://127.0.0.1:{8081 + i}", "tags": {"python": n}}
+            n: {
+                "container": f"unit-{n}",
+                "api_url": f"http://127.0.0.1:{8081 + i}",
+                "address": f"172.26.7.{10 + i}",
+                "tags": {"python": n},
+            }
             for i, n in enumerate(NODES)
+        }
+        assert cluster.network == {
+            "name": "unit-net",
+            "subnet": "172.26.7.0/24",
+            "gateway": "172.26.7.1",
+            "ip_range": "172.26.7.128/25",
         }
 
     return pulumi.Output.all(cluster.leader, cluster.nodes, cluster.bootstrap).apply(check)

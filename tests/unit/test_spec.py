@@ -167,13 +167,13 @@ BAD_CONFIGS = {
         with_changes(nodez=[]),
         "cluster.nodez",
         "nodez",
-        "allowed: name, nodes, dkron, image, ports, persistence, rollout, rebootstrap, jobs, job_files",
+        "allowed: name, nodes, dkron, image, ports, network, persistence, rollout, rebootstrap, jobs, job_files",
     ),
     "unknown node key": (
         with_node(0, tagz={}),
         "cluster.nodes[0].tagz",
         "tagz",
-        "allowed: name, tags, api_port, log_level",
+        "allowed: name, tags, api_port, ipv4_address, log_level",
     ),
     "unknown image setting": (
         with_changes(image={"dkron_tag": "4.0.5"}),
@@ -253,6 +253,48 @@ BAD_CONFIGS = {
         "name",
         "missing",
     ),
+    "subnet with host bits": (
+        with_changes(network={"subnet": "172.24.5.1/24"}),
+        "cluster.network.subnet",
+        "'172.24.5.1/24'",
+        "host bits set",
+    ),
+    "subnet too small": (
+        with_changes(network={"subnet": "172.24.5.0/28"}),
+        "cluster.network.subnet",
+        "'172.24.5.0/28'",
+        "/16 to /26",
+    ),
+    "IPv6 subnet": (
+        with_changes(network={"subnet": "fd00::/64"}),
+        "cluster.network.subnet",
+        "'fd00::/64'",
+        "IPv4 network in CIDR form",
+    ),
+    "node address without a subnet": (
+        with_node(0, ipv4_address="172.24.5.10"),
+        "cluster.nodes[0].ipv4_address",
+        "'172.24.5.10'",
+        "needs network.subnet",
+    ),
+    "node address in Docker's half": (
+        {**with_node(1, ipv4_address="172.24.5.200"), "network": {"subnet": "172.24.5.0/24"}},
+        "cluster.nodes[1].ipv4_address",
+        "'172.24.5.200'",
+        "172.24.5.2 - 172.24.5.127",
+    ),
+    "node address is the gateway": (
+        {**with_node(1, ipv4_address="172.24.5.1"), "network": {"subnet": "172.24.5.0/24"}},
+        "cluster.nodes[1].ipv4_address",
+        "'172.24.5.1'",
+        "after the network address and the gateway",
+    ),
+    "node address not an address": (
+        with_node(2, ipv4_address="172.24.5.300"),
+        "cluster.nodes[2].ipv4_address",
+        "'172.24.5.300'",
+        "must be an IPv4 address",
+    ),
 }
 
 
@@ -301,3 +343,24 @@ def test_every_problem_is_reported_on_its_own_line() -> None:
 def test_direct_construction_enforces_cluster_rules() -> None:
     with pytest.raises(ValueError, match=r"cluster.nodes\[1\].name = 'a': duplicate"):
         ClusterSpec.model_validate({"name": "dev", "nodes": names("a", "a", "b")})
+
+
+def test_two_nodes_with_one_address_are_rejected() -> None:
+    raw = three_nodes()
+    raw["network"] = {"subnet": "172.24.5.0/24"}
+    raw["nodes"][0]["ipv4_address"] = "172.24.5.20"
+    raw["nodes"][2]["ipv4_address"] = "172.24.5.20"
+    with pytest.raises(ClusterConfigError) as caught:
+        load_cluster_spec("dev", raw)
+    (line,) = caught.value.problems
+    assert line.startswith("stack 'dev': cluster.nodes[2].ipv4_address = '172.24.5.20': clashes with")
+
+
+def test_a_subnet_too_small_for_the_nodes_is_rejected() -> None:
+    raw = with_changes(nodes=names(*(f"n{i}" for i in range(31))), network={"subnet": "172.24.5.0/26"})
+    with pytest.raises(ClusterConfigError) as caught:
+        load_cluster_spec("dev", raw)
+    assert caught.value.problems == (
+        "stack 'dev': cluster.network.subnet = '172.24.5.0/26': has room for 30 node addresses, not 31;"
+        " use a larger subnet",
+    )
