@@ -64,23 +64,23 @@ def choose_subnet(
         return ipaddress.IPv4Network(recorded)
     others: list[tuple[str, ipaddress.IPv4Network]] = []
     for name, subnets in docker_subnets.items():
-        for subnet in subnets:
-            parsed = _ipv4_network(subnet)
+        for text in subnets:
+            parsed = _ipv4_network(text)
             if parsed is not None and name != spec.network_name:
                 others.append((name, parsed))
     if configured is not None:
         wanted = ipaddress.IPv4Network(configured)
-        for name, subnet in others:
-            if wanted.overlaps(subnet):
+        for name, other in others:
+            if wanted.overlaps(other):
                 raise AddressConflict(
                     f"stack {stack!r}: cluster.network.subnet = {configured!r}: overlaps Docker network"
-                    f" {name!r} ({subnet}); choose a subnet no other Docker network uses"
+                    f" {name!r} ({other}); choose a subnet no other Docker network uses"
                 )
         return wanted
     own = [_ipv4_network(s) for s in docker_subnets.get(spec.network_name, [])]
     if own and own[0] is not None:
         return own[0]
-    return _free_subnet(stack, spec.network_name, [subnet for _, subnet in others])
+    return _free_subnet(stack, spec.network_name, [other for _, other in others])
 
 
 def _free_subnet(stack: str, network_name: str, taken: list[ipaddress.IPv4Network]) -> ipaddress.IPv4Network:

@@ -13,7 +13,7 @@ from typing import Any
 import docker
 import pytest
 
-from components.health import observe, raft_peers
+from components.health import ClusterView, observe, raft_peers
 from tests.integration.harness import TestStack, eventually
 
 NODES = [
@@ -47,12 +47,12 @@ def cluster() -> Iterator[TestStack]:
         stack.close()
 
 
-def _views(stack: TestStack) -> dict[str, Any]:
+def _views(stack: TestStack) -> ClusterView:
     api = {n: stack.api_url(n) for n in stack.node_names()}
     return observe(api, {n: stack.container(n) for n in stack.node_names()})
 
 
-def _whole(stack: TestStack, expected: list[str]) -> Any:
+def _whole(stack: TestStack, expected: list[str]) -> ClusterView | None:
     api = {n: stack.api_url(n) for n in expected}
     view = observe(api, {n: stack.container(n) for n in expected})
     return view if not view.problems(expected) else None
@@ -68,7 +68,9 @@ def test_one_pulumi_up_forms_a_cluster_every_node_agrees_on(cluster: TestStack) 
     assert outputs["leader"] == view.leader
     for node in view.nodes.values():
         assert node.alive_servers == set(cluster.node_names())
-    voters = {p.node for p in raft_peers(cluster.container(view.leader)).values() if p.voter}
+    leader = view.leader
+    assert leader is not None  # implied by the two asserts on outputs["leader"] above
+    voters = {p.node for p in raft_peers(cluster.container(leader)).values() if p.voter}
     assert voters == set(cluster.node_names())
     assert outputs["bootstrap"] == {"state": "formed", "members": cluster.node_names()}
     assert set(outputs["nodes"]) == set(cluster.node_names())
@@ -87,7 +89,12 @@ def _runs(stack: TestStack, job: str, node: str = "alpha") -> list[dict[str, Any
 def test_tagged_python_job_runs_once_per_run_on_a_tagged_node(cluster: TestStack) -> None:
     with cluster.client("alpha") as client:
         client.upsert_job(PY_JOB)
-    runs = eventually("6 finished runs", lambda: (r := _runs(cluster, "py-daily")) and len(r) >= 6 and r, 90)
+
+    def six_finished_runs() -> list[dict[str, Any]] | None:
+        finished = _runs(cluster, "py-daily")
+        return finished if len(finished) >= 6 else None
+
+    runs = eventually("6 finished runs", six_finished_runs, 90)
 
     by_run: dict[str, list[dict[str, Any]]] = {}
     for execution in runs:

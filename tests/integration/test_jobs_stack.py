@@ -20,7 +20,7 @@ import subprocess
 import threading
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from datetime import datetime
 from typing import Any
 
@@ -149,10 +149,15 @@ def _changes(preview: auto.PreviewResult) -> dict[str, int]:
     return {str(getattr(op, "value", op)): count for op, count in preview.change_summary.items() if count}
 
 
+def _op_counts(changes: Mapping[auto.OpType, int] | None) -> dict[str, int]:
+    # Typed as OpType keys, but they are the plain strings of the engine's JSON (OpType is a str enum).
+    return {op: count for op, count in (changes or {}).items()}
+
+
 def _last_update_changes(stack: TestStack) -> dict[str, int]:
     history = stack.stack.history(page_size=1)
     assert history, "the stack has no update history"
-    return dict(history[0].resource_changes or {})
+    return _op_counts(history[0].resource_changes)
 
 
 def _instant(text: str) -> float:
@@ -373,7 +378,7 @@ def test_job_updates_issued_while_the_leader_is_killed_complete(stack: TestStack
     assert not errors, errors
     assert "killed" in marks, "the up never updated the chain"
     assert result.summary.result == "succeeded"
-    changes = result.summary.resource_changes or {}
+    changes = _op_counts(result.summary.resource_changes)
     assert changes.get("update") == len(chain), changes
     elected = next((t for t, leader in leaders if t > marks["killed"] and leader in survivors), None)
     print(
@@ -416,7 +421,7 @@ def test_up_with_refresh_brings_back_a_cluster_whose_containers_are_all_gone(sta
 
 
 def test_a_hundred_jobs_in_one_up(stack: TestStack) -> None:
-    jobs = [
+    jobs: list[dict[str, Any]] = [
         {
             "name": f"job-{i:03d}",
             "schedule": "@every 1h",
@@ -483,7 +488,7 @@ def test_a_secret_env_value_reaches_the_job_but_not_the_state(stack: TestStack) 
     secret, other = f"tok-{uuid.uuid4().hex}", f"other-{uuid.uuid4().hex}"
     stack.stack.set_config("dkron-cluster:job_token", auto.ConfigValue(secret, secret=True))
     stack.stack.set_config("dkron-cluster:other_token", auto.ConfigValue(other, secret=True))
-    job = {
+    job: dict[str, Any] = {
         "name": "uses-secret",
         "schedule": "@manually",
         "tags": ONE_SERVER,
@@ -556,4 +561,6 @@ def test_destroy_works_when_the_containers_are_already_gone(stack: TestStack) ->
     stack.destroy()
     print(f"DESTROY with every container gone took {time.monotonic() - started:.1f}s")
     assert stack.docker_objects() == {"containers": [], "networks": [], "volumes": []}
-    assert not stack.stack.export_stack().deployment.get("resources")
+    deployment = stack.stack.export_stack().deployment
+    assert deployment is not None
+    assert not deployment.get("resources")

@@ -16,7 +16,7 @@ from pulumi import automation as auto
 from components.health import observe, raft_peers
 from tests.integration.harness import TestStack, eventually
 
-JOBS = [
+JOBS: list[dict[str, Any]] = [
     {
         "name": f"member-job-{i}",
         "schedule": "@every 1h",
@@ -141,6 +141,7 @@ def test_node_with_a_lost_volume_rejoins_and_catches_up(cluster: TestStack) -> N
         client.close()
     outputs = cluster.up()
     assert_whole(cluster, outputs)
+    assert leader is not None, "no leader"
     eventually(
         f"{wiped} to hold every job",
         lambda: job_names(cluster, wiped) == job_names(cluster, leader),

@@ -24,7 +24,7 @@ from pulumi import automation as auto
 from components.health import observe
 from tests.integration.harness import TestStack, derived_base_image, eventually, remove_image
 
-NODES = [
+NODES: list[dict[str, Any]] = [
     {"name": "n1", "tags": {"python": "daily"}},
     {"name": "n2", "tags": {"python": "daily"}},
     {"name": "n3"},

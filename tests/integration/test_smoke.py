@@ -25,7 +25,9 @@ def test_one_node_stack_comes_up_answers_and_goes_away_completely() -> None:
         outputs = stack.up(refresh=False)
 
         # The dynamic providers ran: the state holds their resources.
-        types = {r["type"] for r in stack.stack.export_stack().deployment["resources"]}
+        deployment = stack.stack.export_stack().deployment
+        assert deployment is not None
+        types = {r["type"] for r in deployment["resources"]}
         assert any(t.startswith("pulumi-python:dynamic") for t in types), types
 
         api = outputs["nodes"]["solo"]["api_url"]

@@ -1,12 +1,14 @@
 """Which nodes leave, in which order, and when a removal is refused."""
 
+from typing import Any
+
 import pytest
 
 from components.membership import UnsafeRemoval, check_removal_safe, removal_order, removed_nodes
 
 
 def test_removed_nodes_are_those_gone_from_the_config() -> None:
-    previous = {"a": {}, "b": {}, "c": {}, "d": {}, "e": {}}
+    previous: dict[str, dict[str, Any]] = {"a": {}, "b": {}, "c": {}, "d": {}, "e": {}}
     assert removed_nodes(previous, ["a", "b", "c"]) == ["d", "e"]
     assert removed_nodes(None, ["a"]) == []
 

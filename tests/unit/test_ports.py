@@ -1,10 +1,12 @@
 """API ports stay with their nodes when the membership changes."""
 
+from typing import Any
+
 from components.ports import assign_api_ports
-from components.spec import load_cluster_spec
+from components.spec import ClusterSpec, load_cluster_spec
 
 
-def spec(*nodes: dict) -> object:
+def spec(*nodes: dict[str, Any]) -> ClusterSpec:
     return load_cluster_spec("unit", {"name": "c", "nodes": list(nodes), "ports": {"api_port_base": 9000}})
 
 
