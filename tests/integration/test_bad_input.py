@@ -136,6 +136,22 @@ CASES = [
         _set("rollout.node_timeout_seconds", 5),
         "cluster.rollout.node_timeout_seconds = 5",
     ),
+    Case(
+        "subnet-with-host-bits",
+        _set("network.subnet", "172.24.9.7/24"),
+        "cluster.network.subnet = '172.24.9.7/24'",
+    ),
+    Case(
+        "node-address-without-subnet",
+        _set("nodes.1.ipv4_address", "172.24.9.20"),
+        "cluster.nodes[1].ipv4_address = '172.24.9.20'",
+    ),
+    # Found only against the live engine: Docker's default bridge holds 172.17.0.0/16.
+    Case(
+        "subnet-overlaps-docker-bridge",
+        _set("network.subnet", "172.17.3.0/24"),
+        "cluster.network.subnet = '172.17.3.0/24': overlaps Docker network 'bridge'",
+    ),
     Case("cluster-not-a-mapping", lambda c: ["n1", "n2", "n3"], "cluster = ['n1', 'n2', 'n3']"),
     # --- jobs -----------------------------------------------------------------------
     Case(
