@@ -60,7 +60,13 @@ def main() -> None:
         plan = bootstrap_plan(spec, previous.get("bootstrap"))
         check_data_present(stack, spec, plan)
         previous_nodes = previous.get("nodes") or {}
-        subnet = choose_subnet(stack, spec, recorded_subnet(previous.get("network")), docker_subnets())
+        subnet = choose_subnet(
+            stack,
+            spec,
+            recorded_subnet(previous.get("network")),
+            docker_subnets(),
+            deployed=bool(previous_nodes),
+        )
         check_removal_safe(
             stack, list(previous_nodes), removed_nodes(previous_nodes, [n.name for n in spec.nodes])
         )

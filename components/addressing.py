@@ -44,15 +44,25 @@ def choose_subnet(
     spec: ClusterSpec,
     recorded: str | None,
     docker_subnets: Mapping[str, Iterable[str]],
+    deployed: bool = False,
 ) -> ipaddress.IPv4Network:
     """The subnet the cluster network has (or will have).
 
     `docker_subnets` maps every Docker network's name to its IPv4 subnets.
     The network of this cluster is skipped when looking for overlaps, and an
     existing one with a subnet (say, from a first update that failed before
-    recording its outputs) is kept.
+    recording its outputs) is kept. `deployed` says the stack recorded nodes
+    at its last update: one that recorded no subnet with them was deployed
+    before nodes had fixed addresses, and is refused.
     """
     configured = spec.network.subnet
+    if recorded is None and deployed:
+        raise AddressConflict(
+            f"stack {stack!r}: cluster.network: the stack was deployed before nodes had fixed addresses"
+            " (its outputs record no subnet). Moving to them would restart every node at a new address at"
+            " once, which the Raft state on the volumes cannot follow. Destroy the stack (`make destroy`)"
+            " and deploy it again: jobs in the stack config come back, jobs added through the API do not."
+        )
     if recorded is not None:
         if configured is not None and ipaddress.IPv4Network(configured) != ipaddress.IPv4Network(recorded):
             raise AddressConflict(

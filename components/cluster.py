@@ -26,6 +26,7 @@ from components.docker_resources import (
     HealthcheckSpec,
     context_digest,
     docker_client,
+    remove_unused_images,
 )
 from components.gossip_key import GossipKey
 from components.health import ClusterUnhealthy, observe, observe_node, wait_until_healthy
@@ -186,6 +187,7 @@ class DkronCluster(pulumi.ComponentResource):
             dockerfile=DOCKERFILE,
             build_args={"BASE_IMAGE": spec.image.base_image, "DKRON_IMAGE": spec.image.dkron_image},
             context_digest=context_digest(str(args.project_root), IMAGE_CONTEXT),
+            labels=labels,
             opts=child,
         )
         encrypt_key: pulumi.Output[str] | None = None
@@ -309,10 +311,10 @@ class DkronCluster(pulumi.ComponentResource):
         self.ready = steps
         self.nodes = pulumi.Output.from_input(node_outputs)
         # Read live once every step has passed: who leads, who votes.
-        done = pulumi.Output.all(*[step.id for step in steps])
+        done = pulumi.Output.all(image.image_id, *[step.id for step in steps])
         expected = sorted(self.api_urls)
 
-        async def final_view(_: Any) -> dict[str, Any]:
+        async def final_view(resolved: list[Any]) -> dict[str, Any]:
             # An update ends only on a working cluster, even one that changed
             # nothing: without a leader agreed by a majority it fails with what
             # it saw; with one but a node still down it warns (the next update
@@ -339,6 +341,11 @@ class DkronCluster(pulumi.ComponentResource):
                     pulumi.log.warn(
                         f"{unhealthy}; run the update again to bring the nodes back", resource=self
                     )
+            if not pulumi.runtime.is_dry_run():
+                # Images of earlier updates, now that no container runs on them.
+                removed = await loop.run_in_executor(None, remove_unused_images, labels, resolved[0])
+                if removed:
+                    pulumi.log.info(f"removed {len(removed)} node image(s) no container uses", resource=self)
             voters = sorted(p.node for p in (view.raft_peers or {}).values() if p.voter)
             return {"leader": view.leader, "voters": voters}
 

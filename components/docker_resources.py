@@ -716,6 +716,7 @@ def _build_image(api: docker.APIClient, spec: Mapping[str, Any]) -> str:
             tag=tag,
             dockerfile=posixpath.normpath(_text(spec["dockerfile"])),
             buildargs=_text_map(spec.get("build_args")),
+            labels=_text_map(spec.get("labels")) or None,
             pull=False,
             rm=True,
             forcerm=True,
@@ -738,6 +739,29 @@ def _remove_image_quietly(api: docker.APIClient, ref: str) -> None:
     except docker.errors.APIError as err:
         if not _is_conflict(err):
             raise DockerResourceError(f"removing image {ref!r} failed: {_explain(err)}") from err
+
+
+def remove_unused_images(labels: Mapping[str, str], keep: str) -> list[str]:
+    """Remove every image carrying all of ``labels`` except ``keep`` (an image
+    ID) and those containers still use; returns the IDs removed.
+
+    An image rebuild cannot remove the image it replaces while the old
+    containers run on it; this is the clean-up once they are gone.
+    """
+    removed = []
+    with _docker_api() as api:
+        in_use = {str(c.get("ImageID")) for c in api.containers(all=True)}
+        for image in api.images(filters={"label": [f"{k}={v}" for k, v in labels.items()]}):
+            image_id = str(image["Id"])
+            if image_id == keep or image_id in in_use:
+                continue
+            for tag in image.get("RepoTags") or []:
+                if tag != "<none>:<none>":
+                    _remove_image_quietly(api, tag)
+            _remove_image_quietly(api, image_id)
+            if _image_id_of(api, image_id) is None:
+                removed.append(image_id)
+    return removed
 
 
 def _image_id_of(api: docker.APIClient, ref: str) -> str | None:
@@ -763,6 +787,7 @@ class DockerImageProvider(_DockerProvider):
         "dockerfile": lambda v: posixpath.normpath(_text(v)),
         "build_args": _norm_map,
         "context_digest": _text,
+        "labels": _norm_map,
     }
 
     def problems(self, news: Mapping[str, Any]) -> Iterator[tuple[str, str]]:
@@ -841,6 +866,7 @@ class DockerImage(Resource, module=_TYPE_MODULE, name="DockerImage"):
     dockerfile: pulumi.Output[str]
     build_args: pulumi.Output[dict[str, str]]
     context_digest: pulumi.Output[str]
+    labels: pulumi.Output[dict[str, str]]
     image_id: pulumi.Output[str]
 
     def __init__(
@@ -853,6 +879,7 @@ class DockerImage(Resource, module=_TYPE_MODULE, name="DockerImage"):
         dockerfile: pulumi.Input[str],
         context_digest: pulumi.Input[str],
         build_args: pulumi.Input[Mapping[str, pulumi.Input[str]]] | None = None,
+        labels: pulumi.Input[Mapping[str, pulumi.Input[str]]] | None = None,
         opts: pulumi.ResourceOptions | None = None,
     ) -> None:
         super().__init__(
@@ -865,6 +892,7 @@ class DockerImage(Resource, module=_TYPE_MODULE, name="DockerImage"):
                 "dockerfile": dockerfile,
                 "build_args": {} if build_args is None else build_args,
                 "context_digest": context_digest,
+                "labels": {} if labels is None else labels,
                 "image_id": None,
             },
             opts,

@@ -208,13 +208,10 @@ class TestStack:
                 network.remove()
             for volume in client.volumes.list(filters={"label": label}):
                 volume.remove(force=True)
-            # By tag, not by ID: every stack builds the same image, and other
-            # stacks' tags on it must stay.
-            for image in client.images.list(filters={"reference": f"dkron-iac/{self.cluster_name}-node"}):
-                for tag in image.tags:
-                    if tag.startswith(f"dkron-iac/{self.cluster_name}-node:"):
-                        with contextlib.suppress(docker.errors.APIError):
-                            client.images.remove(tag)
+            # Node images carry the stack's labels, so no other stack shares one.
+            for image in client.images.list(filters={"label": label}):
+                with contextlib.suppress(docker.errors.APIError):
+                    client.images.remove(image.id, force=True)
         finally:
             client.close()
 

@@ -36,6 +36,7 @@ from components.docker_resources import (
     DockerResourceError,
     DockerVolumeProvider,
     context_digest,
+    remove_unused_images,
 )
 
 pytestmark = pytest.mark.integration
@@ -401,6 +402,35 @@ def test_image_build_and_rebuild(client: docker.DockerClient, scope: Scope, tmp_
         client.images.get(props["tag"])
     assert provider.read(created.id, updated.outs).id == ""
     provider.delete(created.id, updated.outs)  # already gone: no error
+
+
+def test_old_labelled_images_are_removed_once_no_container_uses_them(
+    client: docker.DockerClient, scope: Scope, tmp_path: Path
+) -> None:
+    provider = DockerImageProvider()
+    _image_context(tmp_path, "v1\n")
+    first = provider.create(_engine_props({**_image_inputs(scope, tmp_path), "labels": scope.labels}))
+    assert first.outs is not None
+    first_id = first.outs["image_id"]
+    scope.image_ids.append(first_id)
+    assert client.images.get(first_id).labels == scope.labels
+    user = client.containers.create(first_id, ["sleep", "600"], name=scope.name("user"))
+
+    (tmp_path / "app" / "hello.txt").write_text("v2\n")
+    second = provider.update(
+        first.id, first.outs, _engine_props({**_image_inputs(scope, tmp_path), "labels": scope.labels})
+    )
+    assert second.outs is not None
+    second_id = second.outs["image_id"]
+    scope.image_ids.append(second_id)
+    assert client.images.get(first_id).id == first_id  # a container still uses it
+
+    assert remove_unused_images(scope.labels, keep=second_id) == []
+    user.remove(force=True)
+    assert remove_unused_images(scope.labels, keep=second_id) == [first_id]
+    with pytest.raises(docker.errors.ImageNotFound):
+        client.images.get(first_id)
+    assert client.images.get(second.outs["tag"]).id == second_id
 
 
 def test_image_build_error_quotes_the_build_log(scope: Scope, tmp_path: Path) -> None:

@@ -124,6 +124,17 @@ def container_ids(stack: TestStack) -> dict[str, str]:
         client.close()
 
 
+def images_in_use(stack: TestStack) -> tuple[set[str], set[str]]:
+    """The IDs of the images carrying the stack's label, and of those its nodes run."""
+    client = docker.from_env(version="auto")
+    try:
+        labelled = {i.id for i in client.images.list(filters={"label": f"dkron-iac.stack={stack.name}"})}
+        running = {client.containers.get(stack.container(n)).image.id for n in stack.node_names()}
+        return labelled, running
+    finally:
+        client.close()
+
+
 def tick_runs(stack: TestStack, since: float, until: float) -> int:
     from datetime import datetime
 
@@ -161,11 +172,17 @@ def test_preview_lists_replacements_followers_first_leader_last(cluster: TestSta
 
 def test_image_change_rolls_one_node_at_a_time_leader_last(cluster: TestStack) -> None:
     before_ids = container_ids(cluster)
+    _, old_image = images_in_use(cluster)
     leader_before = observe({n: cluster.api_url(n) for n in cluster.node_names()}).leader
     with Timeline(cluster) as timeline:
         cluster.up()
     after_ids = container_ids(cluster)
     assert all(before_ids[n] != after_ids[n] for n in cluster.node_names()), "every node replaced"
+    # The image the nodes ran before is gone; only the one they run now is left.
+    labelled, new_image = images_in_use(cluster)
+    assert len(new_image) == 1, new_image
+    assert new_image != old_image
+    assert labelled == new_image
 
     windows = timeline.downtime()
     assert set(windows) == set(cluster.node_names()), windows
@@ -234,6 +251,8 @@ def test_broken_node_halts_rollout_with_quorum_then_fix_completes(cluster: TestS
 
     cluster.configure(lambda c: c["image"].update(base_image=good_base))
     cluster.up()
+    labelled, running = images_in_use(cluster)
+    assert labelled == running, "the broken image was left behind"
     api = {n: cluster.api_url(n) for n in cluster.node_names()}
     containers = {n: cluster.container(n) for n in cluster.node_names()}
     assert observe(api, containers).problems(cluster.node_names()) == []

@@ -99,6 +99,15 @@ def test_changing_the_subnet_of_a_deployed_cluster_is_refused() -> None:
     assert "Set it back to '172.26.1.0/24' or remove the setting" in message
 
 
+def test_a_stack_deployed_before_fixed_addresses_is_refused_with_what_to_do() -> None:
+    with pytest.raises(AddressConflict) as caught:
+        choose_subnet("unit", spec({"name": "a"}), None, DOCKER_DEFAULTS, deployed=True)
+
+    message = str(caught.value)
+    assert message.startswith("stack 'unit': cluster.network: the stack was deployed before nodes had fixed")
+    assert "Destroy the stack (`make destroy`) and deploy it again" in message
+
+
 def test_no_free_subnet_left_names_the_setting() -> None:
     with pytest.raises(AddressConflict, match=r"set cluster.network.subnet to a free IPv4 subnet"):
         choose_subnet("unit", spec({"name": "a"}), None, {"all": [str(SUBNET_POOL)]})

@@ -173,6 +173,11 @@ class FakeNodes:
     def __init__(self) -> None:
         self.views: dict[str, NodeView] = {}
         self.voters: tuple[str, ...] = ()
+        self.pruned: list[tuple[dict[str, str], str]] = []
+
+    def remove_unused_images(self, labels: dict[str, str], keep: str) -> list[str]:
+        self.pruned.append((dict(labels), keep))
+        return []
 
     def answer(self, leader: str, *, down: tuple[str, ...] = ()) -> None:
         alive = frozenset(n for n in NODES if n not in down)
@@ -198,6 +203,7 @@ def nodes(monkeypatch: pytest.MonkeyPatch) -> FakeNodes:
     monkeypatch.setattr(components.health, "raft_peers", fake.raft_peers)
     monkeypatch.setattr(components.docker_resources, "docker_client", _no_docker)
     monkeypatch.setattr(components.cluster, "docker_client", _no_docker)
+    monkeypatch.setattr(components.cluster, "remove_unused_images", fake.remove_unused_images)
     # The fake cluster is never whole; the end-of-update wait reads it once.
     monkeypatch.setattr(
         components.cluster,
@@ -344,6 +350,17 @@ def test_the_network_has_the_subnet_and_each_node_a_fixed_address_in_its_lower_h
     addresses = {c.inputs["hostname"]: c.inputs["ipv4_address"] for c in graph.of("DockerContainer")}
     assert addresses == {"node1": "172.26.7.10", "node2": "172.26.7.11", "node3": "172.26.7.12"}
     assert all(c.inputs["network"] == "unit-net" for c in graph.of("DockerContainer"))
+
+
+def test_after_the_update_images_of_the_cluster_but_the_current_one_are_removed(
+    graph: Graph, nodes: FakeNodes, project_root: Path
+) -> None:
+    deploy(cluster_spec(), project_root)
+
+    (image,) = graph.of("DockerImage")
+    cluster_labels = {**LABELS, "dkron-iac.cluster": "unit"}
+    assert image.inputs["labels"] == cluster_labels
+    assert nodes.pruned == [(cluster_labels, image.state["image_id"])]
 
 
 def test_labels_carry_the_stack_the_cluster_and_the_node(
