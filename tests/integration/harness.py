@@ -208,10 +208,17 @@ class TestStack:
                 network.remove()
             for volume in client.volumes.list(filters={"label": label}):
                 volume.remove(force=True)
-            # Node images carry the stack's labels, so no other stack shares one.
+            # Node images carry the stack's labels, so no other stack shares one;
+            # a tag someone else put on one (the benchmarks do) keeps it.
             for image in client.images.list(filters={"label": label}):
+                for tag in image.tags:
+                    if tag.startswith(f"dkron-iac/{self.cluster_name}-node:"):
+                        with contextlib.suppress(docker.errors.APIError):
+                            client.images.remove(tag)
                 with contextlib.suppress(docker.errors.APIError):
-                    client.images.remove(image.id, force=True)
+                    image.reload()
+                    if not image.tags:
+                        client.images.remove(image.id)
         finally:
             client.close()
 
