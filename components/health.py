@@ -9,8 +9,9 @@ cluster.
 
 from __future__ import annotations
 
+import contextlib
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -136,6 +137,29 @@ def restart_container(container: str, timeout_s: int = 60) -> None:
         client.close()
 
 
+def stopped_containers(containers: Mapping[str, str], nodes: Iterable[str]) -> dict[str, str]:
+    """Of `nodes`, those whose container exists but neither runs nor is being
+    restarted by Docker: node -> the container's status. A container that does
+    not exist (yet) is not listed, nor is anything when Docker cannot be asked."""
+    from components.docker_resources import docker_client
+
+    found: dict[str, str] = {}
+    try:
+        client = docker_client()
+    except Exception:  # noqa: BLE001 - no answer is no evidence
+        return found
+    try:
+        for node in nodes:
+            state: Mapping[str, Any] = {"Running": True}  # missing, or the engine is busy: no evidence
+            with contextlib.suppress(Exception):
+                state = client.containers.get(containers[node]).attrs.get("State") or {}
+            if not state.get("Running") and not state.get("Restarting"):
+                found[node] = str(state.get("Status"))
+    finally:
+        client.close()
+    return found
+
+
 def raft_peers(container: str) -> dict[str, RaftPeer]:
     """The Raft configuration as the agent in `container` knows it.
 
@@ -167,6 +191,11 @@ def observe(api_urls: Mapping[str, str], containers: Mapping[str, str] | None = 
         return ClusterView(nodes=nodes, raft_error=str(err)[:200])
 
 
+# How long an expected node's container may stay stopped before a wait gives up
+# (Docker restarts crashed containers itself; a `docker restart` stops one briefly).
+STOPPED_GRACE_S = 10.0
+
+
 def wait_until_healthy(
     api_urls: Mapping[str, str],
     containers: Mapping[str, str],
@@ -176,20 +205,37 @@ def wait_until_healthy(
     poll_s: float = 1.0,
     on_stall: Callable[[ClusterView], None] | None = None,
     stall_after_s: float = 15.0,
+    stopped_grace_s: float = STOPPED_GRACE_S,
 ) -> ClusterView:
     """Poll until the cluster is whole for `expected`, or raise naming what was seen.
 
     `on_stall` is called once if, after `stall_after_s`, every expected node
-    sees all the others alive but none of them has a leader.
+    sees all the others alive but none of them has a leader. An expected node
+    whose container has stayed stopped (not running, and Docker not
+    restarting it) for `stopped_grace_s` ends the wait at once: the cluster
+    cannot become whole before the next update replaces that container.
     """
     started = time.monotonic()
     deadline = started + timeout_s
     stalled = False
+    stopped_since: dict[str, float] = {}
     while True:
         view = observe(api_urls, containers)
         problems = view.problems(expected)
         if not problems:
             return view
+        silent = [n for n in expected if n not in view.nodes or view.nodes[n].error is not None]
+        stopped = stopped_containers(containers, silent) if silent else {}
+        now = time.monotonic()
+        stopped_since = {n: stopped_since.get(n, now) for n in stopped}
+        gone = sorted(n for n, since in stopped_since.items() if now - since >= stopped_grace_s)
+        if gone:
+            raise ClusterUnhealthy(
+                f"{what}: the cluster cannot become healthy: "
+                + ", ".join(f"node {n!r} (container {containers[n]!r}) is {stopped[n]}" for n in gone)
+                + f" and Docker is not restarting it (seen for {stopped_grace_s:.0f}s); the next update"
+                " replaces it. Last seen: " + "; ".join(problems)
+            )
         if (
             on_stall is not None
             and not stalled

@@ -458,6 +458,7 @@ def test_node_killed_in_the_middle_of_a_rolling_update(faults: Faults) -> None:
     outcome: dict[str, Any] = {}
 
     def roll() -> None:
+        started = time.monotonic()
         try:
             stack.up()
             outcome["up"] = "succeeded"
@@ -466,6 +467,7 @@ def test_node_killed_in_the_middle_of_a_rolling_update(faults: Faults) -> None:
                 line.strip() for line in str(err).splitlines() if re.search(r"\w(Unhealthy|Error): ", line)
             ]
             outcome["up"] = f"failed: {(reasons or [str(err)[-200:]])[0][:300]}"
+        outcome["up_s"] = round(time.monotonic() - started, 1)
 
     rollout = threading.Thread(target=roll, name="rollout", daemon=True)
     rollout.start()
@@ -489,6 +491,7 @@ def test_node_killed_in_the_middle_of_a_rolling_update(faults: Faults) -> None:
     rollout.join(timeout=1200)
     assert not rollout.is_alive(), "the interrupted update did not end"
     record["interrupted_up"] = outcome["up"]
+    record["interrupted_up_s"] = outcome["up_s"]
 
     _heal(faults, record, self_heal_s=0)  # always one more `pulumi up`: the rollout is unfinished
     # Every node now runs the new image.
@@ -630,11 +633,15 @@ def test_one_server_job_double_runs_across_the_faults(faults: Faults) -> None:
         eventually("a run of tick after the last fault", lambda: _tick_ran_since(recorder, last_healed), 60)
     recorder.collect()
     executions, leaders = recorder.snapshot()
-    assert len(executions) >= 100, f"only {len(executions)} executions of tick were recorded"
+    assert executions, "no execution of tick was recorded"
+    first = min(_started(e) for e in executions)
+    # tick is due every second; faults lose runs, but most seconds must be covered,
+    # or the count below would say little.
+    span = time.time() - first
+    assert len(executions) >= span / 2, f"only {len(executions)} executions of tick in {span:.0f} s"
 
     doubles = _double_runs(executions)
     terms = _leader_terms(leaders)
-    first = min(_started(e) for e in executions)
     per_fault = {}
     for record in recorder.faults:
         end = record.get("healed_at", time.time())
