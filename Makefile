@@ -20,7 +20,9 @@ refresh: setup
 destroy: setup
 	@scripts/stack.sh destroy $(STACK)
 
-outputs: setup
+# Set-up progress goes to stderr here, so stdout is the outputs' JSON alone.
+outputs:
+	@scripts/setup.sh >&2
 	@scripts/stack.sh outputs $(STACK)
 
 # All tests: fast unit tests, then real integration tests on the local Docker.
