@@ -90,22 +90,29 @@ def choose_subnet(
     own = [_ipv4_network(s) for s in docker_subnets.get(spec.network_name, [])]
     if own and own[0] is not None:
         return own[0]
-    return _free_subnet(stack, spec.network_name, [other for _, other in others])
+    free = free_subnet(spec.network_name, (other for _, other in others))
+    if free is None:
+        raise AddressConflict(
+            f"stack {stack!r}: cluster.network.subnet: no free /{SUBNET_PREFIX} left in {SUBNET_POOL} among"
+            f" {len(others)} Docker network subnets; set cluster.network.subnet to a free IPv4 subnet"
+        )
+    return free
 
 
-def _free_subnet(stack: str, network_name: str, taken: list[ipaddress.IPv4Network]) -> ipaddress.IPv4Network:
-    # Start at a place derived from the network's name, so stacks deployed side
-    # by side (tests, say) rarely race for the same subnet.
+def free_subnet(network_name: str, taken: Iterable[ipaddress.IPv4Network]) -> ipaddress.IPv4Network | None:
+    """The first /24 of the pool that overlaps none of `taken`, or None.
+
+    The search starts at a place derived from the network's name, so stacks
+    deployed side by side (tests, say) rarely race for the same subnet.
+    """
+    used = list(taken)
     candidates = list(SUBNET_POOL.subnets(new_prefix=SUBNET_PREFIX))
     start = zlib.crc32(network_name.encode()) % len(candidates)
     for offset in range(len(candidates)):
         candidate = candidates[(start + offset) % len(candidates)]
-        if not any(candidate.overlaps(subnet) for subnet in taken):
+        if not any(candidate.overlaps(subnet) for subnet in used):
             return candidate
-    raise AddressConflict(
-        f"stack {stack!r}: cluster.network.subnet: no free /{SUBNET_PREFIX} left in {SUBNET_POOL} among"
-        f" {len(taken)} Docker network subnets; set cluster.network.subnet to a free IPv4 subnet"
-    )
+    return None
 
 
 def _ipv4_network(value: Any) -> ipaddress.IPv4Network | None:

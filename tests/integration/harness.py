@@ -173,6 +173,15 @@ class TestStack:
     def container(self, node: str) -> str:
         return f"{self.cluster_name}-{node}"
 
+    def remove_containers(self, nodes: list[str] | None = None) -> None:
+        """Force-remove the containers of `nodes` (every node by default), as if lost."""
+        client = docker.from_env(version="auto")
+        try:
+            for node in self.node_names() if nodes is None else nodes:
+                client.containers.get(self.container(node)).remove(force=True)
+        finally:
+            client.close()
+
     def docker_objects(self) -> dict[str, list[str]]:
         """Names of every container, network and volume labelled with this stack."""
         label = f"dkron-iac.stack={self.name}"

@@ -162,12 +162,7 @@ def test_removing_every_container_keeps_every_job(cluster: TestStack) -> None:
 
     before = eventually("every node to hold every job", every_job_everywhere, 30)
 
-    client = docker.from_env(version="auto")
-    try:
-        for node in cluster.node_names():
-            client.containers.get(cluster.container(node)).remove(force=True)
-    finally:
-        client.close()
+    cluster.remove_containers()
 
     cluster.up()
     assert _whole(cluster, cluster.node_names())

@@ -27,6 +27,7 @@ import requests
 from pulumi import automation as auto
 from pulumi.runtime.rpc import UNKNOWN
 
+from components.addressing import docker_network_subnets, free_subnet
 from components.docker_resources import (
     DockerContainer,
     DockerContainerProvider,
@@ -152,26 +153,12 @@ def test_network_create_read_delete(client: docker.DockerClient, scope: Scope) -
     provider.delete(created.id, created.outs)  # already gone: no error
 
 
-def _free_subnet(client: docker.DockerClient) -> ipaddress.IPv4Network:
-    taken = [
-        ipaddress.ip_network(pool["Subnet"])
-        for network in client.api.networks()
-        for pool in (network.get("IPAM") or {}).get("Config") or []
-        if pool.get("Subnet")
-    ]
-    candidates = list(ipaddress.IPv4Network("172.27.0.0/16").subnets(new_prefix=24))
-    start = secrets.randbelow(len(candidates))
-    for offset in range(len(candidates)):
-        candidate = candidates[(start + offset) % len(candidates)]
-        if not any(candidate.overlaps(t) for t in taken if t.version == 4):
-            return candidate
-    raise AssertionError("no free /24 in 172.27.0.0/16 for the test")
-
-
 def test_network_with_a_subnet_gives_containers_fixed_addresses_that_survive_restarts(
     client: docker.DockerClient, scope: Scope
 ) -> None:
-    subnet = _free_subnet(client)
+    taken = [ipaddress.IPv4Network(s) for subnets in docker_network_subnets(client).values() for s in subnets]
+    subnet = free_subnet(scope.name("net"), taken)
+    assert subnet is not None, "no free /24 for the test"
     network_inputs = {
         "name": scope.name("net"),
         "labels": scope.labels,

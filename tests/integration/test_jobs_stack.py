@@ -403,12 +403,7 @@ def test_job_updates_issued_while_the_leader_is_killed_complete(stack: TestStack
 def test_up_with_refresh_brings_back_a_cluster_whose_containers_are_all_gone(stack: TestStack) -> None:
     jobs = stack.cluster["jobs"]
     assert jobs, "the previous test left no declared job"
-    client = docker.from_env(version="auto")
-    try:
-        for node in stack.node_names():
-            client.containers.get(stack.container(node)).remove(force=True)
-    finally:
-        client.close()
+    stack.remove_containers()
 
     # The refresh reaches no node; it must not fail the up that brings them back.
     started = time.monotonic()
@@ -548,12 +543,7 @@ def test_a_secret_env_value_reaches_the_job_but_not_the_state(stack: TestStack) 
 
 def test_destroy_works_when_the_containers_are_already_gone(stack: TestStack) -> None:
     assert stack.cluster["jobs"], "the previous test left no declared job"
-    client = docker.from_env(version="auto")
-    try:
-        for node in stack.node_names():
-            client.containers.get(stack.container(node)).remove(force=True)
-    finally:
-        client.close()
+    stack.remove_containers()
 
     # The jobs live in the nodes' data: destroying the cluster takes them along
     # without asking Dkron, which could not answer any more.
