@@ -3,7 +3,7 @@ SHELL := /bin/bash
 STACK ?= dev
 PYTEST_ARGS ?=
 
-.PHONY: setup up preview refresh destroy outputs test test-unit lint bench
+.PHONY: setup up preview refresh destroy outputs test test-unit lint bench clean-slate
 
 setup:
 	@scripts/setup.sh
@@ -38,3 +38,7 @@ bench: setup
 
 lint: setup
 	@source scripts/env.sh && ruff check . && ruff format --check . && mypy components tests __main__.py
+
+# Lists (YES=1: removes) every project Docker object and stack `make setup` did not make.
+clean-slate: setup
+	@source scripts/env.sh && python scripts/clean_slate.py $(if $(YES),--yes,)

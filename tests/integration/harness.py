@@ -31,6 +31,23 @@ STACKS = ROOT / "stacks"
 T = TypeVar("T")
 
 
+def _setup_versions() -> dict[str, str]:
+    """`toolchain/versions.env`: what `make setup` builds, under which names."""
+    pairs = (
+        line.split("=", 1)
+        for line in (ROOT / "toolchain" / "versions.env").read_text().splitlines()
+        if "=" in line and not line.lstrip().startswith("#")
+    )
+    return {key.strip(): value.strip() for key, value in pairs}
+
+
+# The only images tests may take for granted: `make setup` makes them. Any
+# other image a test needs it builds itself and removes afterwards.
+SETUP_VERSIONS = _setup_versions()
+BASE_IMAGE = SETUP_VERSIONS["BASE_IMAGE"]
+DKRON_IMAGE = SETUP_VERSIONS["DKRON_IMAGE"]
+
+
 def free_port_block(count: int) -> int:
     """The first of `count` consecutive free TCP ports on 127.0.0.1."""
     # Stay below the kernel's range for outgoing connections' local ports.
@@ -55,7 +72,7 @@ def derived_base_image(tag: str, extra_line: str) -> str:
     """A base image that differs from the default by one Dockerfile line (built here, never pulled)."""
     client = docker.from_env(version="auto")
     try:
-        dockerfile = f"FROM dkron-iac/python-base:bookworm\n{extra_line}\n".encode()
+        dockerfile = f"FROM {BASE_IMAGE}\n{extra_line}\n".encode()
         client.images.build(fileobj=io.BytesIO(dockerfile), tag=tag, pull=False, rm=True)
     finally:
         client.close()

@@ -39,11 +39,11 @@ from components.docker_resources import (
     context_digest,
     remove_unused_images,
 )
+from tests.integration.harness import BASE_IMAGE
 
 pytestmark = pytest.mark.integration
 
 ROOT = Path(__file__).resolve().parents[2]
-BASE_IMAGE = "dkron-iac/python-base:bookworm-manual"
 # What the engine adds to every dynamic resource's properties.
 PROVIDER_PROP = {"__provider": "serialized-provider"}
 

@@ -32,11 +32,10 @@ from components.job_provider import (
     managed_job,
 )
 from components.jobs import JobSpec, job_payload
+from tests.integration.harness import BASE_IMAGE, DKRON_IMAGE
 
 pytestmark = pytest.mark.integration
 
-DKRON_IMAGE = "dkron-iac/dkron:4.0.5"
-BASE_IMAGE = "dkron-iac/python-base:bookworm"
 TIMEOUT_S = 30
 T = TypeVar("T")
 
