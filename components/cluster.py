@@ -30,7 +30,7 @@ from components.docker_resources import (
 )
 from components.gossip_key import GossipKey
 from components.health import ClusterUnhealthy, observe, observe_node, wait_until_healthy
-from components.membership import NodeRemoval, removal_order, removed_nodes
+from components.membership import NodeRemoval, removal_order, remove_stray_voters, removed_nodes, stray_voters
 from components.node_config import (
     CONFIG_PATH,
     DATA_DIR,
@@ -341,6 +341,17 @@ class DkronCluster(pulumi.ComponentResource):
                     pulumi.log.warn(
                         f"{unhealthy}; run the update again to bring the nodes back", resource=self
                     )
+            # Raft's voters end equal to the config: dead voters outside it go.
+            stray = stray_voters([p.node for p in (view.raft_peers or {}).values()], expected)
+            if stray and pulumi.runtime.is_dry_run():
+                pulumi.log.info(
+                    f"Raft peers not in the config: {', '.join(stray)}; the update removes them if dead",
+                    resource=self,
+                )
+            elif stray:
+                await loop.run_in_executor(None, remove_stray_voters, self.api_urls, containers, stray)
+                pulumi.log.info(f"removed Raft peers not in the config: {', '.join(stray)}", resource=self)
+                view = await loop.run_in_executor(None, observe, self.api_urls, containers)
             if not pulumi.runtime.is_dry_run():
                 # Images of earlier updates, now that no container runs on them.
                 removed = await loop.run_in_executor(None, remove_unused_images, labels, resolved[0])

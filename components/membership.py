@@ -14,11 +14,15 @@ from __future__ import annotations
 
 import time
 from collections.abc import Mapping, Sequence
+from contextlib import closing
 from typing import Any
 
 import pulumi
+import requests
 from pulumi.dynamic import CreateResult, DiffResult, ResourceProvider
 
+from components.dkron_client import MEMBER_ALIVE, DkronClient, DkronError
+from components.docker_resources import docker_client
 from components.health import observe, raft_peers, wait_until_healthy
 
 
@@ -57,6 +61,16 @@ def check_removal_safe(stack: str, voters: Sequence[str], removed: Sequence[str]
     )
 
 
+# How long a by-hand peer removal waits for Serf to stop seeing the node alive.
+# Serf marks a dead member failed after its suspicion timeout (about 10 s for
+# a few nodes); until then the leader's reconcile adds the peer back.
+SERF_DEATH_WAIT_S = 60.0
+
+
+class StrayVoter(RuntimeError):
+    """A Raft voter that is not in the config is alive: it cannot be removed safely."""
+
+
 def _wait_peer_gone(node: str, containers: Mapping[str, str], leader: str | None, timeout_s: float) -> bool:
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:
@@ -66,16 +80,113 @@ def _wait_peer_gone(node: str, containers: Mapping[str, str], leader: str | None
     return False
 
 
+def alive_in_serf(api_urls: Mapping[str, str], node: str) -> list[str]:
+    """The answering nodes whose Serf still holds `node` alive.
+
+    Dkron's leader re-adds every alive Serf server as a Raft voter on each
+    reconcile (every 60 s, and on member events), so a peer removed while any
+    of them still sees the member alive can come back.
+    """
+    seeing: list[str] = []
+    for name, url in api_urls.items():
+        if name == node:
+            continue
+        try:
+            with DkronClient(url, timeout_s=3) as client:
+                members = client.members()
+        except (requests.RequestException, DkronError, ValueError):
+            continue
+        if any(m.get("Name") == node and m.get("Status") == MEMBER_ALIVE for m in members):
+            seeing.append(name)
+    return seeing
+
+
+def wait_until_not_alive(api_urls: Mapping[str, str], node: str, timeout_s: float) -> list[str]:
+    """Wait until no answering node's Serf holds `node` alive; return who still does."""
+    deadline = time.monotonic() + timeout_s
+    while True:
+        seeing = alive_in_serf(api_urls, node)
+        if not seeing or time.monotonic() >= deadline:
+            return seeing
+        time.sleep(1)
+
+
+def remove_raft_peer(leader_container: str, node: str, what: str) -> None:
+    """`dkron raft remove-peer` on the leader."""
+    with closing(docker_client()) as client:
+        result = client.containers.get(leader_container).exec_run(
+            ["dkron", "raft", "remove-peer", f"--peer-id={node}"]
+        )
+    if result.exit_code != 0:
+        raise RuntimeError(
+            f"{what}: `dkron raft remove-peer --peer-id={node}` in {leader_container} failed: "
+            + result.output.decode(errors="replace").strip()[:300]
+        )
+
+
+def remove_dead_peer(
+    api_urls: Mapping[str, str], containers: Mapping[str, str], node: str, what: str
+) -> None:
+    """Remove a dead node's Raft peer so that it stays removed.
+
+    The removal waits until Serf no longer sees the member alive (else the
+    leader's next reconcile adds it back), and refuses while it does.
+    """
+    seeing = wait_until_not_alive(api_urls, node, SERF_DEATH_WAIT_S)
+    if seeing:
+        raise StrayVoter(
+            f"{what}: node {node!r} is still alive in Serf as seen by {', '.join(seeing)} after "
+            f"{SERF_DEATH_WAIT_S:.0f}s, so Dkron would add its Raft peer back. Stop whatever runs as "
+            f"{node!r} (or put it back in the stack config), then run `pulumi up` again."
+        )
+    leader = observe(api_urls).leader
+    if leader is None:
+        raise RuntimeError(f"{what}: the remaining nodes have no leader")
+    remove_raft_peer(containers[leader], node, what)
+
+
+def stray_voters(voters: Sequence[str], configured: Sequence[str]) -> list[str]:
+    """Raft voters that are not nodes of the config."""
+    return sorted(set(voters) - set(configured))
+
+
+def remove_stray_voters(
+    api_urls: Mapping[str, str], containers: Mapping[str, str], voters: Sequence[str]
+) -> list[str]:
+    """End of update: make Raft's voters the config's nodes (like Consul's
+    autopilot dead-server clean-up). A voter outside the config that no node's
+    Serf sees alive is removed; removing a dead voter takes no vote away from
+    the quorum, it only lowers the count the quorum is a majority of. One that
+    is alive fails the update: it is some agent we do not manage (or one whose
+    container a failed update left running), and removing it by hand would not
+    last. Returns the removed voters."""
+    configured = list(api_urls)
+    stray = stray_voters(voters, configured)
+    alive = {node: alive_in_serf(api_urls, node) for node in stray}
+    # A node that just died is still alive in Serf for a few seconds.
+    alive = {
+        node: wait_until_not_alive(api_urls, node, SERF_DEATH_WAIT_S) for node, who in alive.items() if who
+    }
+    alive = {node: who for node, who in alive.items() if who}
+    if alive:
+        raise StrayVoter(
+            "at the end of the update: Raft voters not in the stack config are alive: "
+            + "; ".join(f"{node!r} (seen alive by {', '.join(who)})" for node, who in sorted(alive.items()))
+            + ". Each holds a vote the config does not know about. Stop them (or add them to "
+            "cluster.nodes), then run `pulumi up` again: dead voters outside the config are removed."
+        )
+    for node in stray:
+        remove_dead_peer(api_urls, containers, node, f"removing stray voter {node!r}")
+    return stray
+
+
 class NodeRemovalProvider(ResourceProvider):
     """Takes one node out: graceful leave, then its Raft peer removed for sure."""
 
     def create(self, props: dict[str, Any]) -> CreateResult:
-        from components.docker_resources import docker_client
-
         node, api_urls, containers = props["node"], props["api_urls"], props["containers"]
         was_running = False
-        client = docker_client()
-        try:
+        with closing(docker_client()) as client:
             try:
                 container = client.containers.get(props["container"])
                 was_running = container.status == "running"
@@ -84,28 +195,12 @@ class NodeRemovalProvider(ResourceProvider):
                 container.stop(timeout=int(props["stop_timeout_s"]))
             except Exception:  # noqa: BLE001, S110 - a missing container is a dead node: handled below
                 pass
-        finally:
-            client.close()
 
         leader = observe(api_urls).leader
         how = "left gracefully"
         if not (was_running and _wait_peer_gone(node, containers, leader, timeout_s=20)):
-            # The node died without leaving: remove its peer by hand.
-            leader = observe(api_urls).leader
-            if leader is None:
-                raise RuntimeError(f"removing node {node!r}: the remaining nodes have no leader")
-            client = docker_client()
-            try:
-                result = client.containers.get(containers[leader]).exec_run(
-                    ["dkron", "raft", "remove-peer", f"--peer-id={node}"]
-                )
-            finally:
-                client.close()
-            if result.exit_code != 0:
-                raise RuntimeError(
-                    f"removing node {node!r}: `dkron raft remove-peer` on {leader} failed: "
-                    + result.output.decode(errors="replace").strip()[:300]
-                )
+            # Dead, or a leave Dkron did not turn into a peer removal in time.
+            remove_dead_peer(api_urls, containers, node, f"removing node {node!r}")
             how = "raft peer removed"
         view = wait_until_healthy(
             api_urls=api_urls,

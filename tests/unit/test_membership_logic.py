@@ -4,7 +4,13 @@ from typing import Any
 
 import pytest
 
-from components.membership import UnsafeRemoval, check_removal_safe, removal_order, removed_nodes
+from components.membership import (
+    UnsafeRemoval,
+    check_removal_safe,
+    removal_order,
+    removed_nodes,
+    stray_voters,
+)
 
 
 def test_removed_nodes_are_those_gone_from_the_config() -> None:
@@ -36,3 +42,9 @@ def test_removals_that_leave_no_majority_are_refused(
     with pytest.raises(UnsafeRemoval, match=f"Remove at most {at_most} node") as refused:
         check_removal_safe("dev", voters, removed)
     assert "stack 'dev': cluster.nodes" in str(refused.value)
+
+
+def test_stray_voters_are_the_peers_outside_the_config() -> None:
+    assert stray_voters(["a", "b", "c", "node1"], ["a", "b", "c", "d"]) == ["node1"]
+    assert stray_voters(["z", "a", "y"], ["a"]) == ["y", "z"]
+    assert stray_voters(["a", "b"], ["a", "b", "c"]) == []
