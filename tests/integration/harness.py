@@ -201,16 +201,7 @@ class TestStack:
 
     def docker_objects(self) -> dict[str, list[str]]:
         """Names of every container, network and volume labelled with this stack."""
-        label = f"dkron-iac.stack={self.name}"
-        client = docker.from_env(version="auto")
-        try:
-            return {
-                "containers": [c.name for c in client.containers.list(all=True, filters={"label": label})],
-                "networks": [n.name for n in client.networks.list(filters={"label": label})],
-                "volumes": [v.name for v in client.volumes.list(filters={"label": label})],
-            }
-        finally:
-            client.close()
+        return docker_objects(self.name)
 
     # --- teardown ------------------------------------------------------------
     def destroy(self) -> None:
@@ -218,6 +209,20 @@ class TestStack:
 
     def close(self) -> None:
         discard_stack(self.name, self.cluster_name, on_output=self._echo)
+
+
+def docker_objects(stack_name: str) -> dict[str, list[str]]:
+    """Names of every container, network and volume labelled with stack `stack_name`."""
+    label = f"dkron-iac.stack={stack_name}"
+    client = docker.from_env(version="auto")
+    try:
+        return {
+            "containers": [c.name for c in client.containers.list(all=True, filters={"label": label})],
+            "networks": [n.name for n in client.networks.list(filters={"label": label})],
+            "volumes": [v.name for v in client.volumes.list(filters={"label": label})],
+        }
+    finally:
+        client.close()
 
 
 def discard_stack(name: str, cluster_name: str, on_output: Callable[[str], Any] | None = None) -> None:
