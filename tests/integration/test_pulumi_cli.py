@@ -125,14 +125,17 @@ def test_a_fresh_shell_runs_the_readmes_pulumi_commands_on_a_new_stack() -> None
 
         # Nothing to change after the update; a refresh finds no drift.
         preview = ok(f"pulumi preview -s {name} --diff")
+        assert re.search(r"\b\d+ unchanged", preview), preview
         assert not re.search(r"\d+ to (create|update|replace|delete)", preview), preview
         refresh = ok(f"pulumi refresh -s {name} --yes")
+        assert re.search(r"\b\d+ unchanged", refresh), refresh
         assert not re.search(r"\d+ (updated|deleted)", refresh), refresh
 
         ok(f"pulumi destroy -s {name} --yes")
         assert docker_objects(name) == {"containers": [], "networks": [], "volumes": []}
         ok(f"pulumi stack rm -s {name} --yes")
         assert name not in ok("pulumi stack ls")
+        assert not stack_file.exists()
     finally:
         discard_stack(name, name)
 
