@@ -9,7 +9,7 @@ from pathlib import Path
 
 import docker
 
-from tests.integration.harness import ROOT, remove_image
+from tests.integration.harness import BASE_IMAGE, ROOT, remove_image
 
 
 def test_the_dkron_image_is_made_silently_and_serves_the_node_dockerfile(tmp_path: Path) -> None:
@@ -33,7 +33,7 @@ def test_the_dkron_image_is_made_silently_and_serves_the_node_dockerfile(tmp_pat
             assert client.images.get(tag).labels == {"dkron-iac.binary": "abc"}
             # As in dockerfiles/Dockerfile: the binary copied from the image, run on the base image.
             dockerfile = (
-                f"FROM {tag} AS dkron\nFROM dkron-iac/python-base:bookworm\n"
+                f"FROM {tag} AS dkron\nFROM {BASE_IMAGE}\n"
                 "COPY --from=dkron /usr/local/bin/dkron /usr/local/bin/dkron\n"
             )
             client.images.build(fileobj=io.BytesIO(dockerfile.encode()), tag=node_tag, pull=False, rm=True)
