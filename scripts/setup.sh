@@ -67,12 +67,8 @@ dkron_id=$(sha256sum "$dkron_dir/dkron" | cut -c1-12)
 if [ "$(docker image inspect -f '{{index .Config.Labels "dkron-iac.binary"}}' "$DKRON_IMAGE" 2>/dev/null)" = "$dkron_id" ]; then
   done_step "cached"
 else
-  ctx=$(mktemp -d)
-  cp "$dkron_dir/dkron" "$ctx/dkron"
-  printf 'FROM scratch\nCOPY dkron /usr/local/bin/dkron\nLABEL dkron-iac.binary=%s\n' "$dkron_id" >"$ctx/Dockerfile"
-  DOCKER_BUILDKIT=0 docker build -q -t "$DKRON_IMAGE" "$ctx" >/dev/null
-  rm -rf "$ctx"
-  done_step "built"
+  "$ROOT/scripts/build-dkron-image.sh" "$dkron_dir/dkron" "$DKRON_IMAGE" "dkron-iac.binary=$dkron_id"
+  done_step "imported"
 fi
 
 # --- Pulumi state backend -------------------------------------------------------

@@ -6,7 +6,24 @@ set -euo pipefail
 action=$1
 stack=$2
 cd "$ROOT"
-[ -f "stacks/Pulumi.$stack.yaml" ] || { echo "no stack config stacks/Pulumi.$stack.yaml" >&2; exit 2; }
+if [ ! -f "stacks/Pulumi.$stack.yaml" ]; then
+  known=$(find stacks -maxdepth 1 -name 'Pulumi.*.yaml' | sed 's|^stacks/Pulumi\.||; s|\.yaml$||' | sort | paste -sd, | sed 's/,/, /g')
+  cat >&2 <<MSG
+no stack '$stack': stacks/Pulumi.$stack.yaml does not exist.
+Stacks with a config here: ${known:-none}.
+To add '$stack', either copy a stack file and give the copy its own cluster name and ports:
+    cp stacks/Pulumi.dev.yaml stacks/Pulumi.$stack.yaml
+    # then edit cluster.name (it prefixes every Docker name) and cluster.ports.api_port_base
+or create it with Pulumi and set its config:
+    source scripts/env.sh
+    pulumi stack init $stack
+    pulumi config set -s $stack --path cluster.name dkron-$stack
+    pulumi config set -s $stack --path 'cluster.nodes[0].name' node1
+    pulumi config set -s $stack --path cluster.ports.api_port_base 8101
+Then: make up STACK=$stack (README: "Adding a stack").
+MSG
+  exit 2
+fi
 pulumi stack select --create "$stack" --non-interactive >/dev/null
 case "$action" in
   up) exec pulumi up --yes --refresh --non-interactive --stack "$stack" ;;

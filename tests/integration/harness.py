@@ -201,52 +201,68 @@ class TestStack:
 
     def docker_objects(self) -> dict[str, list[str]]:
         """Names of every container, network and volume labelled with this stack."""
-        label = f"dkron-iac.stack={self.name}"
-        client = docker.from_env(version="auto")
-        try:
-            return {
-                "containers": [c.name for c in client.containers.list(all=True, filters={"label": label})],
-                "networks": [n.name for n in client.networks.list(filters={"label": label})],
-                "volumes": [v.name for v in client.volumes.list(filters={"label": label})],
-            }
-        finally:
-            client.close()
+        return docker_objects(self.name)
 
     # --- teardown ------------------------------------------------------------
     def destroy(self) -> None:
         self.stack.destroy(on_output=self._echo, color="never")
 
     def close(self) -> None:
-        with contextlib.suppress(Exception):
-            self.destroy()
-        with contextlib.suppress(Exception):
-            self.stack.workspace.remove_stack(self.name, force=True)
-        self.config_file.unlink(missing_ok=True)
-        self._remove_leftovers()
+        discard_stack(self.name, self.cluster_name, on_output=self._echo)
 
-    def _remove_leftovers(self) -> None:
-        label = f"dkron-iac.stack={self.name}"
-        client = docker.from_env(version="auto")
-        try:
-            for container in client.containers.list(all=True, filters={"label": label}):
-                container.remove(force=True)
-            for network in client.networks.list(filters={"label": label}):
-                network.remove()
-            for volume in client.volumes.list(filters={"label": label}):
-                volume.remove(force=True)
-            # Node images carry the stack's labels, so no other stack shares one;
-            # a tag someone else put on one (the benchmarks do) keeps it.
-            for image in client.images.list(filters={"label": label}):
-                for tag in image.tags:
-                    if tag.startswith(f"dkron-iac/{self.cluster_name}-node:"):
-                        with contextlib.suppress(docker.errors.APIError):
-                            client.images.remove(tag)
-                with contextlib.suppress(docker.errors.APIError):
-                    image.reload()
-                    if not image.tags:
-                        client.images.remove(image.id)
-        finally:
-            client.close()
+
+def docker_objects(stack_name: str) -> dict[str, list[str]]:
+    """Names of every container, network and volume labelled with stack `stack_name`."""
+    label = f"dkron-iac.stack={stack_name}"
+    client = docker.from_env(version="auto")
+    try:
+        return {
+            "containers": [c.name for c in client.containers.list(all=True, filters={"label": label})],
+            "networks": [n.name for n in client.networks.list(filters={"label": label})],
+            "volumes": [v.name for v in client.volumes.list(filters={"label": label})],
+        }
+    finally:
+        client.close()
+
+
+def discard_stack(name: str, cluster_name: str, on_output: Callable[[str], Any] | None = None) -> None:
+    """Destroy stack `name`, remove it and its config file, then every Docker object labelled with it.
+
+    Each step runs even if the one before failed, or if the stack was never
+    created, so a failed test leaves nothing behind.
+    """
+    with contextlib.suppress(Exception):
+        stack = auto.select_stack(stack_name=name, work_dir=str(ROOT))
+        with contextlib.suppress(Exception):
+            stack.destroy(on_output=on_output, color="never")
+        stack.workspace.remove_stack(name, force=True)
+    (STACKS / f"Pulumi.{name}.yaml").unlink(missing_ok=True)
+    _remove_docker_objects(name, cluster_name)
+
+
+def _remove_docker_objects(stack_name: str, cluster_name: str) -> None:
+    label = f"dkron-iac.stack={stack_name}"
+    client = docker.from_env(version="auto")
+    try:
+        for container in client.containers.list(all=True, filters={"label": label}):
+            container.remove(force=True)
+        for network in client.networks.list(filters={"label": label}):
+            network.remove()
+        for volume in client.volumes.list(filters={"label": label}):
+            volume.remove(force=True)
+        # Node images carry the stack's labels, so no other stack shares one;
+        # a tag someone else put on one (the benchmarks do) keeps it.
+        for image in client.images.list(filters={"label": label}):
+            for tag in image.tags:
+                if tag.startswith(f"dkron-iac/{cluster_name}-node:"):
+                    with contextlib.suppress(docker.errors.APIError):
+                        client.images.remove(tag)
+            with contextlib.suppress(docker.errors.APIError):
+                image.reload()
+                if not image.tags:
+                    client.images.remove(image.id)
+    finally:
+        client.close()
 
 
 @contextlib.contextmanager
