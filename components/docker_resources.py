@@ -81,6 +81,7 @@ __all__ = [
     "MountSpec",
     "PortSpec",
     "context_digest",
+    "context_files",
     "docker_client",
 ]
 
@@ -645,16 +646,30 @@ def context_digest(context_root: str, include: Iterable[str]) -> str:
     """
     digest = hashlib.sha256(b"dkron-iac build context v1\0")
     for rel, path in _context_entries(context_root, include):
-        if path.is_symlink():
-            kind, payload = b"l", os.readlink(path).encode()
-        elif path.is_dir():
-            kind, payload = b"d", b""
-        else:
-            kind = b"x" if _is_executable(path) else b"f"
-            payload = path.read_bytes()
+        kind, payload = _entry_content(path)
         digest.update(kind + rel.encode() + b"\0" + len(payload).to_bytes(8, "big"))
         digest.update(payload)
     return digest.hexdigest()
+
+
+def context_files(context_root: str, include: Iterable[str]) -> dict[str, str]:
+    """Each file and symlink of a build context (relative path) with a short
+    digest of its kind and content: what tells which file changed."""
+    files = {}
+    for rel, path in _context_entries(context_root, include):
+        kind, payload = _entry_content(path)
+        if kind != b"d":
+            files[rel] = hashlib.sha256(kind + payload).hexdigest()[:16]
+    return files
+
+
+def _entry_content(path: Path) -> tuple[bytes, bytes]:
+    """A context entry's kind (l, d, x, f) and what it holds."""
+    if path.is_symlink():
+        return b"l", os.readlink(path).encode()
+    if path.is_dir():
+        return b"d", b""
+    return (b"x" if _is_executable(path) else b"f"), path.read_bytes()
 
 
 def _context_tar(context_root: str, include: Iterable[str]) -> io.BytesIO:
