@@ -1,0 +1,242 @@
+"""What a preview says, on one real three-node stack.
+
+The stack is first deployed by the program as it was when dkron.yml held the
+gossip key; the first update with this program moves the key into the
+environment, which replaces every node once, one at a time, and the preview
+says so. Then previews of a tag change, an image change, a Dkron version
+change and a scale-out must each say, before the resource list, which node
+changes and why; none of them is applied.
+"""
+
+from __future__ import annotations
+
+import itertools
+import json
+import shutil
+import subprocess
+import tarfile
+import tempfile
+from collections.abc import Iterator
+from io import BytesIO
+from pathlib import Path
+from typing import Any
+
+import docker
+import pytest
+from pulumi import automation as auto
+
+from components.change_summary import HEADER, KEY_MOVES, NO_CHANGE
+from components.health import observe
+from components.node_config import CONFIG_PATH, ENCRYPT_ENV
+from tests.integration.harness import ROOT, TestStack
+from tests.integration.test_rollout import Timeline, container_ids
+
+# The last commit whose program wrote the gossip key into dkron.yml.
+KEY_IN_FILE_COMMIT = "ec9f52a0cd4147468bc87e6b4ab33e5503b46332"
+
+NODES: list[dict[str, Any]] = [
+    {"name": "n1", "tags": {"tier": "light"}},
+    {"name": "n2", "tags": {"tier": "light"}},
+    {"name": "n3", "tags": {"tier": "light"}},
+]
+
+
+def old_program(into: Path) -> Path:
+    """The project at KEY_IN_FILE_COMMIT, runnable with this checkout's virtualenv."""
+    archive = subprocess.run(
+        ["git", "archive", KEY_IN_FILE_COMMIT], cwd=ROOT, check=True, capture_output=True
+    ).stdout
+    with tarfile.open(fileobj=BytesIO(archive)) as tar:
+        tar.extractall(into, filter="data")
+    (into / ".venv").symlink_to(ROOT / ".venv")
+    return into
+
+
+@pytest.fixture(scope="module")
+def stack() -> Iterator[TestStack]:
+    stack = TestStack([dict(n) for n in NODES])
+    old_dir = Path(tempfile.mkdtemp(prefix="dkron-iac-old-"))
+    try:
+        old = old_program(old_dir)
+        shutil.copy(stack.config_file, old / "stacks" / stack.config_file.name)
+        before = auto.create_or_select_stack(stack_name=stack.name, work_dir=str(old))
+        before.up(on_output=stack._echo, color="never")
+        stack.last_outputs = stack.outputs()
+        yield stack
+    finally:
+        stack.close()
+        shutil.rmtree(old_dir, ignore_errors=True)
+
+
+def leader(stack: TestStack) -> str:
+    found = observe({n: stack.api_url(n) for n in stack.node_names()}).leader
+    assert found is not None
+    return found
+
+
+def summary_lines(text: str) -> list[str]:
+    """The summary's node lines from a preview's output (header, then two-space indented lines)."""
+    lines = text.splitlines()
+    start = next(i for i, line in enumerate(lines) if HEADER in line or NO_CHANGE in line)
+    if NO_CHANGE in lines[start]:
+        return []
+    return list(itertools.takewhile(lambda s: s.startswith("  ") and ": " in s, lines[start + 1 :]))
+
+
+def preview(stack: TestStack) -> tuple[auto.PreviewResult, str]:
+    """A preview through the Automation API: its result and its whole output (diagnostics go to stderr)."""
+    result = stack.preview()
+    return result, result.stdout + "\n" + result.stderr
+
+
+def make_preview(stack: TestStack) -> str:
+    """`make preview`'s own script, as a user runs it: stdout and stderr as one stream."""
+    done = subprocess.run(
+        ["scripts/stack.sh", "preview", stack.name],
+        cwd=ROOT,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        timeout=300,
+        check=False,
+    )
+    assert done.returncode == 0, done.stdout
+    return done.stdout
+
+
+def gossip_key(stack: TestStack, node: str) -> str:
+    client = docker.from_env(version="auto")
+    try:
+        env = client.containers.get(stack.container(node)).attrs["Config"]["Env"]
+    finally:
+        client.close()
+    return next(item.split("=", 1)[1] for item in env if item.startswith(f"{ENCRYPT_ENV}="))
+
+
+def file_in_container(stack: TestStack, node: str, path: str) -> str:
+    client = docker.from_env(version="auto")
+    try:
+        chunks, _ = client.containers.get(stack.container(node)).get_archive(path)
+        with tarfile.open(fileobj=BytesIO(b"".join(chunks))) as tar:
+            member = tar.next()
+            assert member is not None
+            handle = tar.extractfile(member)
+            assert handle is not None
+            return handle.read().decode()
+    finally:
+        client.close()
+
+
+def container_logs(stack: TestStack, node: str) -> str:
+    client = docker.from_env(version="auto")
+    try:
+        return client.containers.get(stack.container(node)).logs().decode(errors="replace")
+    finally:
+        client.close()
+
+
+def stack_export(stack: TestStack) -> str:
+    return json.dumps(stack.stack.export_stack().deployment)
+
+
+def test_a_stack_from_before_moves_the_key_out_of_the_file_in_one_rolling_update(stack: TestStack) -> None:
+    old_file = file_in_container(stack, "n1", CONFIG_PATH)
+    assert "encrypt:" in old_file, "the old program is expected to write the key into dkron.yml"
+    first_leader = leader(stack)
+    followers = [n for n in stack.node_names() if n != first_leader]
+
+    _, text = preview(stack)
+    assert summary_lines(text) == [
+        *(f"  {n} (follower): replace: {KEY_MOVES}" for n in followers),
+        f"  {first_leader} (leader, last): replace: {KEY_MOVES}",
+    ], text
+
+    before = container_ids(stack)
+    with Timeline(stack) as timeline:
+        stack.up()
+    after = container_ids(stack)
+    assert all(before[n] != after[n] for n in stack.node_names())
+    spans = sorted((start, end, node) for node, ws in timeline.downtime().items() for start, end in ws)
+    assert [node for _, _, node in spans] == [*followers, first_leader], spans
+    for (_, end, node), (start, _, next_node) in itertools.pairwise(spans):
+        assert end <= start, f"{node} was still down when {next_node} went down: {spans}"
+
+    # The key kept its value and the gossip is still encrypted, now from the environment.
+    key = gossip_key(stack, "n1")
+    assert key and key in old_file
+    for node in stack.node_names():
+        config = file_in_container(stack, node, CONFIG_PATH)
+        assert "encrypt" not in config and key not in config
+        with stack.client(node) as client:
+            assert client.agent()["serf"]["encrypted"] == "true", node
+        assert key not in container_logs(stack, node)
+    assert key not in json.dumps(stack.outputs())
+    assert key not in stack_export(stack), "the state holds the gossip key in plain text"
+
+    # Nothing changed since: the preview lists no resource change and says so.
+    result, text = preview(stack)
+    assert set(result.change_summary) == {"same"}, result.change_summary
+    assert NO_CHANGE in text
+    assert summary_lines(text) == []
+
+
+def test_tag_change_preview_names_the_tag_before_the_resources_and_shows_the_line(stack: TestStack) -> None:
+    node = next(n for n in stack.node_names() if n != leader(stack))
+    index = stack.node_names().index(node)
+    stack.configure(lambda c: c["nodes"][index].update(tags={"tier": "heavy"}))
+    try:
+        text = make_preview(stack)
+    finally:
+        stack.configure(lambda c: c["nodes"][index].update(tags={"tier": "light"}))
+
+    line = f"  {node} (follower): replace: tags.tier light -> heavy"
+    assert summary_lines(text) == [line], text
+    lines = text.splitlines()
+    summary_at = next(i for i, s in enumerate(lines) if s.endswith(line))
+    first_resource = next(i for i, s in enumerate(lines) if "DockerContainer" in s)
+    assert summary_at < first_resource, text
+    # The changed line of dkron.yml shows; no secret stands in for it, no gate input flips.
+    assert "heavy" in text[first_resource:]
+    assert "[secret]" not in text.split("envs")[0][text.index("DockerContainer") :], text
+    assert "nudge" not in text, text
+
+
+def test_image_change_preview_replaces_every_node_leader_last(stack: TestStack) -> None:
+    first = leader(stack)
+    followers = [n for n in stack.node_names() if n != first]
+    stack.configure(lambda c: c.setdefault("image", {}).update(base_image="dkron-iac/python-base:other"))
+    try:
+        _, text = preview(stack)
+    finally:
+        stack.configure(lambda c: c["image"].pop("base_image"))
+    reason = "replace: image rebuilt (base image dkron-iac/python-base:bookworm -> dkron-iac/python-base:other)"
+    assert summary_lines(text) == [
+        *(f"  {n} (follower): {reason}" for n in followers),
+        f"  {first} (leader, last): {reason}",
+    ], text
+
+
+def test_dkron_version_change_preview_says_from_which_version_to_which(stack: TestStack) -> None:
+    first = leader(stack)
+    stack.configure(
+        lambda c: c.setdefault("image", {}).update(dkron_version="4.0.6", dkron_image="dkron-iac/dkron:4.0.6")
+    )
+    try:
+        _, text = preview(stack)
+    finally:
+        stack.configure(lambda c: c.pop("image"))
+    lines = summary_lines(text)
+    assert [line.split(":", 1)[0].strip() for line in lines][-1] == f"{first} (leader, last)", text
+    assert len(lines) == 3
+    assert all(line.endswith(": replace: image rebuilt (Dkron 4.0.5 -> 4.0.6)") for line in lines), text
+
+
+def test_scale_out_preview_lists_only_the_new_nodes(stack: TestStack) -> None:
+    stack.configure(lambda c: c["nodes"].extend([{"name": "n4"}, {"name": "n5"}]))
+    try:
+        result, text = preview(stack)
+    finally:
+        stack.configure(lambda c: c.update(nodes=c["nodes"][:3]))
+    assert summary_lines(text) == ["  n4: new", "  n5: new"], text
+    # A volume, a container and a gate each; no existing node's resource changes.
+    assert result.change_summary == {"same": result.change_summary["same"], "create": 6}, text
