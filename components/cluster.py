@@ -186,6 +186,22 @@ class DkronCluster(pulumi.ComponentResource):
             ip_range=layout["ip_range"],
             opts=child,
         )
+        image = DockerImage(
+            f"{name}-image",
+            tag=spec.image_tag,
+            context_root=str(args.project_root),
+            include=IMAGE_CONTEXT,
+            dockerfile=DOCKERFILE,
+            build_args={"BASE_IMAGE": spec.image.base_image, "DKRON_IMAGE": spec.image.dkron_image},
+            context_digest=context_digest(str(args.project_root), IMAGE_CONTEXT),
+            labels=labels,
+            opts=child,
+        )
+        environment: pulumi.Input[Mapping[str, str]] = {}
+        if spec.dkron.gossip_encryption:
+            key = GossipKey(f"{name}-gossip-key", opts=child).key
+            # Said explicitly: the environment holds the gossip key.
+            environment = pulumi.Output.secret(key.apply(lambda k: node_environment(spec, k)))
         # What the image is made of, recorded so the next preview can say why it changes.
         self.image = {
             "base_image": spec.image.base_image,
@@ -225,7 +241,8 @@ class DkronCluster(pulumi.ComponentResource):
             }
             for node in spec.nodes
         }
-        # Logged without a resource, so at once: a preview shows it before the resource list.
+        # Logged without a resource, so at once, while the resources above wait on
+        # the event loop to register: a preview shows it before the resource list.
         pulumi.log.info(
             change_summary(
                 ClusterChange(
@@ -242,23 +259,6 @@ class DkronCluster(pulumi.ComponentResource):
                 )
             )
         )
-
-        image = DockerImage(
-            f"{name}-image",
-            tag=spec.image_tag,
-            context_root=str(args.project_root),
-            include=IMAGE_CONTEXT,
-            dockerfile=DOCKERFILE,
-            build_args={"BASE_IMAGE": spec.image.base_image, "DKRON_IMAGE": spec.image.dkron_image},
-            context_digest=context_digest(str(args.project_root), IMAGE_CONTEXT),
-            labels=labels,
-            opts=child,
-        )
-        environment: pulumi.Input[Mapping[str, str]] = {}
-        if spec.dkron.gossip_encryption:
-            key = GossipKey(f"{name}-gossip-key", opts=child).key
-            # Said explicitly: the environment holds the gossip key.
-            environment = pulumi.Output.secret(key.apply(lambda k: node_environment(spec, k)))
 
         def remove(node_name: str, expected: list[str], after: list[pulumi.Resource]) -> NodeRemoval:
             return NodeRemoval(
