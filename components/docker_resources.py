@@ -27,10 +27,11 @@ Rules every provider here follows:
 Secrets: dynamic providers do not accept secrets. The engine sends them to the
 provider as plain values and, on the way back, marks as secret every output
 property (recursively, key by key inside objects) whose input of the same name
-held a secret. That is why ``create``/``update``/``read`` echo ``files`` and
-``build_args`` back under their own names with the same keys: a secret file
-content passed in stays a secret in the state. Nothing here derives another
-output from a secret, and no error message quotes file contents.
+held a secret. That is why ``create``/``update``/``read`` echo ``files``,
+``envs`` and ``build_args`` back under their own names with the same keys: a
+secret file content or environment value passed in stays a secret in the
+state. Nothing here derives another output from a secret, and no error message
+quotes file contents or the environment.
 
 Type tokens are set explicitly (``pulumi-python:dynamic/docker:<Name>``): the
 SDK's default for every dynamic resource would be ``dynamic:Resource``.
@@ -1274,8 +1275,9 @@ class DockerContainer(Resource, module=_TYPE_MODULE, name="DockerContainer"):
     that network are outputs, ``running`` is its state as last read.
 
     ``files`` (absolute path -> text, mode 0644) are written before the
-    process starts. Pass secret contents as Pulumi secrets: the engine marks
-    the ``files`` output secret key by key (see the module docstring).
+    process starts. Pass secret contents (of ``files`` or ``envs``) as Pulumi
+    secrets: the engine marks the output secret key by key (see the module
+    docstring); ``additional_secret_outputs=["envs"]`` makes it whole.
     """
 
     name: pulumi.Output[str]
