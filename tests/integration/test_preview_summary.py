@@ -29,7 +29,7 @@ from pulumi import automation as auto
 from components.change_summary import HEADER, KEY_MOVES, NO_CHANGE
 from components.health import observe
 from components.node_config import CONFIG_PATH, ENCRYPT_ENV
-from tests.integration.harness import ROOT, TestStack
+from tests.integration.harness import BASE_IMAGE, ROOT, SETUP_VERSIONS, TestStack
 from tests.integration.test_rollout import container_ids
 
 # The last commit whose program wrote the gossip key into dkron.yml.
@@ -230,14 +230,13 @@ def test_tag_change_preview_names_the_tag_before_the_resources_and_shows_the_lin
 def test_image_change_preview_replaces_every_node_leader_last(stack: TestStack) -> None:
     first = leader(stack)
     followers = [n for n in stack.node_names() if n != first]
-    stack.configure(lambda c: c.setdefault("image", {}).update(base_image="dkron-iac/python-base:other"))
+    other = f"{BASE_IMAGE}-other"  # never built: a preview does not build
+    stack.configure(lambda c: c.setdefault("image", {}).update(base_image=other))
     try:
         _, text = preview(stack)
     finally:
         stack.configure(lambda c: c["image"].pop("base_image"))
-    reason = (
-        "replace: image rebuilt (base image dkron-iac/python-base:bookworm -> dkron-iac/python-base:other)"
-    )
+    reason = f"replace: image rebuilt (base image {BASE_IMAGE} -> {other})"
     assert summary_lines(text) == [
         *(f"  {n} (follower): {reason}" for n in followers),
         f"  {first} (leader, last): {reason}",
@@ -246,8 +245,13 @@ def test_image_change_preview_replaces_every_node_leader_last(stack: TestStack) 
 
 def test_dkron_version_change_preview_says_from_which_version_to_which(stack: TestStack) -> None:
     first = leader(stack)
+    now = SETUP_VERSIONS["DKRON_VERSION"]
+    major, minor, patch = now.split("-")[0].split(".")
+    later = f"{major}.{minor}.{int(patch) + 1}"  # never built: a preview does not build
     stack.configure(
-        lambda c: c.setdefault("image", {}).update(dkron_version="4.0.6", dkron_image="dkron-iac/dkron:4.0.6")
+        lambda c: c.setdefault("image", {}).update(
+            dkron_version=later, dkron_image=f"dkron-iac/dkron:{later}"
+        )
     )
     try:
         _, text = preview(stack)
@@ -256,7 +260,7 @@ def test_dkron_version_change_preview_says_from_which_version_to_which(stack: Te
     lines = summary_lines(text)
     assert [line.split(":", 1)[0].strip() for line in lines][-1] == f"{first} (leader, last)", text
     assert len(lines) == 3
-    assert all(line.endswith(": replace: image rebuilt (Dkron 4.0.5 -> 4.0.6)") for line in lines), text
+    assert all(line.endswith(f": replace: image rebuilt (Dkron {now} -> {later})") for line in lines), text
 
 
 def test_scale_out_preview_lists_only_the_new_nodes(stack: TestStack) -> None:
