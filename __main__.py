@@ -90,6 +90,7 @@ def main() -> None:
             labels={"dkron-iac.project": project, "dkron-iac.stack": stack},
             previous_nodes=previous_nodes,
             subnet=subnet,
+            previous_image=previous.get("image") or {},
         ),
     )
     managed = declare_jobs(jobs, list(cluster.api_urls.values()), cluster.ready, parent=cluster)
@@ -100,6 +101,7 @@ def main() -> None:
     pulumi.export("dkron_version", spec.image.dkron_version)
     pulumi.export("voters", cluster.voters)
     pulumi.export("network", cluster.network)
+    pulumi.export("image", cluster.image)
     pulumi.export("jobs", sorted(managed))
 
 

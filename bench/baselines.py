@@ -35,6 +35,7 @@ from components.cluster import HEALTHCHECK, STOP_TIMEOUT_S
 from components.node_config import (
     CONFIG_PATH,
     DATA_DIR,
+    ENCRYPT_ENV,
     HTTP_PORT,
     SERF_PORT,
     bootstrap_plan,
@@ -128,12 +129,12 @@ def raw_script(b: Baseline, tags: dict[str, str]) -> str:
     health = shlex.join(cast(list[str], HEALTHCHECK["test"]))
     lines = b.preamble()
     for node in spec.nodes:
-        config = b.write(f"{node.name}.yml", render_node_config(spec, node, plan, key))
+        config = b.write(f"{node.name}.yml", render_node_config(spec, node, plan))
         lines.append(
             f"docker run -d --name {b.container(node.name)} --hostname {node.name}"
             f" --network {b.network} --network-alias {node.name}"
             f" -p 127.0.0.1:{b.port(node.name)}:{HTTP_PORT} -v {b.volume(node.name)}:{DATA_DIR}"
-            f" -v {config}:{CONFIG_PATH}:ro --restart unless-stopped --stop-timeout {STOP_TIMEOUT_S}"
+            f" -v {config}:{CONFIG_PATH}:ro -e {ENCRYPT_ENV}={key} --restart unless-stopped --stop-timeout {STOP_TIMEOUT_S}"
             f" --health-cmd {shlex.quote(health)} --health-interval 5s --health-timeout 4s"
             f" --health-retries 3 --health-start-period 10s --label {shlex.quote(b.label)}"
             f" --entrypoint dkron {b.image} agent --config {CONFIG_PATH} >/dev/null &"

@@ -18,6 +18,7 @@ from typing import Any
 import pulumi
 
 from components.addressing import assign_addresses, docker_network_subnets, network_layout
+from components.change_summary import ClusterChange, change_summary
 from components.docker_resources import (
     DockerContainer,
     DockerImage,
@@ -25,6 +26,7 @@ from components.docker_resources import (
     DockerVolume,
     HealthcheckSpec,
     context_digest,
+    context_files,
     docker_client,
     remove_unused_images,
 )
@@ -36,11 +38,13 @@ from components.node_config import (
     DATA_DIR,
     HTTP_PORT,
     BootstrapPlan,
+    node_environment,
+    node_settings,
     render_node_config,
 )
 from components.ports import assign_api_ports
 from components.rollout import NodeGate, rollout_order
-from components.spec import ClusterSpec, NodeSpec
+from components.spec import ClusterSpec
 
 # What goes into the image's build context, relative to the project root.
 IMAGE_CONTEXT = ["dockerfiles", "jobs"]
@@ -96,6 +100,8 @@ class DkronClusterArgs:
     """The stack's `nodes` output from its last update: who may need removing."""
     subnet: ipaddress.IPv4Network
     """The cluster network's subnet (see `components.addressing.choose_subnet`)."""
+    previous_image: Mapping[str, Any]
+    """The stack's `image` output from its last update ({} if none): why the image changes."""
 
 
 def api_url(spec: ClusterSpec, port: int) -> str:
@@ -151,6 +157,7 @@ class DkronCluster(pulumi.ComponentResource):
     nodes: pulumi.Output[dict[str, Any]]
     bootstrap: pulumi.Output[dict[str, Any]]
     network: dict[str, str]
+    image: dict[str, Any]
     rollout_order: list[str]
     api_urls: dict[str, str]
     ready: list[pulumi.CustomResource]
@@ -190,9 +197,18 @@ class DkronCluster(pulumi.ComponentResource):
             labels=labels,
             opts=child,
         )
-        encrypt_key: pulumi.Output[str] | None = None
+        environment: pulumi.Input[Mapping[str, str]] = {}
         if spec.dkron.gossip_encryption:
-            encrypt_key = GossipKey(f"{name}-gossip-key", opts=child).key
+            key = GossipKey(f"{name}-gossip-key", opts=child).key
+            # Said explicitly: the environment holds the gossip key.
+            environment = pulumi.Output.secret(key.apply(lambda k: node_environment(spec, k)))
+        # What the image is made of, recorded so the next preview can say why it changes.
+        self.image = {
+            "base_image": spec.image.base_image,
+            "dkron_image": spec.image.dkron_image,
+            "dkron_version": spec.image.dkron_version,
+            "files": context_files(str(args.project_root), IMAGE_CONTEXT),
+        }
 
         # With a live leader, replace nodes one at a time, the leader last.
         # Without one (a new stack, or every node down) there is no quorum to
@@ -204,13 +220,7 @@ class DkronCluster(pulumi.ComponentResource):
         alive_now = {n for n, v in live.nodes.items() if v.error is None and v.leader}
         down = {n for n, v in live.nodes.items() if v.error is not None}
         self.rollout_order = rollout_order([n.name for n in spec.nodes], leader_now, down)
-        if rolling:
-            pulumi.log.info(
-                "rollout order if nodes change: "
-                + " -> ".join(f"{n} (leader)" if n == leader_now else n for n in self.rollout_order),
-                resource=self,
-            )
-        else:
+        if not rolling:
             pulumi.log.info("no leader answers: every node starts now", resource=self)
 
         # Nodes gone from the config. Dead ones lose their Raft peer before
@@ -219,11 +229,36 @@ class DkronCluster(pulumi.ComponentResource):
         # gracefully once the new config is whole, the leader last.
         removed = removal_order(removed_nodes(args.previous_nodes, list(self.api_urls)), leader_now)
         dead = [n for n in removed if rolling and observe_node(n, args.previous_nodes[n]["api_url"]).error]
-        if removed:
-            pulumi.log.info(
-                "removing nodes: " + ", ".join(f"{n} (dead, first)" if n in dead else n for n in removed),
-                resource=self,
+
+        # What each node is deployed with; recorded in the `nodes` output.
+        node_outputs: dict[str, Any] = {
+            node.name: {
+                "container": spec.container_name(node),
+                "api_url": self.api_urls[node.name],
+                "address": addresses[node.name],
+                "tags": dict(node.tags),
+                "config": node_settings(spec, node, plan),
+            }
+            for node in spec.nodes
+        }
+        # Logged without a resource, so at once, while the resources above wait on
+        # the event loop to register: a preview shows it before the resource list.
+        pulumi.log.info(
+            change_summary(
+                ClusterChange(
+                    previous_nodes=args.previous_nodes,
+                    nodes=node_outputs,
+                    previous_image=args.previous_image,
+                    image=self.image,
+                    order=self.rollout_order,
+                    leader=leader_now,
+                    down=frozenset(down),
+                    removed=removed,
+                    dead=frozenset(dead),
+                    gossip_encryption=spec.dkron.gossip_encryption,
+                )
             )
+        )
 
         def remove(node_name: str, expected: list[str], after: list[pulumi.Resource]) -> NodeRemoval:
             return NodeRemoval(
@@ -239,7 +274,6 @@ class DkronCluster(pulumi.ComponentResource):
             )
 
         gates: list[pulumi.CustomResource] = []
-        node_outputs: dict[str, Any] = {}
         previous_gate: pulumi.Resource | None = None
         previous_container: pulumi.Resource | None = None
         for node_name in dead:
@@ -255,7 +289,6 @@ class DkronCluster(pulumi.ComponentResource):
                 retain_on_delete=spec.persistence.retain_volumes_on_destroy,
                 opts=child,
             )
-            config = self._node_config(spec, node, plan, encrypt_key)
             # While forming, start nodes one after another (each container is
             # up before the next starts): Dkron bootstraps on member-join
             # events, which a node only sees once its event loop runs.
@@ -273,14 +306,17 @@ class DkronCluster(pulumi.ComponentResource):
                 aliases=[node.name],
                 ipv4_address=addresses[node.name],
                 command=["dkron", "agent", "--config", CONFIG_PATH],
+                envs=environment,
                 ports=[{"internal": HTTP_PORT, "external": ports[node.name], "ip": spec.ports.bind_address}],
                 mounts=[{"volume": volume.name, "target": DATA_DIR}],
-                files={CONFIG_PATH: config},
+                files={CONFIG_PATH: render_node_config(spec, node, plan)},
                 labels=node_labels,
                 restart="unless-stopped",
                 healthcheck=HEALTHCHECK,
                 stop_timeout_s=STOP_TIMEOUT_S,
-                opts=pulumi.ResourceOptions(parent=self, depends_on=after),
+                opts=pulumi.ResourceOptions(
+                    parent=self, depends_on=after, additional_secret_outputs=["envs"]
+                ),
             )
             gate = NodeGate(
                 f"{name}-{node.name}-gate",
@@ -290,18 +326,14 @@ class DkronCluster(pulumi.ComponentResource):
                 containers=containers,
                 expected=gate_expectation(self.rollout_order, position, alive_now, rolling),
                 timeout_s=spec.rollout.node_timeout_seconds,
-                nudge=not rolling and position == len(self.rollout_order) - 1,
+                # The node restarted if forming stalls: the last of those that formed the
+                # cluster, the same for the stack's life, so it never shows as a change.
+                nudge=node.name == plan.members[-1],
                 opts=child,
             )
             gates.append(gate)
             previous_gate = gate
             previous_container = container
-            node_outputs[node.name] = {
-                "container": spec.container_name(node),
-                "api_url": self.api_urls[node.name],
-                "address": addresses[node.name],
-                "tags": dict(node.tags),
-            }
 
         steps: list[pulumi.CustomResource] = list(gates)
         for node_name in removed:
@@ -373,16 +405,3 @@ class DkronCluster(pulumi.ComponentResource):
                 "network": self.network,
             }
         )
-
-    @staticmethod
-    def _node_config(
-        spec: ClusterSpec,
-        node: NodeSpec,
-        plan: BootstrapPlan,
-        encrypt_key: pulumi.Output[str] | None,
-    ) -> pulumi.Input[str]:
-        if encrypt_key is None:
-            return render_node_config(spec, node, plan, None)
-        rendered = encrypt_key.apply(lambda key: render_node_config(spec, node, plan, key))
-        # Said explicitly: the file holds the gossip key.
-        return pulumi.Output.secret(rendered)  # type: ignore[arg-type]  # the SDK's stub cannot infer T here

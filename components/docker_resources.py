@@ -27,10 +27,11 @@ Rules every provider here follows:
 Secrets: dynamic providers do not accept secrets. The engine sends them to the
 provider as plain values and, on the way back, marks as secret every output
 property (recursively, key by key inside objects) whose input of the same name
-held a secret. That is why ``create``/``update``/``read`` echo ``files`` and
-``build_args`` back under their own names with the same keys: a secret file
-content passed in stays a secret in the state. Nothing here derives another
-output from a secret, and no error message quotes file contents.
+held a secret. That is why ``create``/``update``/``read`` echo ``files``,
+``envs`` and ``build_args`` back under their own names with the same keys: a
+secret file content or environment value passed in stays a secret in the
+state. Nothing here derives another output from a secret, and no error message
+quotes file contents or the environment.
 
 Type tokens are set explicitly (``pulumi-python:dynamic/docker:<Name>``): the
 SDK's default for every dynamic resource would be ``dynamic:Resource``.
@@ -81,6 +82,7 @@ __all__ = [
     "MountSpec",
     "PortSpec",
     "context_digest",
+    "context_files",
     "docker_client",
 ]
 
@@ -645,16 +647,30 @@ def context_digest(context_root: str, include: Iterable[str]) -> str:
     """
     digest = hashlib.sha256(b"dkron-iac build context v1\0")
     for rel, path in _context_entries(context_root, include):
-        if path.is_symlink():
-            kind, payload = b"l", os.readlink(path).encode()
-        elif path.is_dir():
-            kind, payload = b"d", b""
-        else:
-            kind = b"x" if _is_executable(path) else b"f"
-            payload = path.read_bytes()
+        kind, payload = _entry_content(path)
         digest.update(kind + rel.encode() + b"\0" + len(payload).to_bytes(8, "big"))
         digest.update(payload)
     return digest.hexdigest()
+
+
+def context_files(context_root: str, include: Iterable[str]) -> dict[str, str]:
+    """Each file and symlink of a build context (relative path) with a short
+    digest of its kind and content: what tells which file changed."""
+    files = {}
+    for rel, path in _context_entries(context_root, include):
+        kind, payload = _entry_content(path)
+        if kind != b"d":
+            files[rel] = hashlib.sha256(kind + payload).hexdigest()[:16]
+    return files
+
+
+def _entry_content(path: Path) -> tuple[bytes, bytes]:
+    """A context entry's kind (l, d, x, f) and what it holds."""
+    if path.is_symlink():
+        return b"l", os.readlink(path).encode()
+    if path.is_dir():
+        return b"d", b""
+    return (b"x" if _is_executable(path) else b"f"), path.read_bytes()
 
 
 def _context_tar(context_root: str, include: Iterable[str]) -> io.BytesIO:
@@ -1259,8 +1275,9 @@ class DockerContainer(Resource, module=_TYPE_MODULE, name="DockerContainer"):
     that network are outputs, ``running`` is its state as last read.
 
     ``files`` (absolute path -> text, mode 0644) are written before the
-    process starts. Pass secret contents as Pulumi secrets: the engine marks
-    the ``files`` output secret key by key (see the module docstring).
+    process starts. Pass secret contents (of ``files`` or ``envs``) as Pulumi
+    secrets: the engine marks the output secret key by key (see the module
+    docstring); ``additional_secret_outputs=["envs"]`` makes it whole.
     """
 
     name: pulumi.Output[str]

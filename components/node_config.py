@@ -21,6 +21,8 @@ SERF_PORT = 8946
 RPC_PORT = 6868
 
 RETRY_INTERVAL = "5s"
+# The gossip key's setting (`encrypt`) as Dkron reads it from the environment.
+ENCRYPT_ENV = "DKRON_ENCRYPT"
 
 
 @dataclass(frozen=True)
@@ -73,10 +75,12 @@ def bootstrap_plan(spec: ClusterSpec, previous: Mapping[str, Any] | None) -> Boo
     return BootstrapPlan(state="formed", members=members, expect=len(members), join=join)
 
 
-def render_node_config(
-    spec: ClusterSpec, node: NodeSpec, plan: BootstrapPlan, encrypt_key: str | None
-) -> str:
-    """The node's dkron.yml, as YAML text with sorted keys."""
+def node_settings(spec: ClusterSpec, node: NodeSpec, plan: BootstrapPlan) -> dict[str, Any]:
+    """The node's Dkron settings, as they go into its dkron.yml.
+
+    They hold no secret: the gossip key goes into the environment
+    (`node_environment`), so the file can be shown and diffed in a preview.
+    """
     settings = spec.dkron
     config: dict[str, Any] = {
         "server": True,
@@ -95,8 +99,22 @@ def render_node_config(
     }
     if node.tags:
         config["tags"] = dict(node.tags)
-    if settings.gossip_encryption:
-        if not encrypt_key:
-            raise ValueError(f"cluster {spec.name!r} has gossip_encryption on but no encrypt key was given")
-        config["encrypt"] = encrypt_key
-    return yaml.safe_dump(config, sort_keys=True, default_flow_style=False)
+    return config
+
+
+def render_node_config(spec: ClusterSpec, node: NodeSpec, plan: BootstrapPlan) -> str:
+    """The node's dkron.yml, as YAML text with sorted keys."""
+    return yaml.safe_dump(node_settings(spec, node, plan), sort_keys=True, default_flow_style=False)
+
+
+def node_environment(spec: ClusterSpec, encrypt_key: str | None) -> dict[str, str]:
+    """The node's environment: the gossip key, when gossip is encrypted.
+
+    Dkron reads every setting from `DKRON_<SETTING>` as well as from the file
+    (viper with the `dkron` prefix), so the key needs no place in dkron.yml.
+    """
+    if not spec.dkron.gossip_encryption:
+        return {}
+    if not encrypt_key:
+        raise ValueError(f"cluster {spec.name!r} has gossip_encryption on but no encrypt key was given")
+    return {ENCRYPT_ENV: encrypt_key}

@@ -80,6 +80,8 @@ class NodeGateProvider(ResourceProvider):
             # Dkron only tries to bootstrap when a member-join event arrives;
             # servers that all met before their event loops started wait
             # forever. Restarting one makes the others see it join again.
+            # Called only when every node sees the others and none has a
+            # leader, so it never fires on a cluster that works.
             restart_container(props["containers"][props["node"]])
 
         view = wait_until_healthy(
@@ -99,9 +101,11 @@ class NodeGateProvider(ResourceProvider):
         return UpdateResult(outs=self._wait(news))
 
     def diff(self, _id: str, olds: dict[str, Any], news: dict[str, Any]) -> DiffResult:
-        # The gate re-checks whenever its node's container or the membership
-        # changes; it is never replaced, so it never cascades a replacement.
-        watched = ("node", "container_id", "expected")
+        # The gate re-checks when its node's container is new; it is never
+        # replaced, so it never cascades a replacement. A membership change
+        # alone restarts nothing here (new nodes' own gates wait for the whole
+        # cluster), so it is no change: a preview shows no gate for it.
+        watched = ("node", "container_id")
         changes = [key for key in watched if olds.get(key) != news.get(key)]
         return DiffResult(changes=bool(changes), replaces=[], stables=["node"], delete_before_replace=False)
 

@@ -27,7 +27,10 @@ fi
 pulumi stack select --create "$stack" --non-interactive >/dev/null
 case "$action" in
   up) exec pulumi up --yes --refresh --non-interactive --stack "$stack" ;;
-  preview) exec pulumi preview --diff --refresh --non-interactive --stack "$stack" ;;
+  # The diff display prints diagnostics, the program's node-by-node summary
+  # among them, on stderr as they come, before the resources: one stream keeps
+  # that order when the output is piped or saved.
+  preview) exec pulumi preview --diff --refresh --non-interactive --stack "$stack" 2>&1 ;;
   refresh) exec pulumi refresh --yes --non-interactive --stack "$stack" ;;
   destroy) exec pulumi destroy --yes --non-interactive --stack "$stack" ;;
   outputs) exec pulumi stack output --json --show-secrets=false --stack "$stack" ;;

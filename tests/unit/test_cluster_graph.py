@@ -10,6 +10,7 @@ from __future__ import annotations
 import ipaddress
 from collections.abc import Iterator
 from dataclasses import dataclass, field
+from hashlib import sha256
 from pathlib import Path
 from typing import Any
 
@@ -22,9 +23,9 @@ from pulumi.runtime.mocks import MockMonitor
 import components.cluster
 import components.docker_resources
 import components.health
-from components.cluster import DkronCluster, DkronClusterArgs
+from components.cluster import DOCKERFILE, DkronCluster, DkronClusterArgs
 from components.health import NodeView, RaftPeer
-from components.node_config import CONFIG_PATH, DATA_DIR, HTTP_PORT, SERF_PORT, bootstrap_plan
+from components.node_config import CONFIG_PATH, DATA_DIR, HTTP_PORT, SERF_PORT, bootstrap_plan, node_settings
 from components.spec import ClusterSpec, load_cluster_spec
 
 NODES = ("node1", "node2", "node3")
@@ -238,6 +239,7 @@ def new_cluster(spec: ClusterSpec, project_root: Path) -> DkronCluster:
         labels=LABELS,
         previous_nodes={},
         subnet=SUBNET,
+        previous_image={},
     )
     return DkronCluster("dkron", args)
 
@@ -291,16 +293,23 @@ def test_without_gossip_encryption_there_is_no_key_and_no_encrypt(
     assert "GossipKey" not in graph.kinds()
     for container in graph.of("DockerContainer"):
         assert "encrypt" not in dkron_yml(container)
+        assert container.plain_inputs["envs"] == {}
 
 
-def test_node_config_is_a_secret_holding_the_gossip_key(
+def test_the_gossip_key_is_a_secret_environment_variable_and_the_config_is_plain(
     graph: Graph, nodes: FakeNodes, project_root: Path
 ) -> None:
-    deploy(cluster_spec(), project_root)
+    cluster = deploy(cluster_spec(), project_root)
 
     for container in graph.of("DockerContainer"):
-        assert container.inputs["files"] != container.plain_inputs["files"], "files must be secret"
-        assert dkron_yml(container)["encrypt"] == KEY
+        assert container.inputs["files"] == container.plain_inputs["files"], "dkron.yml must be plain"
+        assert "encrypt" not in dkron_yml(container)
+        assert KEY not in container.inputs["files"][CONFIG_PATH]
+        assert container.inputs["envs"] != container.plain_inputs["envs"], "the environment must be secret"
+        assert container.plain_inputs["envs"] == {"DKRON_ENCRYPT": KEY}
+    recorded: list[Any] = []
+    cluster.nodes.apply(recorded.append)
+    assert KEY not in set(_strings(recorded)), "the nodes output must not hold the key"
 
 
 def test_ports_are_published_on_loopback_at_the_specs_api_ports(
@@ -424,7 +433,7 @@ def test_no_container_input_comes_from_a_sibling_container(
     shared = {
         "network": {graph.one("dkron-network").urn},
         "image": {image.urn},
-        "files": {graph.one("dkron-gossip-key").urn},
+        "envs": {graph.one("dkron-gossip-key").urn},
     }
     for container in containers:
         node = container.plain_inputs["hostname"]
@@ -456,6 +465,17 @@ def test_new_stack_starts_every_node_each_container_after_the_previous_one(
     assert {n: g["nudge"] for n, g in gates.items()} == {"node1": False, "node2": False, "node3": True}
 
 
+def test_the_nudging_node_stays_the_same_once_the_cluster_formed(
+    graph: Graph, nodes: FakeNodes, project_root: Path
+) -> None:
+    # The gate's `nudge` never flips after formation, so a preview never shows it change.
+    nodes.answer("node2")
+    deploy(cluster_spec(), project_root)
+
+    gates = {g.plain_inputs["node"]: g.plain_inputs for g in graph.of("NodeGate")}
+    assert {n: g["nudge"] for n, g in gates.items()} == {"node1": False, "node2": False, "node3": True}
+
+
 def test_rolling_update_goes_one_node_at_a_time_leader_last(
     graph: Graph, nodes: FakeNodes, project_root: Path
 ) -> None:
@@ -471,7 +491,6 @@ def test_rolling_update_goes_one_node_at_a_time_leader_last(
         assert g.property_dependencies == {"container_id": {graph.one(f"dkron-{node}").urn}}
         assert g.plain_inputs["container_id"] == f"cid-dkron-{node}"
         assert g.plain_inputs["expected"] == list(NODES)
-        assert g.plain_inputs["nudge"] is False
     # A gate is registered only after its container, and the next container only after it.
     order = [r.name for r in graph.registrations if r.kind in ("DockerContainer", "NodeGate")]
     assert order == [
@@ -534,8 +553,16 @@ def test_outputs_name_the_leader_the_nodes_and_the_formed_cluster(
                 "api_url": f"http://127.0.0.1:{8081 + i}",
                 "address": f"172.26.7.{10 + i}",
                 "tags": {"python": n},
+                # What the next preview compares with to say why a node changes.
+                "config": node_settings(spec, spec.node(n), bootstrap_plan(spec, None)),
             }
             for i, n in enumerate(NODES)
+        }
+        assert cluster.image == {
+            "base_image": "dkron-iac/python-base:bookworm",
+            "dkron_image": "dkron-iac/dkron:4.0.5",
+            "dkron_version": "4.0.5",
+            "files": {DOCKERFILE: sha256(b"fFROM scratch\n").hexdigest()[:16]},
         }
         assert cluster.network == {
             "name": "unit-net",

@@ -11,6 +11,7 @@ from components.node_config import (
     DATA_DIR,
     BootstrapPlan,
     bootstrap_plan,
+    node_environment,
     render_node_config,
 )
 from components.spec import ClusterSpec, load_cluster_spec
@@ -24,8 +25,8 @@ def cluster(*node_names: str, **changes: Any) -> ClusterSpec:
     return load_cluster_spec("dev", {"name": "dev", "nodes": nodes, **changes})
 
 
-def rendered(spec: ClusterSpec, plan: BootstrapPlan, key: str | None = KEY) -> dict[str, str]:
-    return {node.name: render_node_config(spec, node, plan, key) for node in spec.nodes}
+def rendered(spec: ClusterSpec, plan: BootstrapPlan) -> dict[str, str]:
+    return {node.name: render_node_config(spec, node, plan) for node in spec.nodes}
 
 
 def parsed(text: str) -> dict[str, Any]:
@@ -36,7 +37,7 @@ def parsed(text: str) -> dict[str, Any]:
 
 def test_new_cluster_config() -> None:
     spec = cluster("a", "b", "c")
-    config = parsed(render_node_config(spec, spec.nodes[0], bootstrap_plan(spec, None), KEY))
+    config = parsed(render_node_config(spec, spec.nodes[0], bootstrap_plan(spec, None)))
 
     assert config == {
         "server": True,
@@ -53,7 +54,6 @@ def test_new_cluster_config() -> None:
         "ui": True,
         "http-addr": ":8080",
         "tags": {"python": "daily"},
-        "encrypt": KEY,
     }
     assert DATA_DIR == "/dkron/data"
 
@@ -61,9 +61,9 @@ def test_new_cluster_config() -> None:
 def test_rendering_is_deterministic_with_sorted_keys() -> None:
     spec = cluster("a", "b", "c")
     plan = bootstrap_plan(spec, None)
-    text = render_node_config(spec, spec.nodes[1], plan, KEY)
+    text = render_node_config(spec, spec.nodes[1], plan)
 
-    assert text == render_node_config(spec, spec.nodes[1], plan, KEY)
+    assert text == render_node_config(spec, spec.nodes[1], plan)
     keys = [line.split(":")[0] for line in text.splitlines() if not line.startswith((" ", "-"))]
     assert keys == sorted(keys)
 
@@ -96,27 +96,30 @@ def test_cluster_settings_are_rendered() -> None:
             "ui": False,
         },
     )
-    config = parsed(render_node_config(spec, spec.nodes[0], bootstrap_plan(spec, None), KEY))
+    config = parsed(render_node_config(spec, spec.nodes[0], bootstrap_plan(spec, None)))
     assert config["log-level"] == "warn"
     assert config["raft-multiplier"] == 3
     assert (config["region"], config["datacenter"]) == ("eu", "fra")
     assert config["ui"] is False
 
 
-def test_encrypt_is_present_only_when_gossip_encryption_is_on() -> None:
+def test_the_gossip_key_goes_into_the_environment_never_into_the_file() -> None:
     on = cluster("a")
     off = cluster("a", dkron={"gossip_encryption": False})
 
-    assert parsed(render_node_config(on, on.nodes[0], bootstrap_plan(on, None), KEY))["encrypt"] == KEY
-    assert "encrypt" not in parsed(render_node_config(off, off.nodes[0], bootstrap_plan(off, None), KEY))
-    assert "encrypt" not in parsed(render_node_config(off, off.nodes[0], bootstrap_plan(off, None), None))
+    assert node_environment(on, KEY) == {"DKRON_ENCRYPT": KEY}
+    assert node_environment(off, KEY) == {}
+    assert node_environment(off, None) == {}
+    for spec in (on, off):
+        text = render_node_config(spec, spec.nodes[0], bootstrap_plan(spec, None))
+        assert "encrypt" not in parsed(text)
+        assert KEY not in text
 
 
 @pytest.mark.parametrize("key", [None, ""])
 def test_encryption_without_a_key_is_refused(key: str | None) -> None:
-    spec = cluster("a")
     with pytest.raises(ValueError, match="encrypt key"):
-        render_node_config(spec, spec.nodes[0], bootstrap_plan(spec, None), key)
+        node_environment(cluster("a"), key)
 
 
 @pytest.mark.parametrize("previous", [None, {}])

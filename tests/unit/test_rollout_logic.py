@@ -278,17 +278,29 @@ def test_gate_diff_without_changes() -> None:
     assert diff.replaces == []
 
 
-@pytest.mark.parametrize(
-    "change",
-    [{"container_id": "beef"}, {"expected": ["node1", "node2"]}],
-    ids=["new-container", "new-membership"],
-)
-def test_gate_rechecks_in_place_never_replaced(change: dict[str, Any]) -> None:
-    diff = NodeGateProvider().diff("gate-node1", gate_props(), gate_props(**change))
+def test_gate_rechecks_in_place_when_its_container_is_new_never_replaced() -> None:
+    diff = NodeGateProvider().diff("gate-node1", gate_props(), gate_props(container_id="beef"))
 
     assert diff.changes is True
     assert diff.replaces == []
     assert diff.delete_before_replace is False
+
+
+@pytest.mark.parametrize(
+    "change",
+    [
+        {"expected": ["node1", "node2"]},
+        {"nudge": True},
+        {"timeout_s": 60},
+        {"api_urls": {"node1": "http://127.0.0.1:9000"}, "containers": {"node1": "dev-node1"}},
+    ],
+    ids=["membership", "nudge", "timeout", "urls"],
+)
+def test_gate_inputs_that_start_no_container_are_no_change(change: dict[str, Any]) -> None:
+    # They only steer the next wait; showing them as an update would say nothing true.
+    diff = NodeGateProvider().diff("gate-node1", gate_props(), gate_props(**change))
+
+    assert diff.changes is False
 
 
 def test_rollout_brings_down_nodes_back_before_touching_live_ones() -> None:

@@ -1,0 +1,159 @@
+"""What an update changes, node by node, in words, for the top of a preview.
+
+Pure functions of what the stack recorded at its last update (its `nodes`
+and `image` outputs) and what the program declares now; no Pulumi or Docker
+here. The resource diff below stays the authority: after an update that
+stopped half way the record is the last completed update's, so a node
+already replaced may be listed again.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+NO_CHANGE = "no node changes"
+HEADER = "node changes, in rollout order:"
+KEY_MOVES = "gossip key moves from dkron.yml into the environment (one-time)"
+UNSET = "(unset)"
+
+
+@dataclass(frozen=True)
+class ClusterChange:
+    """The inputs of the summary: before, after, and the rollout plan."""
+
+    previous_nodes: Mapping[str, Mapping[str, Any]]
+    """The stack's `nodes` output from its last update."""
+    nodes: Mapping[str, Mapping[str, Any]]
+    """The same record for the nodes declared now."""
+    previous_image: Mapping[str, Any]
+    """The stack's `image` output from its last update ({} if it had none)."""
+    image: Mapping[str, Any]
+    """The `image` record for now."""
+    order: Sequence[str]
+    """The rollout order of the declared nodes."""
+    leader: str | None
+    """The leader when the update starts (None: no leader, every node starts at once)."""
+    down: frozenset[str] = frozenset()
+    """Declared nodes that do not answer now."""
+    removed: Sequence[str] = ()
+    """Nodes leaving, in the order they go."""
+    dead: frozenset[str] = frozenset()
+    """Removed nodes that are dead (their Raft peer is removed first)."""
+    gossip_encryption: bool = True
+
+
+def _flatten(value: Any, prefix: str = "") -> dict[str, str]:
+    """Nested settings as `a.b` -> text; lists joined with commas."""
+    if isinstance(value, Mapping):
+        flat: dict[str, str] = {}
+        for key, item in value.items():
+            flat.update(_flatten(item, f"{prefix}.{key}" if prefix else str(key)))
+        return flat
+    if isinstance(value, (list, tuple)):
+        return {prefix: ",".join(_word(v) for v in value)}
+    return {prefix: _word(value)}
+
+
+def _word(value: Any) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, float) and value.is_integer():
+        return str(int(value))
+    return str(value)
+
+
+def setting_changes(old: Mapping[str, Any], new: Mapping[str, Any]) -> list[str]:
+    """`key old -> new` for every setting that differs, keys sorted."""
+    before, after = _flatten(old), _flatten(new)
+    return [
+        f"{key} {before.get(key, UNSET)} -> {after.get(key, UNSET)}"
+        for key in sorted(before.keys() | after.keys())
+        if before.get(key) != after.get(key)
+    ]
+
+
+def image_changes(old: Mapping[str, Any], new: Mapping[str, Any]) -> list[str]:
+    """Why the node image is rebuilt, in words ([] if it is not, or if nothing was recorded)."""
+    if not old:
+        return []
+    reasons = []
+    if old.get("dkron_version") != new.get("dkron_version"):
+        reasons.append(f"Dkron {old.get('dkron_version')} -> {new.get('dkron_version')}")
+    elif old.get("dkron_image") != new.get("dkron_image"):
+        reasons.append(f"Dkron image {old.get('dkron_image')} -> {new.get('dkron_image')}")
+    if old.get("base_image") != new.get("base_image"):
+        reasons.append(f"base image {old.get('base_image')} -> {new.get('base_image')}")
+    old_files, new_files = old.get("files") or {}, new.get("files") or {}
+    for path in sorted(old_files.keys() | new_files.keys()):
+        if path not in old_files:
+            reasons.append(f"{path} added")
+        elif path not in new_files:
+            reasons.append(f"{path} removed")
+        elif old_files[path] != new_files[path]:
+            reasons.append(f"{path} changed")
+    return reasons
+
+
+def node_reasons(change: ClusterChange, node: str) -> list[str]:
+    """Why a declared node that existed before is replaced ([] if it is not)."""
+    old, new = change.previous_nodes[node], change.nodes[node]
+    reasons = []
+    rebuilt = image_changes(change.previous_image, change.image)
+    if rebuilt:
+        reasons.append(f"image rebuilt ({', '.join(rebuilt)})")
+    if "config" in old:
+        reasons.extend(setting_changes(old["config"], new["config"]))
+    else:
+        # Recorded before dkron.yml was: the key still sits in the file.
+        if change.gossip_encryption:
+            reasons.append(KEY_MOVES)
+        reasons.extend(
+            setting_changes({"tags": old.get("tags") or {}}, {"tags": new["config"].get("tags") or {}})
+        )
+    for field, label in (("api_url", "API"), ("address", "address")):
+        if old.get(field) and old.get(field) != new.get(field):
+            reasons.append(f"{label} {old.get(field)} -> {new.get(field)}")
+    return reasons
+
+
+def _role(change: ClusterChange, node: str) -> str:
+    if change.leader is None:
+        return ""
+    if node == change.leader:
+        return " (leader, last)"
+    if node in change.down:
+        return " (down, first)"
+    return " (follower)"
+
+
+def change_lines(change: ClusterChange) -> list[str]:
+    """One line per node that changes, in the order the update handles them."""
+    lines = [
+        f"{n}: removed (dead: its Raft peer is removed first)" for n in change.removed if n in change.dead
+    ]
+    for node in change.order:
+        if node not in change.previous_nodes:
+            lines.append(f"{node}: new")
+            continue
+        reasons = node_reasons(change, node)
+        if reasons:
+            lines.append(f"{node}{_role(change, node)}: replace: {'; '.join(reasons)}")
+        elif node in change.down:
+            lines.append(
+                f"{node}{_role(change, node)}: not answering; replaced if its container is stopped or gone"
+            )
+    for node in change.removed:
+        if node not in change.dead:
+            last = ", leader last" if node == change.leader else ""
+            lines.append(f"{node}: removed (graceful leave{last})")
+    return lines
+
+
+def change_summary(change: ClusterChange) -> str:
+    """The summary as printed: a header and one indented line per node, or one line."""
+    lines = change_lines(change)
+    if not lines:
+        return NO_CHANGE
+    return "\n".join([HEADER, *(f"  {line}" for line in lines)])
