@@ -91,6 +91,7 @@ def main() -> None:
             previous_nodes=previous_nodes,
             subnet=subnet,
             previous_image=previous.get("image") or {},
+            previous_removed=previous.get("removed") or {},
         ),
     )
     managed = declare_jobs(jobs, list(cluster.api_urls.values()), cluster.ready, parent=cluster)
@@ -102,6 +103,7 @@ def main() -> None:
     pulumi.export("voters", cluster.voters)
     pulumi.export("network", cluster.network)
     pulumi.export("image", cluster.image)
+    pulumi.export("removed", cluster.removed)
     pulumi.export("jobs", sorted(managed))
 
 

@@ -11,7 +11,7 @@ import asyncio
 import functools
 import ipaddress
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -102,6 +102,9 @@ class DkronClusterArgs:
     """The cluster network's subnet (see `components.addressing.choose_subnet`)."""
     previous_image: Mapping[str, Any]
     """The stack's `image` output from its last update ({} if none): why the image changes."""
+    previous_removed: Mapping[str, Any] = field(default_factory=dict)
+    """The stack's `removed` output: nodes taken out by earlier updates, whose
+    removal steps stay declared (unchanged) while they stay out of the config."""
 
 
 def api_url(spec: ClusterSpec, port: int) -> str:
@@ -161,6 +164,7 @@ class DkronCluster(pulumi.ComponentResource):
     rollout_order: list[str]
     api_urls: dict[str, str]
     ready: list[pulumi.CustomResource]
+    removed: dict[str, Any]
 
     def __init__(self, name: str, args: DkronClusterArgs, opts: pulumi.ResourceOptions | None = None):
         super().__init__("dkron-iac:index:DkronCluster", name, None, opts)
@@ -260,11 +264,13 @@ class DkronCluster(pulumi.ComponentResource):
             )
         )
 
-        def remove(node_name: str, expected: list[str], after: list[pulumi.Resource]) -> NodeRemoval:
+        def remove(
+            node_name: str, expected: list[str], after: list[pulumi.Resource], container: str | None = None
+        ) -> NodeRemoval:
             return NodeRemoval(
                 f"{name}-{node_name}-removal",
                 node=node_name,
-                container=args.previous_nodes[node_name]["container"],
+                container=container or args.previous_nodes[node_name]["container"],
                 api_urls=self.api_urls,
                 containers=containers,
                 expected=expected,
@@ -340,6 +346,21 @@ class DkronCluster(pulumi.ComponentResource):
             if node_name not in dead:
                 steps.append(remove(node_name, sorted(self.api_urls), list(steps)))
 
+        # Removal steps of earlier updates stay declared while their node stays
+        # out of the config: their diff is always empty, so a preview lists
+        # nothing for them, where dropping them would show as a deletion.
+        earlier = {
+            n: record
+            for n, record in args.previous_removed.items()
+            if n not in self.api_urls and n not in removed
+        }
+        for node_name, record in earlier.items():
+            remove(node_name, sorted(self.api_urls), [], container=record["container"])
+        self.removed = {
+            **earlier,
+            **{n: {"container": args.previous_nodes[n]["container"]} for n in removed},
+        }
+
         self.ready = steps
         self.nodes = pulumi.Output.from_input(node_outputs)
         # Read live once every step has passed: who leads, who votes.
@@ -403,5 +424,6 @@ class DkronCluster(pulumi.ComponentResource):
                 "bootstrap": self.bootstrap,
                 "voters": self.voters,
                 "network": self.network,
+                "removed": self.removed,
             }
         )

@@ -107,6 +107,10 @@ def test_dead_follower_dropped_and_new_node_added_in_one_edit_stays_out_after_re
     assert not back, f"{dead} came back as a Raft peer within {WATCH_S}s: {back}"
     assert history[-1] == set(configured(stack))
     assert sorted(stack.outputs()["voters"]) == sorted(configured(stack))
+    # The removals are done: a preview of the unchanged config lists nothing.
+    preview = stack.preview()
+    assert set(preview.change_summary) == {"same"}, preview.change_summary
+    assert sorted(stack.outputs()["removed"]) == sorted({"d", "e", dead})
 
 
 def _start_extra_server(stack: TestStack, name: str) -> str:
