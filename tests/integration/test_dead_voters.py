@@ -98,7 +98,9 @@ def test_dead_follower_dropped_and_new_node_added_in_one_edit_stays_out_after_re
     survivors = [n for n in ("a", "b", "c") if n != dead]
     stack.configure(lambda c: c.update(nodes=nodes(*survivors, "f")))
     outputs = stack.up()
-    assert any(f"{dead} (dead, first)" in line for line in stack.log), "the dead node was not removed first"
+    assert any(f"{dead}: removed (dead: its Raft peer is removed first)" in line for line in stack.log), (
+        "the preview did not say the dead node is removed first"
+    )
     assert_voters_are_the_config(stack, outputs)
 
     # Across Dkron's own reconcile the dead peer must not come back.
@@ -116,8 +118,9 @@ def test_dead_follower_dropped_and_new_node_added_in_one_edit_stays_out_after_re
 def _start_extra_server(stack: TestStack, name: str) -> str:
     """A Dkron server the stack does not know, joined to its cluster by hand.
 
-    It runs the stack's own image and a copy of a node's rendered config with
-    another node name, as someone trying a node out by hand would.
+    It runs the stack's own image, a copy of a node's rendered config with
+    another node name and the node's environment (the gossip key is there), as
+    someone trying a node out by hand would.
     """
     source = stack.container("a")
     with closing(docker.from_env(version="auto")) as client:
@@ -136,6 +139,7 @@ def _start_extra_server(stack: TestStack, name: str) -> str:
             name=stack.container(name),
             hostname=name,
             network=network,
+            environment=[e for e in node_a.attrs["Config"]["Env"] if e.startswith("DKRON_")],
             # The stack's label: its clean-up removes this container even if the test fails.
             labels={"dkron-iac.stack": stack.name},
             detach=True,
