@@ -5,6 +5,7 @@ module of their kind, and ``engine()`` accepts only engine URLs."""
 from __future__ import annotations
 
 import base64
+from typing import Any
 
 import dill
 import pytest
@@ -24,13 +25,13 @@ from components.docker_objects.props import is_known
 
 # `serialize_provider(<Provider>())` as stacks deployed with the single-module
 # layout (main at f2c5db5) hold it in their state's `__provider` property.
-OLD_LAYOUT_PICKLES = {
+OLD_LAYOUT_PICKLES: dict[Any, str] = {
     DockerNetworkProvider: "gASVPAAAAAAAAACMG2NvbXBvbmVudHMuZG9ja2VyX3Jlc291cmNlc5SMFURvY2tlck5ldHdvcmtQcm92aWRlcpSTlCmBlC4=",
     DockerVolumeProvider: "gASVOwAAAAAAAACMG2NvbXBvbmVudHMuZG9ja2VyX3Jlc291cmNlc5SMFERvY2tlclZvbHVtZVByb3ZpZGVylJOUKYGULg==",
     DockerImageProvider: "gASVOgAAAAAAAACMG2NvbXBvbmVudHMuZG9ja2VyX3Jlc291cmNlc5SME0RvY2tlckltYWdlUHJvdmlkZXKUk5QpgZQu",
     DockerContainerProvider: "gASVPgAAAAAAAACMG2NvbXBvbmVudHMuZG9ja2VyX3Jlc291cmNlc5SMF0RvY2tlckNvbnRhaW5lclByb3ZpZGVylJOUKYGULg==",
 }
-NEW_MODULES = {
+NEW_MODULES: dict[Any, str] = {
     DockerNetworkProvider: "components.docker_objects.network",
     DockerVolumeProvider: "components.docker_objects.volume",
     DockerImageProvider: "components.docker_objects.image",
@@ -39,7 +40,7 @@ NEW_MODULES = {
 
 
 @pytest.mark.parametrize("cls", list(OLD_LAYOUT_PICKLES), ids=lambda cls: cls.__name__)
-def test_old_layout_pickles_load_the_new_classes(cls: type) -> None:
+def test_old_layout_pickles_load_the_new_classes(cls: Any) -> None:
     payload = base64.b64decode(OLD_LAYOUT_PICKLES[cls])
     assert b"components.docker_resources" in payload
     provider = dill.loads(payload)  # noqa: S301 - made from this project's own code
@@ -48,7 +49,7 @@ def test_old_layout_pickles_load_the_new_classes(cls: type) -> None:
 
 
 @pytest.mark.parametrize("cls", list(NEW_MODULES), ids=lambda cls: cls.__name__)
-def test_new_pickles_refer_to_the_module_of_their_kind(cls: type) -> None:
+def test_new_pickles_refer_to_the_module_of_their_kind(cls: Any) -> None:
     payload = base64.b64decode(serialize_provider(cls()))
     assert NEW_MODULES[cls].encode() in payload
     assert b"docker_resources" not in payload
