@@ -7,40 +7,10 @@ and looks the class up here. Do not remove a name from this module while such
 a stack may exist. New code imports from ``components.docker_objects``.
 """
 
-from components.docker_objects import (
-    DockerContainer,
-    DockerContainerProvider,
-    DockerImage,
-    DockerImageProvider,
-    DockerNetwork,
-    DockerNetworkProvider,
-    DockerResourceError,
-    DockerVolume,
-    DockerVolumeProvider,
-    HealthcheckSpec,
-    MountSpec,
-    PortSpec,
-    context_digest,
-    remove_unused_images,
-)
+from components.docker_objects import *  # noqa: F403 - every name the package exports
+from components.docker_objects import __all__ as _PACKAGE_NAMES
 
 # The old name of the client factory: a client the caller must close. Use `engine()`.
 from components.docker_objects.client import _connect as docker_client
 
-__all__ = [
-    "DockerContainer",
-    "DockerContainerProvider",
-    "DockerImage",
-    "DockerImageProvider",
-    "DockerNetwork",
-    "DockerNetworkProvider",
-    "DockerResourceError",
-    "DockerVolume",
-    "DockerVolumeProvider",
-    "HealthcheckSpec",
-    "MountSpec",
-    "PortSpec",
-    "context_digest",
-    "docker_client",
-    "remove_unused_images",
-]
+__all__ = [*_PACKAGE_NAMES, "docker_client"]

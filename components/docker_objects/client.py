@@ -19,7 +19,15 @@ from contextlib import closing, contextmanager
 import docker
 import docker.errors
 
-__all__ = ["ENGINE_SCHEMES", "DockerResourceError", "engine", "engine_api", "explain", "is_conflict"]
+__all__ = [
+    "ENGINE_SCHEMES",
+    "DockerResourceError",
+    "engine",
+    "engine_api",
+    "explain",
+    "is_conflict",
+    "removing",
+]
 
 CLIENT_TIMEOUT_S = 300  # long enough for a quiet build step
 ENGINE_SCHEMES = ("unix", "tcp", "ssh")
@@ -68,3 +76,15 @@ def explain(err: docker.errors.APIError) -> str:
 
 def is_conflict(err: docker.errors.APIError) -> bool:
     return bool(err.status_code == 409)
+
+
+@contextmanager
+def removing(what: str, hint: str = "") -> Iterator[None]:
+    """Around the calls that remove ``what``: an object already gone is removed;
+    any other API error is a ``DockerResourceError`` (``hint`` says the likely cause)."""
+    try:
+        yield
+    except docker.errors.NotFound:
+        return
+    except docker.errors.APIError as err:
+        raise DockerResourceError(f"removing {what} failed{hint}: {explain(err)}") from err

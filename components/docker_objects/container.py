@@ -18,7 +18,7 @@ import docker.types
 import pulumi
 from pulumi.dynamic import CreateResult, DiffResult, ReadResult, Resource, UpdateResult
 
-from components.docker_objects.client import DockerResourceError, engine_api, explain
+from components.docker_objects.client import DockerResourceError, engine_api, explain, removing
 from components.docker_objects.image import LOG_TAIL, image_id_of
 from components.docker_objects.props import (
     Normalizer,
@@ -457,16 +457,9 @@ class DockerContainerProvider(DockerProvider):
         # An explicit stop timeout gives the process SIGTERM and time to leave
         # its cluster before SIGKILL.
         timeout = as_int(props.get("stop_timeout_s"), _DEFAULT_STOP_TIMEOUT_S)
-        with engine_api() as api:
-            try:
-                api.stop(id_, timeout=timeout)
-                api.remove_container(id_, force=True)
-            except docker.errors.NotFound:
-                return
-            except docker.errors.APIError as err:
-                raise DockerResourceError(
-                    f"removing container {props.get('name')!r} failed: {explain(err)}"
-                ) from err
+        with engine_api() as api, removing(f"container {props.get('name')!r}"):
+            api.stop(id_, timeout=timeout)
+            api.remove_container(id_, force=True)
 
     @staticmethod
     def _outputs(info: Mapping[str, Any], network: Any) -> dict[str, Any]:

@@ -12,7 +12,7 @@ import docker.types
 import pulumi
 from pulumi.dynamic import CreateResult, ReadResult, Resource
 
-from components.docker_objects.client import DockerResourceError, engine_api, explain
+from components.docker_objects.client import DockerResourceError, engine_api, explain, removing
 from components.docker_objects.props import Normalizer, inputs_of, missing, norm_map, reflect, text, text_map
 from components.docker_objects.provider import TYPE_MODULE, DockerProvider
 
@@ -113,16 +113,9 @@ class DockerNetworkProvider(DockerProvider):
         return ReadResult(id_, {**inputs, "network_id": info["Id"]}, inputs)
 
     def delete(self, id_: str, props: dict[str, Any]) -> None:
-        with engine_api() as api:
-            try:
-                api.remove_network(id_)
-            except docker.errors.NotFound:
-                return
-            except docker.errors.APIError as err:
-                raise DockerResourceError(
-                    f"removing network {props.get('name')!r} failed"
-                    f" (still has containers attached?): {explain(err)}"
-                ) from err
+        what = f"network {props.get('name')!r}"
+        with engine_api() as api, removing(what, " (still has containers attached?)"):
+            api.remove_network(id_)
 
 
 class DockerNetwork(Resource, module=TYPE_MODULE, name="DockerNetwork"):

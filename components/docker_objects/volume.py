@@ -9,7 +9,7 @@ import docker.errors
 import pulumi
 from pulumi.dynamic import CreateResult, ReadResult, Resource, UpdateResult
 
-from components.docker_objects.client import DockerResourceError, engine_api, explain
+from components.docker_objects.client import DockerResourceError, engine_api, explain, removing
 from components.docker_objects.props import (
     Normalizer,
     inputs_of,
@@ -72,15 +72,8 @@ class DockerVolumeProvider(DockerProvider):
     def delete(self, id_: str, props: dict[str, Any]) -> None:
         if props.get("retain_on_delete"):
             return
-        with engine_api() as api:
-            try:
-                api.remove_volume(id_)
-            except docker.errors.NotFound:
-                return
-            except docker.errors.APIError as err:
-                raise DockerResourceError(
-                    f"removing volume {id_!r} failed (still mounted by a container?): {explain(err)}"
-                ) from err
+        with engine_api() as api, removing(f"volume {id_!r}", " (still mounted by a container?)"):
+            api.remove_volume(id_)
 
     @staticmethod
     def _outputs(info: Mapping[str, Any]) -> dict[str, Any]:
