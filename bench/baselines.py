@@ -32,6 +32,7 @@ import yaml
 
 from bench import probes
 from components.cluster import HEALTHCHECK, STOP_TIMEOUT_S
+from components.docker_objects import engine
 from components.node_config import (
     CONFIG_PATH,
     DATA_DIR,
@@ -175,8 +176,7 @@ def form(b: Baseline, script: str, timeout_s: float, stall_s: float) -> dict[str
 
 def remove(label: str, containers: Sequence[str] = ()) -> None:
     """Remove every container, network and volume carrying `label` (and the named containers)."""
-    client = probes.docker_client()
-    try:
+    with engine() as client:
         found = {c.name: c for c in client.containers.list(all=True, filters={"label": label})}
         for name in containers:
             with contextlib.suppress(Exception):
@@ -190,5 +190,3 @@ def remove(label: str, containers: Sequence[str] = ()) -> None:
         for volume in client.volumes.list(filters={"label": label}):
             with contextlib.suppress(Exception):
                 volume.remove(force=True)
-    finally:
-        client.close()

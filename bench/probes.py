@@ -15,22 +15,14 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from datetime import datetime
 from typing import Any
 
-import docker
-
 from components.dkron_client import DkronClient
+from components.docker_objects import engine
 from components.health import observe, raft_peers
 
 
-def docker_client() -> docker.DockerClient:
-    return docker.from_env(version="auto", timeout=120)
-
-
 def docker_answers() -> bool:
-    client = docker_client()
-    try:
+    with engine() as client:
         return bool(client.ping())
-    finally:
-        client.close()
 
 
 # --- health --------------------------------------------------------------------------
@@ -190,8 +182,7 @@ class RunCollector:
 
 def container_events(label: str, since: float, until: float) -> list[dict[str, Any]]:
     """Lifecycle events of the containers carrying `label`, oldest first."""
-    client = docker_client()
-    try:
+    with engine() as client:
         raw = client.api.events(
             since=int(since) - 1,
             until=int(until) + 2,
@@ -207,8 +198,6 @@ def container_events(label: str, since: float, until: float) -> list[dict[str, A
             for event in raw
             if event.get("Action") in ("create", "start", "kill", "die", "stop", "destroy")
         ]
-    finally:
-        client.close()
     return sorted((e for e in events if since - 1 <= e["t"] <= until + 2), key=lambda e: e["t"])
 
 
@@ -226,25 +215,19 @@ def _memory_mib(stats: Mapping[str, Any]) -> float:
 
 def memory_mib(containers: Sequence[str], samples: int = 3, gap_s: float = 2.0) -> dict[str, float]:
     """Median of a few memory samples per container, in MiB."""
-    client = docker_client()
     seen: dict[str, list[float]] = {name: [] for name in containers}
-    try:
+    with engine() as client:
         for sample in range(samples):
             if sample:
                 time.sleep(gap_s)
             for name in containers:
                 stats = client.api.stats(name, stream=False, one_shot=True)
                 seen[name].append(_memory_mib(stats))
-    finally:
-        client.close()
     return {name: round(statistics.median(values), 1) for name, values in seen.items()}
 
 
 def other_containers(exclude_prefixes: Sequence[str]) -> int:
     """Running containers that are not this benchmark's: load from other work on the machine."""
-    client = docker_client()
-    try:
+    with engine() as client:
         names = [c.name for c in client.containers.list()]
-    finally:
-        client.close()
     return sum(1 for name in names if not name.startswith(tuple(exclude_prefixes)))

@@ -35,6 +35,7 @@ from pulumi.automation import EngineEvent
 
 from bench import baselines, probes, report
 from components.dkron_client import DkronClient
+from components.docker_objects import engine
 from components.health import observe
 from tests.integration.harness import ROOT, TestStack, free_port_block
 
@@ -258,8 +259,7 @@ class Bench:
         for label in self.labels:
             with contextlib.suppress(Exception):
                 baselines.remove(label)
-        client = probes.docker_client()
-        try:
+        with engine() as client:
             for tag in self.images:
                 # By tag, never by ID: the node image is shared with the stacks' own tags.
                 with contextlib.suppress(docker.errors.APIError):
@@ -277,8 +277,6 @@ class Bench:
                         client.images.remove(image.id)
                 if not ours:
                     break
-        finally:
-            client.close()
         for path in sorted(self.workdir.rglob("*"), reverse=True):
             path.unlink() if path.is_file() else path.rmdir()
         self.workdir.rmdir()
@@ -290,11 +288,8 @@ class Bench:
 
     # --- the sections --------------------------------------------------------------------
     def machine(self) -> dict[str, Any]:
-        client = probes.docker_client()
-        try:
+        with engine() as client:
             version, info = client.version(), client.info()
-        finally:
-            client.close()
         return {
             "date": datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC"),
             "cores": os.cpu_count(),
@@ -401,12 +396,9 @@ class Bench:
                 with DkronClient(stack.api_url("node1")) as client:
                     self.results["machine"]["dkron"] = client.agent().get("agent", {}).get("version")
             if tag_image:
-                client = probes.docker_client()
-                try:
+                with engine() as client:
                     self.images.append(tag_image)
                     client.images.get(f"dkron-iac/{stack.cluster_name}-node:4.0.5").tag(tag_image)
-                finally:
-                    client.close()
         finally:
             if keep:
                 self.stack = stack
@@ -524,12 +516,9 @@ class Bench:
         stack = self.s
         base = f"dkron-iac/{self.prefix}-base:v{number + 1}"
         dockerfile = f"FROM dkron-iac/python-base:bookworm\nLABEL {BENCH_LABEL}={self.prefix}-v{number + 1}\n"
-        client = probes.docker_client()
-        try:
+        with engine() as client:
             self.images.append(base)
             client.images.build(fileobj=io.BytesIO(dockerfile.encode()), tag=base, pull=False, rm=True)
-        finally:
-            client.close()
         leader = observe(stack.api_urls()).leader
         stack.configure(lambda c: c.setdefault("image", {}).update(base_image=base))
         with probes.RunCollector(stack.api_urls().values(), str(TICK["name"])) as runs:
@@ -598,8 +587,7 @@ class Bench:
             ]
             return min(starts) if starts else None
 
-        client = probes.docker_client()
-        try:
+        with engine() as client:
             container = client.containers.get(stack.container(old))
             before, mono = time.time(), time.monotonic()
             container.kill()
@@ -611,8 +599,6 @@ class Bench:
                 first = first_run_after(after)
             # Bring the node back on its data, as a restart after a crash would.
             container.start()
-        finally:
-            client.close()
         return {
             "killed": old,
             "new_leader": leader,

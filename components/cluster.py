@@ -19,7 +19,7 @@ import pulumi
 
 from components.addressing import assign_addresses, docker_network_subnets, network_layout
 from components.change_summary import ClusterChange, change_summary
-from components.docker_resources import (
+from components.docker_objects import (
     DockerContainer,
     DockerImage,
     DockerNetwork,
@@ -27,7 +27,7 @@ from components.docker_resources import (
     HealthcheckSpec,
     context_digest,
     context_files,
-    docker_client,
+    engine,
     remove_unused_images,
 )
 from components.gossip_key import GossipKey
@@ -116,21 +116,15 @@ def api_url(spec: ClusterSpec, port: int) -> str:
 
 def existing_volumes(names: Sequence[str]) -> list[str]:
     """Which of the named Docker volumes exist right now."""
-    client = docker_client()
-    try:
+    with engine() as client:
         present = {v.name for v in client.volumes.list()}
-    finally:
-        client.close()
     return [n for n in names if n in present]
 
 
 def docker_subnets() -> dict[str, list[str]]:
     """Every Docker network's name and IPv4 subnets, right now."""
-    client = docker_client()
-    try:
+    with engine() as client:
         return docker_network_subnets(client)
-    finally:
-        client.close()
 
 
 def check_data_present(stack: str, spec: ClusterSpec, plan: BootstrapPlan) -> None:

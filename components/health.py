@@ -128,35 +128,29 @@ def parse_raft_peers(text: str) -> dict[str, RaftPeer]:
 
 def restart_container(container: str, timeout_s: int = 60) -> None:
     """Restart a node's container; SIGTERM first, so the agent leaves cleanly."""
-    from components.docker_resources import docker_client
+    from components.docker_objects.client import engine  # docker is only needed here
 
-    client = docker_client()
-    try:
+    with engine() as client:
         client.containers.get(container).restart(timeout=timeout_s)
-    finally:
-        client.close()
 
 
 def stopped_containers(containers: Mapping[str, str], nodes: Iterable[str]) -> dict[str, str]:
     """Of `nodes`, those whose container exists but neither runs nor is being
     restarted by Docker: node -> the container's status. A container that does
     not exist (yet) is not listed, nor is anything when Docker cannot be asked."""
-    from components.docker_resources import docker_client
+    from components.docker_objects.client import engine  # docker is only needed here
 
     found: dict[str, str] = {}
     try:
-        client = docker_client()
-    except Exception:  # noqa: BLE001 - no answer is no evidence
+        with engine() as client:
+            for node in nodes:
+                state: Mapping[str, Any] = {"Running": True}  # missing, or the engine is busy: no evidence
+                with contextlib.suppress(Exception):
+                    state = client.containers.get(containers[node]).attrs.get("State") or {}
+                if not state.get("Running") and not state.get("Restarting"):
+                    found[node] = str(state.get("Status"))
+    except Exception:  # noqa: BLE001 - no engine to ask: no answer is no evidence
         return found
-    try:
-        for node in nodes:
-            state: Mapping[str, Any] = {"Running": True}  # missing, or the engine is busy: no evidence
-            with contextlib.suppress(Exception):
-                state = client.containers.get(containers[node]).attrs.get("State") or {}
-            if not state.get("Running") and not state.get("Restarting"):
-                found[node] = str(state.get("Status"))
-    finally:
-        client.close()
     return found
 
 
@@ -165,13 +159,10 @@ def raft_peers(container: str) -> dict[str, RaftPeer]:
 
     There is no HTTP endpoint for Raft peers: ask the CLI inside the container.
     """
-    from components.docker_resources import docker_client  # docker is only needed here
+    from components.docker_objects.client import engine  # docker is only needed here
 
-    client = docker_client()
-    try:
+    with engine() as client:
         result = client.containers.get(container).exec_run(["dkron", "raft", "list-peers"])
-    finally:
-        client.close()
     output = result.output.decode(errors="replace")
     if result.exit_code != 0:
         raise RuntimeError(f"dkron raft list-peers in {container} failed: {output.strip()[:200]}")

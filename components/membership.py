@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import time
 from collections.abc import Mapping, Sequence
-from contextlib import closing
 from typing import Any
 
 import pulumi
@@ -22,7 +21,7 @@ import requests
 from pulumi.dynamic import CreateResult, DiffResult, ResourceProvider
 
 from components.dkron_client import MEMBER_ALIVE, DkronClient, DkronError
-from components.docker_resources import docker_client
+from components.docker_objects.client import engine
 from components.health import observe, raft_peers, wait_until_healthy
 
 
@@ -113,7 +112,7 @@ def wait_until_not_alive(api_urls: Mapping[str, str], node: str, timeout_s: floa
 
 def remove_raft_peer(leader_container: str, node: str, what: str) -> None:
     """`dkron raft remove-peer` on the leader."""
-    with closing(docker_client()) as client:
+    with engine() as client:
         result = client.containers.get(leader_container).exec_run(
             ["dkron", "raft", "remove-peer", f"--peer-id={node}"]
         )
@@ -186,7 +185,7 @@ class NodeRemovalProvider(ResourceProvider):
     def create(self, props: dict[str, Any]) -> CreateResult:
         node, api_urls, containers = props["node"], props["api_urls"], props["containers"]
         was_running = False
-        with closing(docker_client()) as client:
+        with engine() as client:
             try:
                 container = client.containers.get(props["container"])
                 was_running = container.status == "running"

@@ -14,7 +14,7 @@ def pytest_report_header() -> str:
     import importlib.util
     from pathlib import Path
 
-    import docker
+    from components.docker_objects import DockerResourceError, engine
 
     path = Path(__file__).resolve().parents[2] / "scripts" / "clean_slate.py"
     spec = importlib.util.spec_from_file_location("clean_slate", path)
@@ -23,13 +23,10 @@ def pytest_report_header() -> str:
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     try:
-        client = docker.from_env(version="auto")
-    except docker.errors.DockerException as err:
+        with engine() as client:
+            found = module.leftovers(client, module.setup_images())
+    except DockerResourceError as err:
         return f"docker engine: not answering ({err})"
-    try:
-        found = module.leftovers(client, module.setup_images())
-    finally:
-        client.close()
     names = [what for items in found.values() for _ref, what in items]
     if not names:
         return "project Docker objects besides make setup's: none"

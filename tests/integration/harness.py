@@ -25,6 +25,7 @@ import yaml
 from pulumi import automation as auto
 
 from components.dkron_client import DkronClient
+from components.docker_objects import engine
 
 ROOT = Path(__file__).resolve().parents[2]
 STACKS = ROOT / "stacks"
@@ -70,22 +71,15 @@ def _port_free(port: int) -> bool:
 
 def derived_base_image(tag: str, extra_line: str) -> str:
     """A base image that differs from the default by one Dockerfile line (built here, never pulled)."""
-    client = docker.from_env(version="auto")
-    try:
+    with engine() as client:
         dockerfile = f"FROM {BASE_IMAGE}\n{extra_line}\n".encode()
         client.images.build(fileobj=io.BytesIO(dockerfile), tag=tag, pull=False, rm=True)
-    finally:
-        client.close()
     return tag
 
 
 def remove_image(tag: str) -> None:
-    client = docker.from_env(version="auto")
-    try:
-        with contextlib.suppress(docker.errors.APIError):
-            client.images.remove(tag, force=True)
-    finally:
-        client.close()
+    with engine() as client, contextlib.suppress(docker.errors.APIError):
+        client.images.remove(tag, force=True)
 
 
 def eventually(what: str, check: Callable[[], T | None], timeout_s: float = 60, poll_s: float = 1) -> T:
@@ -156,15 +150,12 @@ class TestStack:
 
     def print_container_logs(self, lines: int = 25) -> None:
         """The tail of every node's log, to explain a failed update."""
-        client = docker.from_env(version="auto")
-        try:
+        with engine() as client:
             for container in client.containers.list(
                 all=True, filters={"label": f"dkron-iac.stack={self.name}"}
             ):
                 tail = container.logs(tail=lines).decode(errors="replace")
                 sys.stdout.write(f"--- {container.name} ({container.status}) ---\n{tail}\n")
-        finally:
-            client.close()
 
     def preview(self) -> auto.PreviewResult:
         return self.stack.preview(on_output=self._echo, diff=True, color="never")
@@ -192,12 +183,9 @@ class TestStack:
 
     def remove_containers(self, nodes: list[str] | None = None) -> None:
         """Force-remove the containers of `nodes` (every node by default), as if lost."""
-        client = docker.from_env(version="auto")
-        try:
+        with engine() as client:
             for node in self.node_names() if nodes is None else nodes:
                 client.containers.get(self.container(node)).remove(force=True)
-        finally:
-            client.close()
 
     def docker_objects(self) -> dict[str, list[str]]:
         """Names of every container, network and volume labelled with this stack."""
@@ -214,15 +202,12 @@ class TestStack:
 def docker_objects(stack_name: str) -> dict[str, list[str]]:
     """Names of every container, network and volume labelled with stack `stack_name`."""
     label = f"dkron-iac.stack={stack_name}"
-    client = docker.from_env(version="auto")
-    try:
+    with engine() as client:
         return {
             "containers": [c.name for c in client.containers.list(all=True, filters={"label": label})],
             "networks": [n.name for n in client.networks.list(filters={"label": label})],
             "volumes": [v.name for v in client.volumes.list(filters={"label": label})],
         }
-    finally:
-        client.close()
 
 
 def discard_stack(name: str, cluster_name: str, on_output: Callable[[str], Any] | None = None) -> None:
@@ -242,8 +227,7 @@ def discard_stack(name: str, cluster_name: str, on_output: Callable[[str], Any] 
 
 def _remove_docker_objects(stack_name: str, cluster_name: str) -> None:
     label = f"dkron-iac.stack={stack_name}"
-    client = docker.from_env(version="auto")
-    try:
+    with engine() as client:
         for container in client.containers.list(all=True, filters={"label": label}):
             container.remove(force=True)
         for network in client.networks.list(filters={"label": label}):
@@ -261,8 +245,6 @@ def _remove_docker_objects(stack_name: str, cluster_name: str) -> None:
                 image.reload()
                 if not image.tags:
                     client.images.remove(image.id)
-    finally:
-        client.close()
 
 
 @contextlib.contextmanager

@@ -21,11 +21,11 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
-import docker
 import pytest
 import yaml
 from pulumi import automation as auto
 
+from components.docker_objects import engine
 from tests.integration.harness import TestStack
 
 NODES: list[dict[str, Any]] = [
@@ -249,11 +249,8 @@ def _failed_preview(stack: TestStack) -> list[str]:
 
 def _assert_nothing_made(stack: TestStack) -> None:
     assert stack.docker_objects() == {"containers": [], "networks": [], "volumes": []}
-    client = docker.from_env(version="auto")
-    try:
+    with engine() as client:
         images = client.images.list(filters={"reference": f"dkron-iac/{stack.cluster_name}-node"})
-    finally:
-        client.close()
     assert images == [], images
     deployment = stack.stack.export_stack().deployment or {}
     kinds = [r.get("type") for r in deployment.get("resources") or []]

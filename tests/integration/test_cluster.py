@@ -10,9 +10,9 @@ import time
 from collections.abc import Iterator
 from typing import Any
 
-import docker
 import pytest
 
+from components.docker_objects import engine
 from components.health import ClusterView, observe, raft_peers
 from tests.integration.harness import TestStack, eventually
 
@@ -112,11 +112,8 @@ def test_killing_the_leader_elects_a_new_one_and_jobs_keep_running(cluster: Test
     old_leader = _views(cluster).leader
     assert old_leader
     survivors = [n for n in cluster.node_names() if n != old_leader]
-    client = docker.from_env(version="auto")
-    try:
+    with engine() as client:
         client.containers.get(cluster.container(old_leader)).kill()
-    finally:
-        client.close()
     killed_at = time.time()
 
     def new_leader() -> str | None:

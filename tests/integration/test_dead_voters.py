@@ -12,13 +12,12 @@ from __future__ import annotations
 import shlex
 import time
 from collections.abc import Iterator
-from contextlib import closing
 from typing import Any
 
-import docker
 import pytest
 from pulumi import automation as auto
 
+from components.docker_objects import engine
 from components.health import observe, raft_peers
 from tests.integration.harness import TestStack, eventually
 
@@ -65,7 +64,7 @@ def watch_peers(stack: TestStack, seconds: float) -> list[set[str]]:
 
 
 def kill_and_remove(stack: TestStack, container: str) -> None:
-    with closing(docker.from_env(version="auto")) as client:
+    with engine() as client:
         client.containers.get(container).remove(force=True)
 
 
@@ -123,7 +122,7 @@ def _start_extra_server(stack: TestStack, name: str) -> str:
     someone trying a node out by hand would.
     """
     source = stack.container("a")
-    with closing(docker.from_env(version="auto")) as client:
+    with engine() as client:
         node_a = client.containers.get(source)
         config = node_a.exec_run(["cat", "/etc/dkron/dkron.yml"]).output.decode()
         config = config.replace("node-name: a\n", f"node-name: {name}\n")

@@ -13,7 +13,7 @@ import shutil
 import socket
 import time
 from collections.abc import Iterator
-from contextlib import closing, suppress
+from contextlib import suppress
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -28,7 +28,7 @@ from pulumi import automation as auto
 from pulumi.runtime.rpc import UNKNOWN
 
 from components.addressing import docker_network_subnets, free_subnet
-from components.docker_resources import (
+from components.docker_objects import (
     DockerContainer,
     DockerContainerProvider,
     DockerImageProvider,
@@ -37,6 +37,7 @@ from components.docker_resources import (
     DockerResourceError,
     DockerVolumeProvider,
     context_digest,
+    engine,
     remove_unused_images,
 )
 from tests.integration.harness import BASE_IMAGE
@@ -65,8 +66,8 @@ class Scope:
 
 @pytest.fixture
 def client() -> Iterator[docker.DockerClient]:
-    with closing(docker.from_env()) as engine:
-        yield engine
+    with engine() as docker_engine:
+        yield docker_engine
 
 
 @pytest.fixture
@@ -650,9 +651,9 @@ def test_container_check_reports_bad_inputs() -> None:
 
 def test_providers_pickle_by_reference() -> None:
     """The engine pickles each provider with dill; it must stay small and
-    refer to this module rather than carry its code or a client."""
+    refer to its module rather than carry its code or a client."""
     payload = dill.dumps(DockerContainerProvider(), recurse=True)
-    assert b"components.docker_resources" in payload
+    assert b"components.docker_objects.container" in payload
     assert len(payload) < 500
     assert isinstance(dill.loads(payload), DockerContainerProvider)  # noqa: S301 (made just above)
     assert DockerContainer._resource_type_name == "dynamic/docker:DockerContainer"

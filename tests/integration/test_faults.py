@@ -50,6 +50,7 @@ import pytest
 import requests
 
 from components.dkron_client import DkronClient, DkronError
+from components.docker_objects import engine
 from components.health import observe
 from components.job_provider import managed_job
 from tests.integration.harness import (
@@ -242,24 +243,18 @@ def _assert_jobs_identical(stack: TestStack, expected: dict[str, dict[str, Any]]
 
 
 def _container_states(stack: TestStack) -> dict[str, dict[str, Any]]:
-    client = docker.from_env(version="auto")
-    try:
+    with engine() as client:
         states = {}
         for node in stack.node_names():
             with contextlib.suppress(docker.errors.NotFound):
                 container = client.containers.get(stack.container(node))
                 states[node] = {"id": container.id, "running": container.status == "running"}
         return states
-    finally:
-        client.close()
 
 
 def _kill(stack: TestStack, node: str) -> None:
-    client = docker.from_env(version="auto")
-    try:
+    with engine() as client:
         client.containers.get(stack.container(node)).kill()
-    finally:
-        client.close()
 
 
 def _heal(faults: Faults, record: dict[str, Any], self_heal_s: float = SELF_HEAL_S) -> None:
@@ -311,8 +306,7 @@ def _heal(faults: Faults, record: dict[str, Any], self_heal_s: float = SELF_HEAL
 
 def _addresses(stack: TestStack) -> dict[str, str | None]:
     """Each node container's IP address on the cluster network (None if not running)."""
-    client = docker.from_env(version="auto")
-    try:
+    with engine() as client:
         found: dict[str, str | None] = {}
         for node in stack.node_names():
             try:
@@ -322,8 +316,6 @@ def _addresses(stack: TestStack) -> dict[str, str | None]:
                 continue
             found[node] = next((n["IPAddress"] or None for n in networks.values()), None)
         return found
-    finally:
-        client.close()
 
 
 def _require_working_cluster(faults: Faults) -> None:
@@ -495,13 +487,10 @@ def test_node_killed_in_the_middle_of_a_rolling_update(faults: Faults) -> None:
 
     _heal(faults, record, self_heal_s=0)  # always one more `pulumi up`: the rollout is unfinished
     # Every node now runs the new image.
-    client = docker.from_env(version="auto")
-    try:
+    with engine() as client:
         for node in stack.node_names():
             image = client.containers.get(stack.container(node)).image
             assert image.labels.get("dkron-iac.test") == "faults", f"{node} runs {image.tags}"
-    finally:
-        client.close()
     _assert_jobs_identical(stack, faults.expected_jobs, stack.node_names())
 
 

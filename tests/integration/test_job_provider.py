@@ -23,6 +23,7 @@ import pytest
 from docker.models.containers import Container
 
 from components.dkron_client import DkronClient
+from components.docker_objects import engine
 from components.job_provider import (
     API_URL_ENV,
     SERVER_FIELDS,
@@ -70,40 +71,41 @@ class Server:
 @pytest.fixture(scope="module")
 def server() -> Iterator[Server]:
     """One Dkron server, tagged python=daily, for the whole module; always removed."""
-    client = docker.from_env()
-    suffix = uuid.uuid4().hex[:8]
-    tag = f"t-jobprov-{suffix}:test"
-    dockerfile = f"FROM {BASE_IMAGE}\nCOPY --from={DKRON_IMAGE} /usr/local/bin/dkron /usr/local/bin/dkron\n"
-    container = None
-    try:
-        client.images.build(fileobj=io.BytesIO(dockerfile.encode()), tag=tag, rm=True, pull=False)
-        port = _free_port()
-        container = client.containers.run(
-            tag,
-            name=f"t-jobprov-{suffix}",
-            entrypoint="/usr/local/bin/dkron",
-            command=[
-                "agent",
-                "--server",
-                "--bootstrap-expect=1",
-                "--node-name=n1",
-                "--data-dir=/tmp/dk",
-                "--tag",
-                "python=daily",
-                "--disable-usage-stats",
-            ],
-            ports={"8080/tcp": ("127.0.0.1", port)},
-            detach=True,
+    with engine() as client:
+        suffix = uuid.uuid4().hex[:8]
+        tag = f"t-jobprov-{suffix}:test"
+        dockerfile = (
+            f"FROM {BASE_IMAGE}\nCOPY --from={DKRON_IMAGE} /usr/local/bin/dkron /usr/local/bin/dkron\n"
         )
-        url = f"http://127.0.0.1:{port}"
-        _wait_for_leader(url)
-        yield Server(url, container)
-    finally:
-        if container is not None:
-            container.remove(force=True)
-        with contextlib.suppress(docker.errors.ImageNotFound):
-            client.images.remove(tag, force=True)
-        client.close()
+        container = None
+        try:
+            client.images.build(fileobj=io.BytesIO(dockerfile.encode()), tag=tag, rm=True, pull=False)
+            port = _free_port()
+            container = client.containers.run(
+                tag,
+                name=f"t-jobprov-{suffix}",
+                entrypoint="/usr/local/bin/dkron",
+                command=[
+                    "agent",
+                    "--server",
+                    "--bootstrap-expect=1",
+                    "--node-name=n1",
+                    "--data-dir=/tmp/dk",
+                    "--tag",
+                    "python=daily",
+                    "--disable-usage-stats",
+                ],
+                ports={"8080/tcp": ("127.0.0.1", port)},
+                detach=True,
+            )
+            url = f"http://127.0.0.1:{port}"
+            _wait_for_leader(url)
+            yield Server(url, container)
+        finally:
+            if container is not None:
+                container.remove(force=True)
+            with contextlib.suppress(docker.errors.ImageNotFound):
+                client.images.remove(tag, force=True)
 
 
 def _wait_for_leader(url: str) -> None:

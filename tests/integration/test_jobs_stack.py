@@ -24,10 +24,10 @@ from collections.abc import Iterator, Mapping
 from datetime import datetime
 from typing import Any
 
-import docker
 import pytest
 from pulumi import automation as auto
 
+from components.docker_objects import engine
 from components.health import observe
 from tests.integration.harness import ROOT, TestStack, eventually
 
@@ -340,11 +340,8 @@ def test_job_updates_issued_while_the_leader_is_killed_complete(stack: TestStack
     stop = threading.Event()
 
     def kill_leader() -> None:
-        client = docker.from_env(version="auto")
-        try:
+        with engine() as client:
             client.containers.get(stack.container(old_leader)).kill()
-        finally:
-            client.close()
 
     def on_event(event: auto.EngineEvent) -> None:
         pre, outs = event.resource_pre_event, event.res_outputs_event

@@ -9,10 +9,10 @@ from __future__ import annotations
 from collections.abc import Iterator
 from typing import Any
 
-import docker
 import pytest
 from pulumi import automation as auto
 
+from components.docker_objects import engine
 from components.health import observe, raft_peers
 from tests.integration.harness import TestStack, eventually
 
@@ -89,13 +89,10 @@ def test_scale_out_to_five_joins_new_voters_without_restarting_others(cluster: T
 
 def test_scale_in_with_a_dead_node_removes_its_peer(cluster: TestStack) -> None:
     # "e" dies without leaving (no restart policy to bring it back).
-    client = docker.from_env(version="auto")
-    try:
+    with engine() as client:
         victim = client.containers.get(cluster.container("e"))
         victim.update(restart_policy={"Name": "no"})
         victim.kill(signal="SIGKILL")
-    finally:
-        client.close()
     cluster.configure(lambda c: c.update(nodes=nodes("a", "b", "c")))
     outputs = cluster.up()
     assert_whole(cluster, outputs)
@@ -116,13 +113,10 @@ def test_removing_too_many_voters_at_once_is_refused_before_anything_changes(clu
 def test_dead_follower_replaced_by_a_new_node(cluster: TestStack) -> None:
     leader = observe({n: api_url(cluster, n) for n in configured(cluster)}).leader
     dead = next(n for n in ("a", "b", "c") if n != leader)
-    client = docker.from_env(version="auto")
-    try:
+    with engine() as client:
         victim = client.containers.get(cluster.container(dead))
         victim.update(restart_policy={"Name": "no"})
         victim.kill(signal="SIGKILL")
-    finally:
-        client.close()
     survivors = [n for n in ("a", "b", "c") if n != dead]
     cluster.configure(lambda c: c.update(nodes=nodes(*survivors, "d")))
     outputs = cluster.up()
@@ -133,12 +127,9 @@ def test_node_with_a_lost_volume_rejoins_and_catches_up(cluster: TestStack) -> N
     names = configured(cluster)
     leader = observe({n: api_url(cluster, n) for n in names}).leader
     wiped = next(n for n in names if n != leader)
-    client = docker.from_env(version="auto")
-    try:
+    with engine() as client:
         client.containers.get(cluster.container(wiped)).remove(force=True)
         client.volumes.get(f"{cluster.cluster_name}-{wiped}-data").remove(force=True)
-    finally:
-        client.close()
     outputs = cluster.up()
     assert_whole(cluster, outputs)
     assert leader is not None, "no leader"
@@ -150,8 +141,5 @@ def test_node_with_a_lost_volume_rejoins_and_catches_up(cluster: TestStack) -> N
 
 
 def container_ids(stack: TestStack, names: list[str]) -> dict[str, str]:
-    client = docker.from_env(version="auto")
-    try:
+    with engine() as client:
         return {n: client.containers.get(stack.container(n)).id for n in names}
-    finally:
-        client.close()

@@ -21,6 +21,7 @@ import docker
 import pytest
 from pulumi import automation as auto
 
+from components.docker_objects import engine
 from components.health import observe
 from tests.integration.harness import TestStack, derived_base_image, eventually, remove_image
 
@@ -75,8 +76,7 @@ class Timeline:
         self._stop.set()
         for thread in self._threads:
             thread.join()
-        client = docker.from_env(version="auto")
-        try:
+        with engine() as client:
             raw = client.api.events(
                 since=int(self.started) - 1,
                 until=int(self.finished) + 1,
@@ -92,8 +92,6 @@ class Timeline:
                 for e in raw
                 if e["Action"] in ("create", "start", "kill", "die", "stop", "destroy")
             ]
-        finally:
-            client.close()
 
     def _poll_leader(self) -> None:
         api = {n: self.stack.api_url(n) for n in self.stack.node_names()}
@@ -117,22 +115,16 @@ class Timeline:
 
 
 def container_ids(stack: TestStack) -> dict[str, str]:
-    client = docker.from_env(version="auto")
-    try:
+    with engine() as client:
         return {n: client.containers.get(stack.container(n)).id for n in stack.node_names()}
-    finally:
-        client.close()
 
 
 def images_in_use(stack: TestStack) -> tuple[set[str], set[str]]:
     """The IDs of the images carrying the stack's label, and of those its nodes run."""
-    client = docker.from_env(version="auto")
-    try:
+    with engine() as client:
         labelled = {i.id for i in client.images.list(filters={"label": f"dkron-iac.stack={stack.name}"})}
         running = {client.containers.get(stack.container(n)).image.id for n in stack.node_names()}
         return labelled, running
-    finally:
-        client.close()
 
 
 def tick_runs(stack: TestStack, since: float, until: float) -> int:
@@ -259,12 +251,9 @@ def test_broken_node_halts_rollout_with_quorum_then_fix_completes(cluster: TestS
 
 
 def container_ids_present(stack: TestStack) -> dict[str, str]:
-    client = docker.from_env(version="auto")
-    try:
+    with engine() as client:
         found = {}
         for node in stack.node_names():
             with contextlib.suppress(docker.errors.NotFound):
                 found[node] = client.containers.get(stack.container(node)).id
         return found
-    finally:
-        client.close()

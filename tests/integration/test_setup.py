@@ -7,8 +7,7 @@ import subprocess
 import uuid
 from pathlib import Path
 
-import docker
-
+from components.docker_objects import engine
 from tests.integration.harness import BASE_IMAGE, ROOT, remove_image
 
 
@@ -28,8 +27,7 @@ def test_the_dkron_image_is_made_silently_and_serves_the_node_dockerfile(tmp_pat
         # No "legacy builder is deprecated" banner, nor anything else.
         assert (made.stdout, made.stderr) == ("", "")
 
-        client = docker.from_env(version="auto")
-        try:
+        with engine() as client:
             assert client.images.get(tag).labels == {"dkron-iac.binary": "abc"}
             # As in dockerfiles/Dockerfile: the binary copied from the image, run on the base image.
             dockerfile = (
@@ -38,8 +36,6 @@ def test_the_dkron_image_is_made_silently_and_serves_the_node_dockerfile(tmp_pat
             )
             client.images.build(fileobj=io.BytesIO(dockerfile.encode()), tag=node_tag, pull=False, rm=True)
             ran = client.containers.run(node_tag, ["dkron"], remove=True)
-        finally:
-            client.close()
         assert ran.decode().strip() == "dkron stand-in"
     finally:
         remove_image(node_tag)

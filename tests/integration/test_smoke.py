@@ -11,11 +11,11 @@ from __future__ import annotations
 
 import subprocess
 
-import docker
 import pytest
 from pulumi import automation as auto
 
 from components.dkron_client import DkronClient
+from components.docker_objects import engine
 from tests.integration.harness import TestStack, eventually
 
 
@@ -56,12 +56,9 @@ def test_a_formed_cluster_whose_data_is_all_gone_is_not_silently_rebootstrapped(
     stack = TestStack([{"name": "solo"}])
     try:
         stack.up(refresh=False)
-        client = docker.from_env(version="auto")
-        try:
+        with engine() as client:
             client.containers.get(stack.container("solo")).remove(force=True)
             client.volumes.get(f"{stack.cluster_name}-solo-data").remove(force=True)
-        finally:
-            client.close()
 
         with pytest.raises(auto.CommandError, match="rebootstrap: true"):
             stack.up()

@@ -21,7 +21,7 @@ from pulumi.runtime import rpc
 from pulumi.runtime.mocks import MockMonitor
 
 import components.cluster
-import components.docker_resources
+import components.docker_objects.client
 import components.health
 from components.cluster import DOCKERFILE, DkronCluster, DkronClusterArgs
 from components.health import NodeView, RaftPeer
@@ -193,7 +193,7 @@ class FakeNodes:
         return {n: RaftPeer(n, f"{n}:6868", "follower", True) for n in self.voters}
 
 
-def _no_docker() -> None:
+def _no_docker(*_args: object, **_kwargs: object) -> None:
     raise AssertionError("a unit test reached for the Docker engine")
 
 
@@ -202,8 +202,8 @@ def nodes(monkeypatch: pytest.MonkeyPatch) -> FakeNodes:
     fake = FakeNodes()
     monkeypatch.setattr(components.health, "observe_node", fake.observe_node)
     monkeypatch.setattr(components.health, "raft_peers", fake.raft_peers)
-    monkeypatch.setattr(components.docker_resources, "docker_client", _no_docker)
-    monkeypatch.setattr(components.cluster, "docker_client", _no_docker)
+    # Every Docker client is made here (`engine()`), whoever asks for one.
+    monkeypatch.setattr(components.docker_objects.client, "_connect", _no_docker)
     monkeypatch.setattr(components.cluster, "remove_unused_images", fake.remove_unused_images)
     # The fake cluster is never whole; the end-of-update wait reads it once.
     monkeypatch.setattr(

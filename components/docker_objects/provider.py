@@ -1,0 +1,47 @@
+"""The base of every Docker provider: ``diff`` from normalised fields, ``check``
+from a list of problems, and the type token module of every Docker resource."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Mapping
+from typing import Any, ClassVar
+
+from pulumi.dynamic import CheckFailure, CheckResult, DiffResult, ResourceProvider
+
+from components.docker_objects.props import Normalizer, changed, is_known, text
+
+# Type tokens read ``pulumi-python:dynamic/docker:<Name>``; the SDK's default
+# for every dynamic resource would be ``dynamic:Resource``.
+TYPE_MODULE = "docker"
+
+
+class DockerProvider(ResourceProvider):
+    """Shared ``diff``: fields in ``replace_fields`` force a delete-then-create,
+    fields in ``update_fields`` are changed in place by ``update``."""
+
+    replace_fields: ClassVar[dict[str, Normalizer]] = {}
+    update_fields: ClassVar[dict[str, Normalizer]] = {}
+
+    @classmethod
+    def input_fields(cls) -> list[str]:
+        return [*cls.replace_fields, *cls.update_fields]
+
+    def diff(self, _id: str, olds: dict[str, Any], news: dict[str, Any]) -> DiffResult:
+        replaces = changed(olds, news, self.replace_fields)
+        updates = changed(olds, news, self.update_fields)
+        return DiffResult(
+            changes=bool(replaces or updates),
+            replaces=replaces,
+            delete_before_replace=True,
+        )
+
+    def check(self, _olds: dict[str, Any], news: dict[str, Any]) -> CheckResult:
+        failures = [
+            CheckFailure(field, reason) for field, reason in self.problems(news) if is_known(news.get(field))
+        ]
+        return CheckResult(news, failures)
+
+    def problems(self, news: Mapping[str, Any]) -> Iterator[tuple[str, str]]:
+        """(field, reason) for each invalid input; unknown values are skipped."""
+        if not text(news.get("name")) and "name" in self.replace_fields:
+            yield "name", "must be a non-empty Docker object name"
