@@ -34,10 +34,11 @@ import docker
 from pulumi.automation import EngineEvent
 
 from bench import baselines, probes, report
+from components import naming
 from components.dkron_client import DkronClient
 from components.docker_objects import engine
 from components.health import observe
-from tests.integration.harness import ROOT, TestStack, free_port_block
+from testing.harness import ROOT, SETUP_VERSIONS, TestStack, free_port_block
 
 TAGS = {"python": "daily"}
 NODES = [{"name": name, "tags": dict(TAGS)} for name in baselines.NODE_NAMES]
@@ -318,7 +319,7 @@ class Bench:
         stack is running while a baseline is timed except in the last round,
         whose stack is kept for the rest of the run.
         """
-        image = f"dkron-iac/{self.prefix}-node:4.0.5"
+        image = naming.image_tag(self.prefix, SETUP_VERSIONS["DKRON_VERSION"])
         rounds: list[dict[str, Any]] = []
         data["rounds"] = rounds
         for number in range(1, FORMATIONS + 1):
@@ -398,7 +399,9 @@ class Bench:
             if tag_image:
                 with engine() as client:
                     self.images.append(tag_image)
-                    client.images.get(f"dkron-iac/{stack.cluster_name}-node:4.0.5").tag(tag_image)
+                    client.images.get(
+                        naming.image_tag(stack.cluster_name, SETUP_VERSIONS["DKRON_VERSION"])
+                    ).tag(tag_image)
         finally:
             if keep:
                 self.stack = stack

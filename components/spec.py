@@ -28,6 +28,8 @@ from pydantic import (
 )
 from pydantic_core import PydanticCustomError
 
+from components import naming
+
 CONFIG_KEY = "dkron-cluster:cluster"
 
 LogLevel = Literal["debug", "info", "warn", "error"]
@@ -456,19 +458,19 @@ class ClusterSpec(_Settings):
         raise KeyError(f"cluster {self.name!r} has no node {name!r}")
 
     def container_name(self, node: NodeSpec) -> str:
-        return f"{self.name}-{node.name}"
+        return naming.container_name(self.name, node.name)
 
     def volume_name(self, node: NodeSpec) -> str:
-        return f"{self.name}-{node.name}-data"
+        return naming.volume_name(self.name, node.name)
 
     @property
     def network_name(self) -> str:
-        return f"{self.name}-net"
+        return naming.network_name(self.name)
 
     @property
     def image_tag(self) -> str:
         """Tag of the locally built node image (base image + dkron binary)."""
-        return f"dkron-iac/{self.name}-node:{self.image.dkron_version}"
+        return naming.image_tag(self.name, self.image.dkron_version)
 
 
 class ClusterConfigError(ValueError):

@@ -25,8 +25,9 @@ import pytest
 import yaml
 from pulumi import automation as auto
 
+from components import naming
 from components.docker_objects import engine
-from tests.integration.harness import TestStack
+from testing.harness import TestStack
 
 NODES: list[dict[str, Any]] = [
     {"name": "n1", "tags": {"python": "daily"}},
@@ -250,7 +251,7 @@ def _failed_preview(stack: TestStack) -> list[str]:
 def _assert_nothing_made(stack: TestStack) -> None:
     assert stack.docker_objects() == {"containers": [], "networks": [], "volumes": []}
     with engine() as client:
-        images = client.images.list(filters={"reference": f"dkron-iac/{stack.cluster_name}-node"})
+        images = client.images.list(filters={"reference": naming.image_repository(stack.cluster_name)})
     assert images == [], images
     deployment = stack.stack.export_stack().deployment or {}
     kinds = [r.get("type") for r in deployment.get("resources") or []]

@@ -14,7 +14,7 @@ import pytest
 
 from components.docker_objects import engine
 from components.health import ClusterView, observe, raft_peers
-from tests.integration.harness import TestStack, eventually
+from testing.harness import TestStack, eventually
 
 NODES = [
     {"name": "alpha", "tags": {"python": "daily"}},

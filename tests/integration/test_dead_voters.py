@@ -19,7 +19,7 @@ from pulumi import automation as auto
 
 from components.docker_objects import engine
 from components.health import observe, raft_peers
-from tests.integration.harness import TestStack, eventually
+from testing.harness import TestStack, eventually
 
 # Dkron's ReconcileInterval (dkron/leader.go), plus margin.
 RECONCILE_S = 60

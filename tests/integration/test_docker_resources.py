@@ -18,7 +18,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import dill
 import docker
 import docker.errors
 import pulumi
@@ -40,7 +39,7 @@ from components.docker_objects import (
     engine,
     remove_unused_images,
 )
-from tests.integration.harness import BASE_IMAGE
+from testing.harness import BASE_IMAGE, write_image_context
 
 pytestmark = pytest.mark.integration
 
@@ -229,18 +228,6 @@ def test_network_with_a_subnet_gives_containers_fixed_addresses_that_survive_res
         client.networks.get(network.id)
 
 
-def test_network_check_reports_bad_address_settings() -> None:
-    checked = DockerNetworkProvider().check(
-        {}, {"name": "n", "subnet": "10.0.0.0/24", "gateway": "10.0.1.1", "ip_range": "10.0.0.0/16"}
-    )
-    assert {(f.property, f.reason) for f in checked.failures} == {
-        ("gateway", "'10.0.1.1' is not inside the subnet 10.0.0.0/24"),
-        ("ip_range", "'10.0.0.0/16' is not inside the subnet 10.0.0.0/24"),
-    }
-    no_subnet = DockerNetworkProvider().check({}, {"name": "n", "gateway": "10.0.1.1"})
-    assert [(f.property, f.reason) for f in no_subnet.failures] == [("gateway", "needs a subnet")]
-
-
 # --- volumes -------------------------------------------------------------------
 
 
@@ -299,13 +286,6 @@ def test_volume_retained_then_released(client: docker.DockerClient, scope: Scope
 # --- images --------------------------------------------------------------------
 
 
-def _image_context(root: Path, greeting: str) -> None:
-    (root / "app").mkdir(exist_ok=True)
-    (root / "app" / "hello.txt").write_text(greeting)
-    (root / "Dockerfile").write_text(f"FROM {BASE_IMAGE}\nCOPY app/ /app/\n")
-    (root / "not-in-context.txt").write_text("outside the include list\n")
-
-
 def _image_inputs(scope: Scope, root: Path) -> dict[str, Any]:
     include = ["Dockerfile", "app"]
     return {
@@ -323,33 +303,9 @@ def _file_in_image(client: docker.DockerClient, image_id: str, path: str) -> str
     return bytes(output).decode()
 
 
-def test_context_digest_follows_included_files(tmp_path: Path) -> None:
-    _image_context(tmp_path, "v1\n")
-    include = ["Dockerfile", "app"]
-    first = context_digest(str(tmp_path), include)
-    assert context_digest(str(tmp_path), include) == first
-
-    (tmp_path / "not-in-context.txt").write_text("changed\n")
-    (tmp_path / "app" / "__pycache__").mkdir()
-    (tmp_path / "app" / "__pycache__" / "x.cpython-311.pyc").write_bytes(b"\0")
-    assert context_digest(str(tmp_path), include) == first
-
-    (tmp_path / "app" / "hello.txt").chmod(0o755)
-    executable = context_digest(str(tmp_path), include)
-    assert executable != first
-
-    (tmp_path / "app" / "hello.txt").write_text("v2\n")
-    assert context_digest(str(tmp_path), include) not in (first, executable)
-
-    with pytest.raises(DockerResourceError, match="does not exist"):
-        context_digest(str(tmp_path), ["missing"])
-    with pytest.raises(DockerResourceError, match="relative to the context root"):
-        context_digest(str(tmp_path), ["../elsewhere"])
-
-
 def test_image_build_and_rebuild(client: docker.DockerClient, scope: Scope, tmp_path: Path) -> None:
     provider = DockerImageProvider()
-    _image_context(tmp_path, "v1\n")
+    write_image_context(tmp_path, "v1\n")
     props = _engine_props(_image_inputs(scope, tmp_path))
 
     created = provider.create(props)
@@ -396,7 +352,7 @@ def test_old_labelled_images_are_removed_once_no_container_uses_them(
     client: docker.DockerClient, scope: Scope, tmp_path: Path
 ) -> None:
     provider = DockerImageProvider()
-    _image_context(tmp_path, "v1\n")
+    write_image_context(tmp_path, "v1\n")
     first = provider.create(_engine_props({**_image_inputs(scope, tmp_path), "labels": scope.labels}))
     assert first.outs is not None
     first_id = first.outs["image_id"]
@@ -422,7 +378,7 @@ def test_old_labelled_images_are_removed_once_no_container_uses_them(
 
 
 def test_image_build_error_quotes_the_build_log(scope: Scope, tmp_path: Path) -> None:
-    _image_context(tmp_path, "v1\n")
+    write_image_context(tmp_path, "v1\n")
     # No RUN step: a failed classic build keeps the images of the steps
     # that succeeded, and those would outlive the test.
     (tmp_path / "Dockerfile").write_text(f"FROM {BASE_IMAGE}\nCOPY not-in-context.txt /\n")
@@ -434,19 +390,6 @@ def test_image_build_error_quotes_the_build_log(scope: Scope, tmp_path: Path) ->
     assert props["tag"] in message
     assert "not-in-context.txt" in message  # only `include` is sent to the builder
     assert "Step 2/2 : COPY not-in-context.txt /" in message  # from the build log
-
-
-def test_image_check_rejects_a_dockerfile_outside_the_context(tmp_path: Path) -> None:
-    news = {
-        "tag": "t-dockres-check:1",
-        "context_root": str(tmp_path),
-        "include": ["app"],
-        "dockerfile": "Dockerfile",
-        "context_digest": "x",
-    }
-    failures = DockerImageProvider().check({}, news).failures
-    assert [f.property for f in failures] == ["dockerfile"]
-    assert not DockerImageProvider().check({}, {**news, "dockerfile": UNKNOWN}).failures
 
 
 # --- containers ----------------------------------------------------------------
@@ -620,43 +563,6 @@ def test_container_that_exits_fails_create_with_its_logs(
     assert "crash-marker" in message
     # Create is all or nothing: the failed container is gone.
     assert not client.containers.list(all=True, filters={"name": inputs["name"]})
-
-
-def test_container_check_reports_bad_inputs() -> None:
-    news = {
-        "name": "t-dockres-check",
-        "image": "sha256:abc",
-        "network": "net",
-        "restart": "sometimes",
-        "ports": [{"internal": 8080, "external": 70000, "ip": "127.0.0.1"}],
-        "mounts": [{"volume": "v", "target": "relative/path"}],
-        "files": {"etc/x.yml": "a"},
-    }
-    failures = DockerContainerProvider().check({}, news).failures
-    assert sorted(f.property for f in failures) == [
-        "files",
-        "mounts",
-        "ports",
-        "restart",
-    ]
-    unknown = {
-        **news,
-        "restart": UNKNOWN,
-        "ports": UNKNOWN,
-        "mounts": UNKNOWN,
-        "files": UNKNOWN,
-    }
-    assert not DockerContainerProvider().check({}, unknown).failures
-
-
-def test_providers_pickle_by_reference() -> None:
-    """The engine pickles each provider with dill; it must stay small and
-    refer to its module rather than carry its code or a client."""
-    payload = dill.dumps(DockerContainerProvider(), recurse=True)
-    assert b"components.docker_objects.container" in payload
-    assert len(payload) < 500
-    assert isinstance(dill.loads(payload), DockerContainerProvider)  # noqa: S301 (made just above)
-    assert DockerContainer._resource_type_name == "dynamic/docker:DockerContainer"
 
 
 # --- through the Pulumi engine -------------------------------------------------

@@ -53,7 +53,7 @@ from components.dkron_client import DkronClient, DkronError
 from components.docker_objects import engine
 from components.health import observe
 from components.job_provider import managed_job
-from tests.integration.harness import (
+from testing.harness import (
     ROOT,
     TestStack,
     derived_base_image,

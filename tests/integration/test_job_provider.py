@@ -33,7 +33,7 @@ from components.job_provider import (
     managed_job,
 )
 from components.jobs import JobSpec, job_payload
-from tests.integration.harness import BASE_IMAGE, DKRON_IMAGE
+from testing.harness import BASE_IMAGE, DKRON_IMAGE
 
 pytestmark = pytest.mark.integration
 

@@ -29,7 +29,7 @@ from pulumi import automation as auto
 
 from components.docker_objects import engine
 from components.health import observe
-from tests.integration.harness import ROOT, TestStack, eventually
+from testing.harness import ROOT, TestStack, eventually
 
 NODES = [{"name": "n1"}, {"name": "n2"}, {"name": "n3"}]
 ONE_SERVER = {"server": "true:1"}

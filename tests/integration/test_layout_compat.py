@@ -23,7 +23,7 @@ import pytest
 from pulumi import automation as auto
 
 from components.dkron_client import DkronClient
-from tests.integration.harness import ROOT, TestStack, eventually
+from testing.harness import ROOT, TestStack, eventually
 
 pytestmark = pytest.mark.integration
 

@@ -12,9 +12,10 @@ from typing import Any
 import pytest
 from pulumi import automation as auto
 
+from components import naming
 from components.docker_objects import engine
 from components.health import observe, raft_peers
-from tests.integration.harness import TestStack, eventually
+from testing.harness import TestStack, eventually
 
 JOBS: list[dict[str, Any]] = [
     {
@@ -129,7 +130,7 @@ def test_node_with_a_lost_volume_rejoins_and_catches_up(cluster: TestStack) -> N
     wiped = next(n for n in names if n != leader)
     with engine() as client:
         client.containers.get(cluster.container(wiped)).remove(force=True)
-        client.volumes.get(f"{cluster.cluster_name}-{wiped}-data").remove(force=True)
+        client.volumes.get(naming.volume_name(cluster.cluster_name, wiped)).remove(force=True)
     outputs = cluster.up()
     assert_whole(cluster, outputs)
     assert leader is not None, "no leader"

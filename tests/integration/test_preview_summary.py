@@ -29,7 +29,7 @@ from pulumi import automation as auto
 from components.change_summary import HEADER, KEY_MOVES, NO_CHANGE
 from components.health import observe
 from components.node_config import CONFIG_PATH, ENCRYPT_ENV
-from tests.integration.harness import BASE_IMAGE, ROOT, SETUP_VERSIONS, TestStack
+from testing.harness import BASE_IMAGE, ROOT, SETUP_VERSIONS, TestStack
 from tests.integration.test_rollout import container_ids
 
 # The last commit whose program wrote the gossip key into dkron.yml.

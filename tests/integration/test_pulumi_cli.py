@@ -22,7 +22,7 @@ import uuid
 import yaml
 
 from components.dkron_client import DkronClient
-from tests.integration.harness import (
+from testing.harness import (
     ROOT,
     STACKS,
     discard_stack,

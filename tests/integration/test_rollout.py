@@ -23,7 +23,7 @@ from pulumi import automation as auto
 
 from components.docker_objects import engine
 from components.health import observe
-from tests.integration.harness import TestStack, derived_base_image, eventually, remove_image
+from testing.harness import TestStack, derived_base_image, eventually, remove_image
 
 NODES: list[dict[str, Any]] = [
     {"name": "n1", "tags": {"python": "daily"}},

@@ -8,7 +8,7 @@ import uuid
 from pathlib import Path
 
 from components.docker_objects import engine
-from tests.integration.harness import BASE_IMAGE, ROOT, remove_image
+from testing.harness import BASE_IMAGE, ROOT, remove_image
 
 
 def test_the_dkron_image_is_made_silently_and_serves_the_node_dockerfile(tmp_path: Path) -> None:

@@ -14,9 +14,10 @@ import subprocess
 import pytest
 from pulumi import automation as auto
 
+from components import naming
 from components.dkron_client import DkronClient
 from components.docker_objects import engine
-from tests.integration.harness import TestStack, eventually
+from testing.harness import TestStack, eventually
 
 
 def test_one_node_stack_comes_up_answers_and_goes_away_completely() -> None:
@@ -58,7 +59,7 @@ def test_a_formed_cluster_whose_data_is_all_gone_is_not_silently_rebootstrapped(
         stack.up(refresh=False)
         with engine() as client:
             client.containers.get(stack.container("solo")).remove(force=True)
-            client.volumes.get(f"{stack.cluster_name}-solo-data").remove(force=True)
+            client.volumes.get(naming.volume_name(stack.cluster_name, "solo")).remove(force=True)
 
         with pytest.raises(auto.CommandError, match="rebootstrap: true"):
             stack.up()

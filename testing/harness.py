@@ -24,10 +24,11 @@ import docker
 import yaml
 from pulumi import automation as auto
 
+from components import naming
 from components.dkron_client import DkronClient
 from components.docker_objects import engine
 
-ROOT = Path(__file__).resolve().parents[2]
+ROOT = Path(__file__).resolve().parents[1]
 STACKS = ROOT / "stacks"
 T = TypeVar("T")
 
@@ -75,6 +76,15 @@ def derived_base_image(tag: str, extra_line: str) -> str:
         dockerfile = f"FROM {BASE_IMAGE}\n{extra_line}\n".encode()
         client.images.build(fileobj=io.BytesIO(dockerfile), tag=tag, pull=False, rm=True)
     return tag
+
+
+def write_image_context(root: Path, greeting: str) -> None:
+    """A tiny build context: a Dockerfile from the setup base image copying
+    `app/`, and a file outside the include list (`Dockerfile`, `app`)."""
+    (root / "app").mkdir(exist_ok=True)
+    (root / "app" / "hello.txt").write_text(greeting)
+    (root / "Dockerfile").write_text(f"FROM {BASE_IMAGE}\nCOPY app/ /app/\n")
+    (root / "not-in-context.txt").write_text("outside the include list\n")
 
 
 def remove_image(tag: str) -> None:
@@ -179,7 +189,7 @@ class TestStack:
         return DkronClient(self.api_url(node))
 
     def container(self, node: str) -> str:
-        return f"{self.cluster_name}-{node}"
+        return naming.container_name(self.cluster_name, node)
 
     def remove_containers(self, nodes: list[str] | None = None) -> None:
         """Force-remove the containers of `nodes` (every node by default), as if lost."""
@@ -238,7 +248,7 @@ def _remove_docker_objects(stack_name: str, cluster_name: str) -> None:
         # a tag someone else put on one (the benchmarks do) keeps it.
         for image in client.images.list(filters={"label": label}):
             for tag in image.tags:
-                if tag.startswith(f"dkron-iac/{cluster_name}-node:"):
+                if tag.startswith(f"{naming.image_repository(cluster_name)}:"):
                     with contextlib.suppress(docker.errors.APIError):
                         client.images.remove(tag)
             with contextlib.suppress(docker.errors.APIError):
