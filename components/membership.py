@@ -62,8 +62,8 @@ def check_removal_safe(stack: str, voters: Sequence[str], removed: Sequence[str]
 
 # How long a by-hand peer removal waits for Serf to stop seeing the node alive.
 # Serf marks a dead member failed after its suspicion timeout (about 10 s for
-# a few nodes); until then the leader's reconcile adds the peer back.
-SERF_DEATH_WAIT_S = 60.0
+# a few nodes, seen here); until then the leader's reconcile adds the peer back.
+SERF_DEATH_WAIT_S = 30.0
 
 
 class StrayVoter(RuntimeError):
