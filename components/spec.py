@@ -40,6 +40,7 @@ from components.config_errors import (
 )
 
 CONFIG_KEY = "dkron-cluster:cluster"
+_ROOT = "cluster"  # where the spec's settings sit in problem lines
 
 LogLevel = Literal["debug", "info", "warn", "error"]
 
@@ -473,9 +474,6 @@ class ClusterSpec(_Settings):
     def image_tag(self) -> str:
         """Tag of the locally built node image (base image + dkron binary)."""
         return naming.image_tag(self.name, self.image.dkron_version)
-
-
-_ROOT = "cluster"  # where the spec's settings sit in problem lines
 
 
 class ClusterConfigError(StackConfigError):
