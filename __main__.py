@@ -14,12 +14,13 @@ from components.cluster import (
     check_data_present,
     docker_subnets,
 )
-from components.job_set import declare_jobs, secret_env_problems
-from components.jobs import JobConfigError, cluster_node_tags, load_jobs, validate_jobs
+from components.config_errors import StackConfigError
+from components.job_set import check_secret_env, declare_jobs
+from components.jobs import cluster_node_tags, load_jobs, validate_jobs
 from components.membership import UnsafeRemoval, check_removal_safe, removed_nodes
 from components.node_config import bootstrap_plan
 from components.rollout import IncompatibleVersionChange, check_version_change
-from components.spec import ClusterConfigError, load_cluster_spec
+from components.spec import load_cluster_spec
 
 PROJECT_ROOT = Path(__file__).resolve().parent
 
@@ -52,9 +53,7 @@ def main() -> None:
         spec = load_cluster_spec(stack, pulumi.Config().get_object("cluster"))
         jobs = load_jobs(stack, spec.jobs, spec.job_files, PROJECT_ROOT)
         validate_jobs(stack, jobs, cluster_node_tags(spec), dkron_version=spec.image.dkron_version)
-        secret_problems = secret_env_problems(stack, jobs)
-        if secret_problems:
-            raise JobConfigError(secret_problems)
+        check_secret_env(stack, jobs)
         previous = previous_outputs(project, stack)
         check_version_change(stack, spec, previous.get("dkron_version"))
         plan = bootstrap_plan(spec, previous.get("bootstrap"))
@@ -71,8 +70,7 @@ def main() -> None:
             stack, list(previous_nodes), removed_nodes(previous_nodes, [n.name for n in spec.nodes])
         )
     except (
-        ClusterConfigError,
-        JobConfigError,
+        StackConfigError,
         IncompatibleVersionChange,
         ClusterDataLost,
         UnsafeRemoval,

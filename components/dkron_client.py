@@ -27,6 +27,16 @@ class DkronError(RuntimeError):
         super().__init__(message)
         self.status = status
 
+    @property
+    def retryable(self) -> bool:
+        """Whether the same request may succeed later.
+
+        A 4xx answer is final: the request itself is wrong. A 5xx (Dkron
+        answers 500 while it has no leader to forward a write to) or an error
+        without a status may pass once the cluster settles.
+        """
+        return self.status is None or self.status >= 500
+
 
 class DkronUnavailable(RuntimeError):
     """Dkron could not be reached, or had no leader, until the deadline."""
@@ -145,7 +155,7 @@ def retry(
         try:
             return action()
         except DkronError as err:
-            if err.status is not None and err.status < 500:
+            if not err.retryable:
                 raise
             last: Exception = err
         except (requests.ConnectionError, requests.Timeout) as err:

@@ -70,6 +70,7 @@ from pulumi.dynamic import (
 from pulumi.runtime.rpc import UNKNOWN
 
 from components.dkron_client import DkronClient, DkronError, DkronUnavailable, retry
+from components.docker_objects.props import text_map
 from components.jobs import JOB_NAME, JobSpec, job_payload, parse_rfc3339
 
 __all__ = [
@@ -145,10 +146,6 @@ def _is_known(value: Any) -> bool:
     return True
 
 
-def _text_map(value: Any) -> dict[str, str]:
-    return {str(key): str(item) for key, item in (value or {}).items()}
-
-
 def _instant(value: Any) -> str | None:
     """An RFC3339 time as a canonical UTC string (Dkron stores times in UTC)."""
     if value in (None, ""):
@@ -171,9 +168,9 @@ def managed_job(job: Mapping[str, Any] | None) -> dict[str, Any]:
     for field, default in _MANAGED_DEFAULTS.items():
         value = job.get(field)
         if field in _TEXT_MAPS:
-            out[field] = _text_map(value)
+            out[field] = text_map(value)
         elif field == "processors":
-            out[field] = {str(name): _text_map(conf) for name, conf in (value or {}).items()}
+            out[field] = {str(name): text_map(conf) for name, conf in (value or {}).items()}
         elif field in _TIMES:
             out[field] = _instant(value)
         elif field in _BOOLS:
@@ -263,7 +260,7 @@ def _on_any_node(urls: Sequence[str], action: Callable[[DkronClient], T]) -> T:
             try:
                 return action(client)
             except DkronError as err:
-                if err.status is not None and err.status < 500:
+                if not err.retryable:
                     raise
                 last = err
             except (requests.ConnectionError, requests.Timeout) as err:
@@ -313,7 +310,7 @@ def _write(urls: Sequence[str], job: Mapping[str, Any], timeout_s: float) -> dic
                     f"Dkron has no parent job {job['parent_job']!r} for job {name!r}; create the parent"
                     " first (declare the child with depends_on its parent's DkronJob)"
                 ) from err
-            if err.status is not None and err.status < 500:
+            if not err.retryable:
                 raise DkronJobError(f"Dkron refused job {name!r}: {err}") from err
             raise
         return client.base_url

@@ -7,8 +7,9 @@ from collections.abc import Sequence
 import pulumi
 from pulumi.runtime.config import get_config, is_config_secret
 
+from components.config_errors import in_stack
 from components.job_provider import DkronJob
-from components.jobs import JobSpec
+from components.jobs import JobConfigError, JobSpec
 
 
 def parents_first(jobs: Sequence[JobSpec]) -> list[JobSpec]:
@@ -35,11 +36,12 @@ def _full_key(key: str) -> str:
     return key if ":" in key else f"{pulumi.get_project()}:{key}"
 
 
-def secret_env_problems(stack: str, jobs: Sequence[JobSpec]) -> list[str]:
-    """One line per ``secret_env`` entry whose config key is missing or holds plain text.
+def check_secret_env(stack: str, jobs: Sequence[JobSpec]) -> None:
+    """Raise ``JobConfigError`` with one line per ``secret_env`` entry whose config
+    key is missing or holds plain text.
 
-    Run it before anything is declared: a failing program still lets steps
-    already under way finish.
+    Run it before anything is declared (``__main__`` does, with the other
+    config checks): a failing program still lets steps already under way finish.
     """
     problems = []
     for job in jobs:
@@ -49,15 +51,22 @@ def secret_env_problems(stack: str, jobs: Sequence[JobSpec]) -> list[str]:
             command = f"`pulumi config set --secret {full} <value>`"
             if get_config(full) is None:
                 problems.append(
-                    f"stack {stack!r}: {where}.secret_env.{var} = {key!r}: the stack has no config key"
-                    f" {full}; set it with {command}"
+                    in_stack(
+                        stack,
+                        f"{where}.secret_env.{var} = {key!r}: the stack has no config key {full};"
+                        f" set it with {command}",
+                    )
                 )
             elif not is_config_secret(full):
                 problems.append(
-                    f"stack {stack!r}: {where}.secret_env.{var} = {key!r}: config key {full} is in plain"
-                    f" text in the stack config; make it a secret with {command}"
+                    in_stack(
+                        stack,
+                        f"{where}.secret_env.{var} = {key!r}: config key {full} is in plain text in the"
+                        f" stack config; make it a secret with {command}",
+                    )
                 )
-    return problems
+    if problems:
+        raise JobConfigError(problems)
 
 
 def _secret(key: str) -> pulumi.Output[str]:
@@ -75,12 +84,10 @@ def declare_jobs(
 
     `secret_env` values come from the stack's secret config keys the job names
     (`pulumi config set --secret <key> <value>`; a key without a namespace is
-    the project's), so they stay secrets. A key that is missing, or that holds
-    a plain-text value, fails the program with one line per problem.
+    the project's), so they stay secrets. ``check_secret_env`` must have
+    passed first: it fails the program on a key that is missing or that holds a
+    plain-text value.
     """
-    problems = secret_env_problems(pulumi.get_stack(), jobs)
-    if problems:
-        raise pulumi.RunError("\n".join(problems))
     resources: dict[str, DkronJob] = {}
     for job in parents_first(jobs):
         after = list(ready)

@@ -19,6 +19,7 @@ from pulumi.dynamic import CreateResult, DiffResult, ResourceProvider, UpdateRes
 
 from components.health import restart_container, summary, wait_until_healthy
 from components.spec import ClusterSpec
+from components.spec import version_key as _version
 
 # Dkron releases whose agents cannot run side by side with the previous ones
 # (4.0.9 renamed its gRPC service, so a 4.0.8 and a 4.0.9 node cannot talk).
@@ -34,12 +35,6 @@ def rollout_order(nodes: Sequence[str], leader: str | None, down: Collection[str
     first = [n for n in nodes if n in down and n != leader]
     followers = [n for n in nodes if n not in down and n != leader]
     return first + followers + ([leader] if leader is not None and leader in nodes else [])
-
-
-def _version(text: str) -> tuple[int, int, int]:
-    core = text.split("-", 1)[0]
-    major, minor, patch = (int(x) for x in core.split("."))
-    return major, minor, patch
 
 
 class IncompatibleVersionChange(ValueError):

@@ -4,7 +4,8 @@ A stack sets everything under the key ``dkron-cluster:cluster`` in
 ``stacks/Pulumi.<stack>.yaml``. ``load_cluster_spec`` turns that object into a
 ``ClusterSpec`` or fails with a ``ClusterConfigError`` that lists every problem
 on its own line, naming the stack, the setting, the bad value and what is
-allowed, so a bad config stops the preview before anything is touched.
+allowed (``components.config_errors``), so a bad config stops the preview
+before anything is touched.
 """
 
 from __future__ import annotations
@@ -13,8 +14,7 @@ import difflib
 import ipaddress
 import re
 import types
-from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from collections.abc import Mapping
 from typing import Annotated, Any, Literal, Union, get_args, get_origin
 
 from pydantic import (
@@ -26,11 +26,21 @@ from pydantic import (
     field_validator,
     model_validator,
 )
-from pydantic_core import PydanticCustomError
 
 from components import naming
+from components.config_errors import (
+    Problem,
+    StackConfigError,
+    describe,
+    format_path,
+    in_stack,
+    pydantic_message,
+    raise_problems,
+    validation_lines,
+)
 
 CONFIG_KEY = "dkron-cluster:cluster"
+_ROOT = "cluster"  # where the spec's settings sit in problem lines
 
 LogLevel = Literal["debug", "info", "warn", "error"]
 
@@ -51,8 +61,6 @@ _IMAGE_REF = re.compile(
 RESERVED_TAG_KEYS = frozenset(
     {"role", "dc", "region", "server", "rpc_addr", "version", "port", "expect", "name"}
 )
-
-_MAX_SHOWN_VALUE = 120  # characters of a bad value quoted in an error
 
 MIN_PORT = 1024
 MAX_PORT = 65535
@@ -140,9 +148,22 @@ class ImageSpec(_Settings):
     @field_validator("dkron_version")
     @classmethod
     def _semver(cls, value: str) -> str:
-        if not _SEMVER.match(value):
-            raise ValueError("must be a version like 4.0.5 or 4.0.5-rc1")
+        version_key(value)
         return value
+
+
+def version_key(version: str) -> tuple[int, int, int]:
+    """A Dkron version (X.Y.Z[-suffix], as ``dkron_version`` allows) as numbers to compare.
+
+    The one parse of a version for every comparison (rolling-upgrade
+    boundaries, fields a release ignores). Strict: anything else raises
+    ValueError, since a version read leniently (4.0 as (4, 0)) compares wrongly.
+    The suffix is left out: 4.0.9-rc1 counts as 4.0.9.
+    """
+    if not _SEMVER.match(version):
+        raise ValueError("must be a version like 4.0.5 or 4.0.5-rc1")
+    major, minor, patch = (int(part) for part in version.split("-", 1)[0].split("."))
+    return major, minor, patch
 
 
 class PortsSpec(_Settings):
@@ -291,23 +312,9 @@ class NodeSpec(_Settings):
         return value
 
 
-@dataclass(frozen=True)
-class RuleViolation:
+def _violation(loc: tuple[str | int, ...], value: Any, message: str) -> Problem:
     """A cluster-wide rule broken by the setting at ``loc``."""
-
-    loc: tuple[str | int, ...]
-    value: Any
-    message: str
-
-    def __str__(self) -> str:
-        return _describe(self.loc, self.value, self.message)
-
-
-class _Violations(tuple[RuleViolation, ...]):
-    """Carries cluster-rule violations through pydantic to the loader."""
-
-    def __str__(self) -> str:
-        return "; ".join(str(v) for v in self)
+    return Problem(format_path(loc), value, message)
 
 
 class ClusterSpec(_Settings):
@@ -341,21 +348,19 @@ class ClusterSpec(_Settings):
 
     @model_validator(mode="after")
     def _cluster_rules(self) -> ClusterSpec:
-        violations = _Violations(self._rule_violations())
-        if violations:
-            raise PydanticCustomError("cluster_rules", "{violations}", {"violations": violations})
+        raise_problems(self._rule_violations(), root=_ROOT)
         return self
 
-    def _rule_violations(self) -> list[RuleViolation]:
+    def _rule_violations(self) -> list[Problem]:
         names = [node.name for node in self.nodes]
         if not names:
-            return [RuleViolation(("nodes",), [], "at least one node is required")]
-        found: list[RuleViolation] = []
+            return [_violation(("nodes",), [], "at least one node is required")]
+        found: list[Problem] = []
         first_index: dict[str, int] = {}
         for index, name in enumerate(names):
             if name in first_index:
                 found.append(
-                    RuleViolation(
+                    _violation(
                         ("nodes", index, "name"),
                         name,
                         f"duplicate node name (also nodes[{first_index[name]}]); node names must be unique",
@@ -364,7 +369,7 @@ class ClusterSpec(_Settings):
             first_index.setdefault(name, index)
         if len(names) % 2 == 0:
             found.append(
-                RuleViolation(
+                _violation(
                     ("nodes",),
                     names,
                     f"{len(names)} nodes; the number of nodes must be odd (1, 3, 5, 7, ...): a cluster of 2k nodes"
@@ -375,9 +380,9 @@ class ClusterSpec(_Settings):
         found.extend(self._address_violations())
         return found
 
-    def _address_violations(self) -> list[RuleViolation]:
+    def _address_violations(self) -> list[Problem]:
         """Explicit addresses need a subnet, must lie in its node half and differ."""
-        found: list[RuleViolation] = []
+        found: list[Problem] = []
         hosts = self.network.node_hosts()
         owner: dict[str, int] = {}
         for index, node in enumerate(self.nodes):
@@ -386,15 +391,13 @@ class ClusterSpec(_Settings):
             loc = ("nodes", index, "ipv4_address")
             if hosts is None:
                 found.append(
-                    RuleViolation(
-                        loc, node.ipv4_address, "needs network.subnet to be set (the subnet it is in)"
-                    )
+                    _violation(loc, node.ipv4_address, "needs network.subnet to be set (the subnet it is in)")
                 )
                 continue
             first, last = hosts
             if not first <= ipaddress.IPv4Address(node.ipv4_address) <= last:
                 found.append(
-                    RuleViolation(
+                    _violation(
                         loc,
                         node.ipv4_address,
                         f"must be in {first} - {last}: the lower half of network.subnet {self.network.subnet},"
@@ -405,7 +408,7 @@ class ClusterSpec(_Settings):
             earlier = owner.setdefault(node.ipv4_address, index)
             if earlier != index:
                 found.append(
-                    RuleViolation(
+                    _violation(
                         loc,
                         node.ipv4_address,
                         f"clashes with the address of node {self.nodes[earlier].name!r}; every node needs its own",
@@ -415,7 +418,7 @@ class ClusterSpec(_Settings):
             room = int(hosts[1]) - int(hosts[0]) + 1
             if len(self.nodes) > room:
                 found.append(
-                    RuleViolation(
+                    _violation(
                         ("network", "subnet"),
                         self.network.subnet,
                         f"has room for {room} node addresses, not {len(self.nodes)}; use a larger subnet",
@@ -423,9 +426,9 @@ class ClusterSpec(_Settings):
                 )
         return found
 
-    def _port_violations(self) -> list[RuleViolation]:
+    def _port_violations(self) -> list[Problem]:
         """Explicit ports must differ; the rest are handed out from the base."""
-        found: list[RuleViolation] = []
+        found: list[Problem] = []
         owner: dict[int, int] = {}
         for index, node in enumerate(self.nodes):
             if node.api_port is None:
@@ -433,7 +436,7 @@ class ClusterSpec(_Settings):
             first = owner.setdefault(node.api_port, index)
             if first != index:
                 found.append(
-                    RuleViolation(
+                    _violation(
                         ("nodes", index, "api_port"),
                         node.api_port,
                         f"clashes with the API port of node {self.nodes[first].name!r}; every node needs its own port",
@@ -442,7 +445,7 @@ class ClusterSpec(_Settings):
         highest = self.ports.api_port_base + len(self.nodes) - 1
         if highest > MAX_PORT:
             found.append(
-                RuleViolation(
+                _violation(
                     ("ports", "api_port_base"),
                     self.ports.api_port_base,
                     f"{len(self.nodes)} nodes need ports up to {highest}; ports must be at most {MAX_PORT}",
@@ -473,12 +476,8 @@ class ClusterSpec(_Settings):
         return naming.image_tag(self.name, self.image.dkron_version)
 
 
-class ClusterConfigError(ValueError):
+class ClusterConfigError(StackConfigError):
     """A stack's cluster config is invalid; ``problems`` holds one line per problem."""
-
-    def __init__(self, problems: Sequence[str]) -> None:
-        self.problems = tuple(problems)
-        super().__init__("\n".join(self.problems))
 
 
 def load_cluster_spec(stack: str, raw: Mapping[str, Any] | None) -> ClusterSpec:
@@ -486,41 +485,33 @@ def load_cluster_spec(stack: str, raw: Mapping[str, Any] | None) -> ClusterSpec:
     if not raw:
         raise ClusterConfigError(
             [
-                f"stack {stack!r}: cluster: no cluster config; set {CONFIG_KEY!r} in stacks/Pulumi.{stack}.yaml"
-                " to an object with at least 'name' and 'nodes' (an odd number of nodes, each with a 'name')"
+                in_stack(
+                    stack,
+                    f"{_ROOT}: no cluster config; set {CONFIG_KEY!r} in stacks/Pulumi.{stack}.yaml"
+                    " to an object with at least 'name' and 'nodes' (an odd number of nodes, each with a 'name')",
+                )
             ]
         )
     try:
         return ClusterSpec.model_validate(raw)
     except ValidationError as exc:
-        raise ClusterConfigError(
-            [f"stack {stack!r}: {problem}" for error in exc.errors() for problem in _problems(error)]
-        ) from None
+        raise ClusterConfigError(validation_lines(stack, _ROOT, exc, _special_problems)) from None
 
 
-def _problems(error: Any) -> list[str]:
-    """Turn one pydantic error into user-facing lines (without the stack)."""
+def _special_problems(error: Any, path: str) -> list[str] | None:
+    """The errors the cluster spec phrases its own way (None: the common phrasing)."""
     kind, loc, value = error["type"], tuple(error["loc"]), error.get("input")
     if loc and loc[-1] == "[key]":
         # A bad mapping key: pydantic locates it as (..., key, "[key]").
-        message = "must be a string (quote it in YAML)" if kind == "string_type" else _message(error)
-        return [f"{_format_path(loc[:-2])}: key {value!r} {message}"]
-    if kind == "cluster_rules":
-        return [str(violation) for violation in error["ctx"]["violations"]]
-    if kind == "missing":
-        return [f"{_format_path(loc)}: required setting is missing"]
+        message = "must be a string (quote it in YAML)" if kind == "string_type" else pydantic_message(error)
+        return [f"{format_path(loc[:-2], _ROOT)}: key {value!r} {message}"]
     if kind == "extra_forbidden":
-        return [f"{_format_path(loc)}: {_unknown_setting(loc)}"]
+        return [f"{path}: {_unknown_setting(loc)}"]
     if kind in ("model_type", "model_attributes_type", "dict_type"):
-        return [_describe(loc, value, "must be a mapping of settings")]
+        return [describe(path, value, "must be a mapping of settings")]
     if kind == "string_type":
-        return [_describe(loc, value, "must be a string (quote it in YAML)")]
-    return [_describe(loc, value, _message(error))]
-
-
-def _message(error: Any) -> str:
-    """Pydantic's own message, phrased like ours."""
-    return str(error["msg"]).removeprefix("Value error, ").replace("Input should be", "must be", 1)
+        return [describe(path, value, "must be a string (quote it in YAML)")]
+    return None
 
 
 def _unknown_setting(loc: tuple[str | int, ...]) -> str:
@@ -560,22 +551,3 @@ def _without_none(annotation: Any) -> Any:
         rest = [arg for arg in get_args(annotation) if arg is not type(None)]
         return rest[0] if len(rest) == 1 else None
     return annotation
-
-
-def _format_path(loc: tuple[str | int, ...]) -> str:
-    path = "cluster"
-    for part in loc:
-        if isinstance(part, int):
-            path += f"[{part}]"
-        elif re.fullmatch(r"[A-Za-z_][A-Za-z0-9_-]*", part):
-            path += f".{part}"
-        else:
-            path += f"[{part!r}]"
-    return path
-
-
-def _describe(loc: tuple[str | int, ...], value: Any, message: str) -> str:
-    shown = repr(value)
-    if len(shown) > _MAX_SHOWN_VALUE:
-        shown = shown[: _MAX_SHOWN_VALUE - 3] + "..."
-    return f"{_format_path(loc)} = {shown}: {message}"

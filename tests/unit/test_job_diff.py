@@ -158,6 +158,15 @@ def test_values_as_the_engine_returns_them_have_no_diff() -> None:
     assert diff(olds, inputs(retries=2)) == (False, [])
 
 
+def test_map_values_compare_as_dkron_stores_them() -> None:
+    """Dkron keeps maps as strings: a boolean is 'true', like the tags the agent sets."""
+    assert managed_job({"tags": {"server": True}, "metadata": {"n": 2.0}})["tags"] == {"server": "true"}
+    assert managed_job({"metadata": {"n": 2.0}})["metadata"] == {"n": "2"}
+    assert not changed_job_fields(
+        {"name": "a", "tags": {"server": True}}, {"name": "a", "tags": {"server": "true"}}
+    )
+
+
 def test_same_instant_in_another_offset_has_no_diff() -> None:
     assert diff(state(), inputs(expires_at="2030-12-31T22:00:00Z")) == (False, [])
     assert diff(state(), inputs(expires_at="2030-12-31T23:00:00Z")) == (True, [])

@@ -8,7 +8,7 @@ from typing import Any
 import pytest
 from pydantic import ValidationError
 
-from components.spec import ClusterConfigError, ClusterSpec, load_cluster_spec
+from components.spec import ClusterConfigError, ClusterSpec, load_cluster_spec, version_key
 
 
 def three_nodes() -> dict[str, Any]:
@@ -364,3 +364,15 @@ def test_a_subnet_too_small_for_the_nodes_is_rejected() -> None:
         "stack 'dev': cluster.network.subnet = '172.24.5.0/26': has room for 30 node addresses, not 31;"
         " use a larger subnet",
     )
+
+
+def test_versions_compare_as_three_numbers() -> None:
+    assert version_key("4.0.9") == (4, 0, 9)
+    assert version_key("4.0.9-rc1") == (4, 0, 9)
+    assert version_key("4.0.10") > version_key("4.0.9")
+
+
+@pytest.mark.parametrize("text", ["4.0", "v4.0.5", "4.0.5.1", "latest", ""])
+def test_a_version_that_is_not_x_y_z_is_refused(text: str) -> None:
+    with pytest.raises(ValueError, match=r"must be a version like 4\.0\.5"):
+        version_key(text)
