@@ -13,6 +13,7 @@ import contextlib
 import io
 import random
 import socket
+import subprocess
 import sys
 import time
 import uuid
@@ -169,6 +170,17 @@ class TestStack:
 
     def preview(self) -> auto.PreviewResult:
         return self.stack.preview(on_output=self._echo, diff=True, color="never")
+
+    def export_as_user(self) -> str:
+        """`pulumi stack export` as a user runs it: secrets stay ciphertext (the
+        Automation API's export adds --show-secrets and decrypts them)."""
+        return subprocess.run(
+            ["pulumi", "stack", "export", "--stack", self.name],
+            cwd=ROOT,
+            check=True,
+            capture_output=True,
+            text=True,
+        ).stdout
 
     def outputs(self) -> dict[str, Any]:
         return {k: v.value for k, v in self.stack.outputs().items()}

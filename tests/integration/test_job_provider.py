@@ -13,9 +13,9 @@ import socket
 import threading
 import time
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass
-from typing import Any, TypeVar
+from typing import Any
 
 import docker
 import docker.errors
@@ -33,12 +33,11 @@ from components.job_provider import (
     managed_job,
 )
 from components.jobs import JobSpec, job_payload
-from testing.harness import BASE_IMAGE, DKRON_IMAGE
+from testing.harness import BASE_IMAGE, DKRON_IMAGE, eventually
 
 pytestmark = pytest.mark.integration
 
 TIMEOUT_S = 30
-T = TypeVar("T")
 
 
 def _free_port() -> int:
@@ -46,20 +45,6 @@ def _free_port() -> int:
         sock.bind(("127.0.0.1", 0))
         port: int = sock.getsockname()[1]
         return port
-
-
-def _eventually(what: str, check: Callable[[], T | None], timeout_s: float = 60) -> T:
-    deadline = time.monotonic() + timeout_s
-    last: Exception | None = None
-    while time.monotonic() < deadline:
-        try:
-            result = check()
-            if result:
-                return result
-        except Exception as err:  # noqa: BLE001 - reported when time runs out
-            last = err
-        time.sleep(0.5)
-    raise AssertionError(f"{what}: not true after {timeout_s}s (last error: {last})")
 
 
 @dataclass(frozen=True)
@@ -110,7 +95,7 @@ def server() -> Iterator[Server]:
 
 def _wait_for_leader(url: str) -> None:
     with DkronClient(url) as api:
-        _eventually("the Dkron server has a leader", api.leader)
+        eventually("the Dkron server has a leader", api.leader, poll_s=0.5)
 
 
 @pytest.fixture
@@ -275,7 +260,7 @@ def test_a_shell_job_runs_python_on_the_tagged_node(dkron_url: str, provider: Dk
                 (run for run in api.executions("python-42") if run["success"] and "42" in run["output"]), None
             )
 
-    run = _eventually("an execution printed 42", printed_42, timeout_s=30)
+    run = eventually("an execution printed 42", printed_42, timeout_s=30, poll_s=0.5)
     provider.delete("python-42", state)
 
     assert run["output"].strip() == "42"

@@ -16,7 +16,6 @@ from __future__ import annotations
 import copy
 import hashlib
 import json
-import subprocess
 import threading
 import time
 import uuid
@@ -29,7 +28,7 @@ from pulumi import automation as auto
 
 from components.docker_objects import engine
 from components.health import observe
-from testing.harness import ROOT, TestStack, eventually
+from testing.harness import TestStack, eventually
 
 NODES = [{"name": "n1"}, {"name": "n2"}, {"name": "n3"}]
 ONE_SERVER = {"server": "true:1"}
@@ -506,15 +505,7 @@ def test_a_secret_env_value_reaches_the_job_but_not_the_state(stack: TestStack) 
     _wait_declared(stack, {**job, "executor_config": {**job["executor_config"], "env": env}})
 
     def no_plaintext(what: str) -> None:
-        # `pulumi stack export` as a user runs it (the Automation API's
-        # export_stack adds --show-secrets and decrypts every secret).
-        exported = subprocess.run(
-            ["pulumi", "stack", "export", "--stack", stack.name],
-            cwd=ROOT,
-            capture_output=True,
-            text=True,
-            check=True,
-        ).stdout
+        exported = stack.export_as_user()
         state = json.loads(exported)
         job_state = [r for r in state["deployment"]["resources"] if r["urn"].endswith("::job-uses-secret")]
         assert len(job_state) == 1, "no state for the job"

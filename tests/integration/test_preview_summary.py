@@ -149,17 +149,6 @@ def container_logs(stack: TestStack, node: str) -> str:
         client.close()
 
 
-def stack_export(stack: TestStack) -> str:
-    """`pulumi stack export` as a user runs it (the Automation API's export shows secrets)."""
-    return subprocess.run(
-        ["pulumi", "stack", "export", "--stack", stack.name],
-        cwd=ROOT,
-        check=True,
-        capture_output=True,
-        text=True,
-    ).stdout
-
-
 def test_a_stack_from_before_moves_the_key_out_of_the_file_in_one_rolling_update(stack: TestStack) -> None:
     old_file = file_in_container(stack, "n1", CONFIG_PATH)
     assert "encrypt:" in old_file, "the old program is expected to write the key into dkron.yml"
@@ -196,7 +185,7 @@ def test_a_stack_from_before_moves_the_key_out_of_the_file_in_one_rolling_update
             assert client.agent()["serf"]["encrypted"] == "true", node
         assert key not in container_logs(stack, node)
     assert key not in json.dumps(stack.outputs())
-    assert key not in stack_export(stack), "the state holds the gossip key in plain text"
+    assert key not in stack.export_as_user(), "the state holds the gossip key in plain text"
 
     # Nothing changed since: the preview lists no resource change and says so.
     result, text = preview(stack)
