@@ -67,11 +67,10 @@ from pulumi.dynamic import (
     ResourceProvider,
     UpdateResult,
 )
-from pulumi.runtime.rpc import UNKNOWN
 
 from components.dkron_client import DkronClient, DkronError, DkronUnavailable, retry
-from components.docker_objects.props import text_map
 from components.jobs import JOB_NAME, JobSpec, job_payload, parse_rfc3339
+from components.provider_values import is_known, text_map
 
 __all__ = [
     "API_URL_ENV",
@@ -134,16 +133,6 @@ class DkronJobError(RuntimeError):
 
 
 # --- normalising and comparing jobs ------------------------------------------------
-
-
-def _is_known(value: Any) -> bool:
-    if value == UNKNOWN:
-        return False
-    if isinstance(value, Mapping):
-        return all(_is_known(item) for item in value.values())
-    if isinstance(value, list | tuple):
-        return all(_is_known(item) for item in value)
-    return True
 
 
 def _instant(value: Any) -> str | None:
@@ -386,7 +375,7 @@ class DkronJobProvider(ResourceProvider):
     def check(self, _olds: dict[str, Any], news: dict[str, Any]) -> CheckResult:
         failures = []
         job = news.get("job")
-        if _is_known(job):
+        if is_known(job):
             name = job.get("name") if isinstance(job, Mapping) else None
             if not isinstance(name, str) or not JOB_NAME.match(name):
                 failures.append(
@@ -395,24 +384,24 @@ class DkronJobProvider(ResourceProvider):
                     )
                 )
         urls = news.get("api_urls")
-        if _is_known(urls) and (
+        if is_known(urls) and (
             not isinstance(urls, list)
             or not urls
             or not all(isinstance(url, str) and url.startswith(("http://", "https://")) for url in urls)
         ):
             failures.append(CheckFailure("api_urls", "must be a non-empty list of http(s):// base URLs"))
         timeout = news.get("timeout_s")
-        if _is_known(timeout) and not (isinstance(timeout, int | float) and timeout > 0):
+        if is_known(timeout) and not (isinstance(timeout, int | float) and timeout > 0):
             failures.append(CheckFailure("timeout_s", "must be a positive number of seconds"))
         return CheckResult(news, failures)
 
     def diff(self, _id: str, olds: dict[str, Any], news: dict[str, Any]) -> DiffResult:
         old_job, new_job = olds.get("job"), news.get("job")
-        if not _is_known(new_job):
+        if not is_known(new_job):
             return DiffResult(changes=True, replaces=[], delete_before_replace=False)
         changed = changed_job_fields(old_job, new_job)
         replaces = [path for path in changed if path == "job.name"]
-        connection = not _is_known(news.get("api_urls")) or (
+        connection = not is_known(news.get("api_urls")) or (
             sorted(olds.get("api_urls") or []) != sorted(news.get("api_urls") or [])
             or _timeout_s(olds) != _timeout_s(news)
         )

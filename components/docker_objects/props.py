@@ -11,35 +11,10 @@ from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
 from pulumi.dynamic import ReadResult
-from pulumi.runtime.rpc import UNKNOWN
+
+from components.provider_values import is_known, text, text_map
 
 Normalizer = Callable[[Any], Any]
-
-
-def is_known(value: Any) -> bool:
-    """False if ``value`` is, or holds, a value Pulumi does not know yet (preview):
-    a mapping is known when its keys and values are, a list when its items are.
-
-    The one definition for every dynamic provider of the project."""
-    if isinstance(value, str):
-        return value != UNKNOWN
-    if isinstance(value, Mapping):
-        return all(is_known(k) and is_known(v) for k, v in value.items())
-    if isinstance(value, (list, tuple)):
-        return all(is_known(v) for v in value)
-    return True
-
-
-def text(value: Any) -> str:
-    """A scalar as Docker would store it: 8080.0 (a number after a round trip
-    through the engine) is "8080", True is "true"."""
-    if value is None:
-        return ""
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    if isinstance(value, float) and value.is_integer():
-        return str(int(value))
-    return str(value)
 
 
 def as_int(value: Any, default: int = 0) -> int:
@@ -52,10 +27,6 @@ def seconds(value: Any, default: float = 0.0) -> float:
     if value is None or value == "":
         return default
     return float(value)
-
-
-def text_map(value: Any) -> dict[str, str]:
-    return {str(k): text(v) for k, v in (value or {}).items()}
 
 
 def text_list(value: Any) -> list[str]:
