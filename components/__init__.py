@@ -1,0 +1,37 @@
+"""The program's parts. `__main__.py` reads the stack config into a spec,
+observes the live cluster, plans the update, and declares one `DkronCluster`
+and the jobs. Each module in a line, grouped as the tree is:
+
+Config (validated before anything is touched)
+- `spec.py`: the stack's `cluster` config as frozen pydantic models.
+- `config_errors.py`: `StackConfigError` and the one way a problem is worded.
+- `naming.py`: the Docker names of a cluster's objects.
+
+Planning (pure: data in, data out)
+- `update_plan.py`: rolling or not, the order, the removals, what each gate waits for.
+- `node_config.py`: each node's `dkron.yml`, its environment, the bootstrap settings.
+- `ports.py`, `addressing.py`: API ports and network addresses that stay with a node.
+- `change_summary.py`: the preview's node-by-node lines.
+
+The cluster
+- `cluster.py`: `DkronCluster`, which declares the resources of a plan.
+- `gossip_key.py`: the stack's gossip key, made once, kept secret.
+
+Cluster health and gates
+- `health.py`: what "whole" means; observing the cluster and waiting for it.
+- `rollout.py`: the gate after each replaced node; version-change rules.
+- `membership.py`: nodes leaving, dead Raft peers removed, voters kept equal to the config.
+
+Docker resources
+- `docker_objects/`: one dynamic provider per Docker object (network, volume,
+  image, container), the build context, property normalisation, and
+  `engine()`, the one way to reach a Docker engine.
+- `docker_resources.py`: the old module path, kept for states that pickled it.
+- `provider_values.py`: unknown and scalar values as every provider compares them.
+
+Dkron jobs
+- `dkron_client.py`: the one client of Dkron's REST API.
+- `jobs/`: schedules, the job spec, loading jobs from config and files, the API payload.
+- `job_provider.py`: `DkronJob`, the dynamic provider over the REST API.
+- `job_set.py`: the stack's jobs declared once the cluster is ready.
+"""
