@@ -15,12 +15,14 @@ from components.cluster import (
     docker_subnets,
 )
 from components.config_errors import StackConfigError
+from components.health import observe_live
 from components.job_set import check_secret_env, declare_jobs
 from components.jobs import cluster_node_tags, load_jobs, validate_jobs
 from components.membership import UnsafeRemoval, check_removal_safe, removed_nodes
 from components.node_config import bootstrap_plan
 from components.rollout import IncompatibleVersionChange, check_version_change
 from components.spec import load_cluster_spec
+from components.update_plan import observation_targets, plan_update
 
 PROJECT_ROOT = Path(__file__).resolve().parent
 
@@ -79,17 +81,19 @@ def main() -> None:
         # A RunError ends the program with the message alone, no traceback.
         raise pulumi.RunError(str(err)) from None
 
+    # The cluster as the update finds it (who leads, who is down, which removed
+    # nodes are dead), read live once: it decides the shape of the resource graph.
+    live = observe_live(*observation_targets(spec, previous_nodes))
+    update = plan_update(spec, plan, previous_nodes, previous.get("removed") or {}, subnet, live)
     cluster = DkronCluster(
         "dkron",
         DkronClusterArgs(
             spec=spec,
             plan=plan,
+            update=update,
             project_root=PROJECT_ROOT,
             labels={"dkron-iac.project": project, "dkron-iac.stack": stack},
-            previous_nodes=previous_nodes,
-            subnet=subnet,
             previous_image=previous.get("image") or {},
-            previous_removed=previous.get("removed") or {},
         ),
     )
     managed = declare_jobs(jobs, list(cluster.api_urls.values()), cluster.ready, parent=cluster)

@@ -91,6 +91,30 @@ class ClusterView:
         return found
 
 
+@dataclass(frozen=True)
+class LiveView:
+    """The cluster as an update finds it, before it changes anything: plain data
+    that `components.update_plan.plan_update` plans from."""
+
+    leader: str | None = None
+    """The leader every answering node agrees on (None: a new stack, or no quorum)."""
+    alive: frozenset[str] = frozenset()
+    """Configured nodes that answer and see a leader."""
+    down: frozenset[str] = frozenset()
+    """Configured nodes whose API does not answer."""
+    dead_removed: frozenset[str] = frozenset()
+    """Nodes gone from the config whose API does not answer (asked only when a leader answers)."""
+
+    @classmethod
+    def of(cls, view: ClusterView, dead_removed: frozenset[str] = frozenset()) -> LiveView:
+        return cls(
+            leader=view.leader,
+            alive=frozenset(n for n, v in view.nodes.items() if v.error is None and v.leader),
+            down=frozenset(n for n, v in view.nodes.items() if v.error is not None),
+            dead_removed=dead_removed,
+        )
+
+
 def observe_node(name: str, api_url: str, timeout_s: float = 3.0) -> NodeView:
     try:
         with DkronClient(api_url, timeout_s=timeout_s) as client:
@@ -180,6 +204,15 @@ def observe(api_urls: Mapping[str, str], containers: Mapping[str, str] | None = 
         return ClusterView(nodes=nodes, raft_peers=raft_peers(containers[leader]))
     except Exception as err:  # noqa: BLE001 - any failure here just means "not yet"
         return ClusterView(nodes=nodes, raft_error=str(err)[:200])
+
+
+def observe_live(api_urls: Mapping[str, str], removed_urls: Mapping[str, str]) -> LiveView:
+    """Ask the configured nodes (`api_urls`) and, if a leader answers, the nodes
+    gone from the config (`removed_urls`: their last recorded API URLs)."""
+    view = observe(api_urls)
+    rolling = view.leader is not None
+    dead = frozenset(n for n, url in removed_urls.items() if rolling and observe_node(n, url).error)
+    return LiveView.of(view, dead)
 
 
 # How long an expected node's container may stay stopped before a wait gives up

@@ -1,8 +1,11 @@
 """DkronCluster's resource graph under Pulumi's mocks: what it declares, and what waits for what.
 
-The nodes' APIs are faked at `components.health.observe_node` (every live
-read goes through it) and the Docker client is made to fail, so building a
-cluster here never touches the network or a Docker engine.
+The cluster is built from an update plan made of plain data (`FakeNodes.live`
+stands for what the program observed before declaring anything). The end of the
+update still reads the nodes: their APIs are faked at
+`components.health.observe_node` and the Docker client is made to fail, so
+building a cluster here never touches the network or a Docker engine. What the
+plan holds is tested on its own in test_update_plan.py.
 """
 
 from __future__ import annotations
@@ -24,9 +27,10 @@ import components.cluster
 import components.docker_objects.client
 import components.health
 from components.cluster import DOCKERFILE, DkronCluster, DkronClusterArgs
-from components.health import NodeView, RaftPeer
+from components.health import ClusterView, LiveView, NodeView, RaftPeer
 from components.node_config import CONFIG_PATH, DATA_DIR, HTTP_PORT, SERF_PORT, bootstrap_plan, node_settings
 from components.spec import ClusterSpec, load_cluster_spec
+from components.update_plan import plan_update
 
 NODES = ("node1", "node2", "node3")
 KEY = "dW5pdC10ZXN0LWdvc3NpcC1rZXktMzItYnl0ZXMhISE="
@@ -186,6 +190,10 @@ class FakeNodes:
         self.views.update({n: NodeView(n, error="ConnectionError: refused") for n in down})
         self.voters = tuple(sorted(alive))
 
+    def live(self) -> LiveView:
+        """What the program sees before the update: the nodes' answers, as plain data."""
+        return LiveView.of(ClusterView(nodes={n: self.observe_node(n, "") for n in NODES}))
+
     def observe_node(self, name: str, _api_url: str, timeout_s: float = 3.0) -> NodeView:
         return self.views.get(name, NodeView(name, error="ConnectionError: nothing listens"))
 
@@ -231,26 +239,26 @@ def project_root(tmp_path: Path) -> Path:
     return tmp_path
 
 
-def new_cluster(spec: ClusterSpec, project_root: Path) -> DkronCluster:
+def new_cluster(spec: ClusterSpec, project_root: Path, live: LiveView) -> DkronCluster:
+    plan = bootstrap_plan(spec, None)
     args = DkronClusterArgs(
         spec=spec,
-        plan=bootstrap_plan(spec, None),
+        plan=plan,
+        update=plan_update(spec, plan, {}, {}, SUBNET, live),
         project_root=project_root,
         labels=LABELS,
-        previous_nodes={},
-        subnet=SUBNET,
         previous_image={},
     )
     return DkronCluster("dkron", args)
 
 
-def deploy(spec: ClusterSpec, project_root: Path) -> DkronCluster:
+def deploy(spec: ClusterSpec, project_root: Path, live: LiveView) -> DkronCluster:
     """Run a program declaring the cluster to its end: every registration is recorded."""
     built: list[DkronCluster] = []
 
     @pulumi.runtime.test
     def program() -> pulumi.Output[Any]:
-        cluster = new_cluster(spec, project_root)
+        cluster = new_cluster(spec, project_root, live)
         built.append(cluster)
         return pulumi.Output.all(cluster.leader, cluster.bootstrap)
 
@@ -270,7 +278,7 @@ def dkron_yml(container: Registration) -> dict[str, Any]:
 def test_one_network_image_and_key_and_a_volume_container_and_gate_per_node(
     graph: Graph, nodes: FakeNodes, project_root: Path
 ) -> None:
-    deploy(cluster_spec(), project_root)
+    deploy(cluster_spec(), project_root, nodes.live())
 
     assert graph.kinds() == {
         "DkronCluster": 1,
@@ -288,7 +296,7 @@ def test_one_network_image_and_key_and_a_volume_container_and_gate_per_node(
 def test_without_gossip_encryption_there_is_no_key_and_no_encrypt(
     graph: Graph, nodes: FakeNodes, project_root: Path
 ) -> None:
-    deploy(cluster_spec(dkron={"gossip_encryption": False}), project_root)
+    deploy(cluster_spec(dkron={"gossip_encryption": False}), project_root, nodes.live())
 
     assert "GossipKey" not in graph.kinds()
     for container in graph.of("DockerContainer"):
@@ -299,7 +307,7 @@ def test_without_gossip_encryption_there_is_no_key_and_no_encrypt(
 def test_the_gossip_key_is_a_secret_environment_variable_and_the_config_is_plain(
     graph: Graph, nodes: FakeNodes, project_root: Path
 ) -> None:
-    cluster = deploy(cluster_spec(), project_root)
+    cluster = deploy(cluster_spec(), project_root, nodes.live())
 
     for container in graph.of("DockerContainer"):
         assert container.inputs["files"] == container.plain_inputs["files"], "dkron.yml must be plain"
@@ -319,7 +327,7 @@ def test_ports_are_published_on_loopback_at_the_specs_api_ports(
         ports={"api_port_base": 18081},
         nodes=[{"name": "node1"}, {"name": "node2", "api_port": 19000}, {"name": "node3"}],
     )
-    deploy(spec, project_root)
+    deploy(spec, project_root, nodes.live())
 
     published = {c.plain_inputs["hostname"]: c.plain_inputs["ports"] for c in graph.of("DockerContainer")}
     assert published == {
@@ -337,7 +345,7 @@ def test_ports_are_published_on_loopback_at_the_specs_api_ports(
 def test_ports_are_published_on_the_configured_bind_address(
     graph: Graph, nodes: FakeNodes, project_root: Path, bind_address: str, api_host: str
 ) -> None:
-    cluster = deploy(cluster_spec(ports={"bind_address": bind_address}), project_root)
+    cluster = deploy(cluster_spec(ports={"bind_address": bind_address}), project_root, nodes.live())
 
     for container in graph.of("DockerContainer"):
         assert [p["ip"] for p in container.plain_inputs["ports"]] == [bind_address]
@@ -351,7 +359,7 @@ def test_ports_are_published_on_the_configured_bind_address(
 def test_the_network_has_the_subnet_and_each_node_a_fixed_address_in_its_lower_half(
     graph: Graph, nodes: FakeNodes, project_root: Path
 ) -> None:
-    deploy(cluster_spec(), project_root)
+    deploy(cluster_spec(), project_root, nodes.live())
 
     (network,) = graph.of("DockerNetwork")
     assert network.inputs["subnet"] == "172.26.7.0/24"
@@ -364,7 +372,7 @@ def test_the_network_has_the_subnet_and_each_node_a_fixed_address_in_its_lower_h
 def test_after_the_update_images_of_the_cluster_but_the_current_one_are_removed(
     graph: Graph, nodes: FakeNodes, project_root: Path
 ) -> None:
-    deploy(cluster_spec(), project_root)
+    deploy(cluster_spec(), project_root, nodes.live())
 
     (image,) = graph.of("DockerImage")
     cluster_labels = {**LABELS, "dkron-iac.cluster": "unit"}
@@ -375,7 +383,7 @@ def test_after_the_update_images_of_the_cluster_but_the_current_one_are_removed(
 def test_labels_carry_the_stack_the_cluster_and_the_node(
     graph: Graph, nodes: FakeNodes, project_root: Path
 ) -> None:
-    deploy(cluster_spec(), project_root)
+    deploy(cluster_spec(), project_root, nodes.live())
 
     cluster_labels = {**LABELS, "dkron-iac.cluster": "unit"}
     assert graph.one("dkron-network").plain_inputs["labels"] == cluster_labels
@@ -386,7 +394,7 @@ def test_labels_carry_the_stack_the_cluster_and_the_node(
 
 
 def test_each_node_gets_its_own_config(graph: Graph, nodes: FakeNodes, project_root: Path) -> None:
-    deploy(cluster_spec(), project_root)
+    deploy(cluster_spec(), project_root, nodes.live())
 
     for node in NODES:
         config = dkron_yml(graph.one(f"dkron-{node}"))
@@ -405,7 +413,7 @@ def test_each_container_names_only_its_own_node(
 ) -> None:
     if leader:
         nodes.answer(leader)
-    deploy(cluster_spec(), project_root)
+    deploy(cluster_spec(), project_root, nodes.live())
 
     for node in NODES:
         inputs = graph.one(f"dkron-{node}").plain_inputs
@@ -426,7 +434,7 @@ def test_no_container_input_comes_from_a_sibling_container(
 ) -> None:
     if leader:
         nodes.answer(leader)
-    deploy(cluster_spec(), project_root)
+    deploy(cluster_spec(), project_root, nodes.live())
 
     containers = graph.of("DockerContainer")
     image = graph.one("dkron-image")
@@ -453,7 +461,7 @@ def test_no_container_input_comes_from_a_sibling_container(
 def test_new_stack_starts_every_node_each_container_after_the_previous_one(
     graph: Graph, nodes: FakeNodes, project_root: Path
 ) -> None:
-    cluster = deploy(cluster_spec(), project_root)
+    cluster = deploy(cluster_spec(), project_root, nodes.live())
 
     assert cluster.rollout_order == list(NODES)
     containers = graph.of("DockerContainer")
@@ -470,7 +478,7 @@ def test_the_nudging_node_stays_the_same_once_the_cluster_formed(
 ) -> None:
     # The gate's `nudge` never flips after formation, so a preview never shows it change.
     nodes.answer("node2")
-    deploy(cluster_spec(), project_root)
+    deploy(cluster_spec(), project_root, nodes.live())
 
     gates = {g.plain_inputs["node"]: g.plain_inputs for g in graph.of("NodeGate")}
     assert {n: g["nudge"] for n, g in gates.items()} == {"node1": False, "node2": False, "node3": True}
@@ -480,7 +488,7 @@ def test_rolling_update_goes_one_node_at_a_time_leader_last(
     graph: Graph, nodes: FakeNodes, project_root: Path
 ) -> None:
     nodes.answer("node2")
-    cluster = deploy(cluster_spec(), project_root)
+    cluster = deploy(cluster_spec(), project_root, nodes.live())
 
     assert cluster.rollout_order == ["node1", "node3", "node2"]
     containers = graph.of("DockerContainer")
@@ -507,7 +515,7 @@ def test_rolling_brings_a_down_node_back_first_and_then_expects_everyone(
     graph: Graph, nodes: FakeNodes, project_root: Path
 ) -> None:
     nodes.answer("node2", down=("node3",))
-    cluster = deploy(cluster_spec(), project_root)
+    cluster = deploy(cluster_spec(), project_root, nodes.live())
 
     # node3 is down: it goes first, so no live node is stopped while it is out.
     assert cluster.rollout_order == ["node3", "node1", "node2"]
@@ -515,19 +523,12 @@ def test_rolling_brings_a_down_node_back_first_and_then_expects_everyone(
     assert expected == {"node3": list(NODES), "node1": list(NODES), "node2": list(NODES)}
 
 
-def test_a_gate_does_not_wait_for_a_later_node_that_is_down() -> None:
-    from components.cluster import gate_expectation
-
-    order = ["node1", "node3", "node2"]
-    assert gate_expectation(order, 0, alive_now={"node1", "node2"}, rolling=True) == ["node1", "node2"]
-
-
 def test_one_node_without_a_leader_does_not_stop_a_rolling_update(
     graph: Graph, nodes: FakeNodes, project_root: Path
 ) -> None:
     nodes.answer("node2")
     nodes.views["node3"] = NodeView("node3", leader=None, alive_servers=frozenset(NODES))
-    cluster = deploy(cluster_spec(), project_root)
+    cluster = deploy(cluster_spec(), project_root, nodes.live())
 
     assert cluster.rollout_order == ["node1", "node3", "node2"]
 
@@ -541,7 +542,7 @@ def test_outputs_name_the_leader_the_nodes_and_the_formed_cluster(
 ) -> pulumi.Output[None]:
     nodes.answer("node2")
     spec = cluster_spec(nodes=[{"name": n, "tags": {"python": n}} for n in NODES])
-    cluster = new_cluster(spec, project_root)
+    cluster = new_cluster(spec, project_root, nodes.live())
 
     def check(args: list[Any]) -> None:
         leader, node_outputs, bootstrap = args

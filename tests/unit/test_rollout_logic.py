@@ -6,7 +6,6 @@ from typing import Any
 
 import pytest
 
-from components.cluster import gate_expectation
 from components.health import ClusterView, NodeView, RaftPeer, parse_raft_peers
 from components.rollout import (
     IncompatibleVersionChange,
@@ -16,6 +15,7 @@ from components.rollout import (
     rollout_order,
 )
 from components.spec import ClusterSpec, load_cluster_spec
+from components.update_plan import gate_expectation
 
 NODES = ("node1", "node2", "node3")
 
