@@ -138,6 +138,12 @@ def remove_dead_peer(
             f"{SERF_DEATH_WAIT_S:.0f}s, so Dkron would add its Raft peer back. Stop whatever runs as "
             f"{node!r} (or put it back in the stack config), then run `pulumi up` again."
         )
+    _remove_on_leader(api_urls, containers, node, what)
+
+
+def _remove_on_leader(
+    api_urls: Mapping[str, str], containers: Mapping[str, str], node: str, what: str
+) -> None:
     leader = observe(api_urls).leader
     if leader is None:
         raise RuntimeError(f"{what}: the remaining nodes have no leader")
@@ -159,14 +165,10 @@ def remove_stray_voters(
     is alive fails the update: it is some agent we do not manage (or one whose
     container a failed update left running), and removing it by hand would not
     last. Returns the removed voters."""
-    configured = list(api_urls)
-    stray = stray_voters(voters, configured)
-    alive = {node: alive_in_serf(api_urls, node) for node in stray}
+    stray = stray_voters(voters, list(api_urls))
     # A node that just died is still alive in Serf for a few seconds.
-    alive = {
-        node: wait_until_not_alive(api_urls, node, SERF_DEATH_WAIT_S) for node, who in alive.items() if who
-    }
-    alive = {node: who for node, who in alive.items() if who}
+    seen = {node: wait_until_not_alive(api_urls, node, SERF_DEATH_WAIT_S) for node in stray}
+    alive = {node: who for node, who in seen.items() if who}
     if alive:
         raise StrayVoter(
             "at the end of the update: Raft voters not in the stack config are alive: "
@@ -174,8 +176,8 @@ def remove_stray_voters(
             + ". Each holds a vote the config does not know about. Stop them (or add them to "
             "cluster.nodes), then run `pulumi up` again: dead voters outside the config are removed."
         )
-    for node in stray:
-        remove_dead_peer(api_urls, containers, node, f"removing stray voter {node!r}")
+    for node in stray:  # every one seen dead just above: no second wait
+        _remove_on_leader(api_urls, containers, node, f"removing stray voter {node!r}")
     return stray
 
 

@@ -17,7 +17,7 @@ import argparse
 import re
 import shutil
 import sys
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from pathlib import Path
 
 import docker
@@ -83,10 +83,10 @@ def remove(client: docker.DockerClient, found: dict[str, list[tuple[str, str]]])
     """Remove what `leftovers` found, containers first; return what failed."""
     failed: list[str] = []
 
-    def each(kind: str, items: Iterable[tuple[str, str]], action: object) -> None:
+    def each(kind: str, items: Iterable[tuple[str, str]], action: Callable[[str], object]) -> None:
         for ref, what in items:
             try:
-                action(ref)  # type: ignore[operator]
+                action(ref)
             except docker.errors.NotFound:
                 pass
             except docker.errors.APIError as err:
