@@ -332,9 +332,10 @@ async def final_view(
     Blocking calls run off the event loop so job writes go on meanwhile.
     """
     expected = sorted(api_urls)
+    dry_run = pulumi.runtime.is_dry_run()
     loop = asyncio.get_running_loop()
     view = await loop.run_in_executor(None, observe, api_urls, containers)
-    if not pulumi.runtime.is_dry_run() and view.problems(expected):
+    if not dry_run and view.problems(expected):
         wait = functools.partial(
             wait_until_healthy,
             api_urls,
@@ -353,7 +354,7 @@ async def final_view(
             pulumi.log.warn(f"{unhealthy}; run the update again to bring the nodes back", resource=resource)
     # Raft's voters end equal to the config: dead voters outside it go.
     stray = stray_voters([p.node for p in (view.raft_peers or {}).values()], expected)
-    if stray and pulumi.runtime.is_dry_run():
+    if stray and dry_run:
         pulumi.log.info(
             f"Raft peers not in the config: {', '.join(stray)}; the update removes them if dead",
             resource=resource,
@@ -362,7 +363,7 @@ async def final_view(
         await loop.run_in_executor(None, remove_stray_voters, api_urls, containers, stray)
         pulumi.log.info(f"removed Raft peers not in the config: {', '.join(stray)}", resource=resource)
         view = await loop.run_in_executor(None, observe, api_urls, containers)
-    if not pulumi.runtime.is_dry_run():
+    if not dry_run:
         # Images of earlier updates, now that no container runs on them.
         removed = await loop.run_in_executor(None, remove_unused_images, labels, image_id)
         if removed:
