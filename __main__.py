@@ -20,9 +20,16 @@ from components.job_set import check_secret_env, declare_jobs
 from components.jobs import cluster_node_tags, load_jobs, validate_jobs
 from components.membership import UnsafeRemoval, check_removal_safe, removed_nodes
 from components.node_config import bootstrap_plan
+from components.placement import place_nodes
 from components.rollout import IncompatibleVersionChange, check_version_change
 from components.spec import load_cluster_spec
-from components.update_plan import observation_targets, plan_update
+from components.update_plan import (
+    HostsChange,
+    check_hosts_change,
+    observation_targets,
+    plan_update,
+    serf_endpoints,
+)
 
 PROJECT_ROOT = Path(__file__).resolve().parent
 
@@ -58,16 +65,21 @@ def main() -> None:
         check_secret_env(stack, jobs)
         previous = previous_outputs(project, stack)
         check_version_change(stack, spec, previous.get("dkron_version"))
-        plan = bootstrap_plan(spec, previous.get("bootstrap"))
-        check_data_present(stack, spec, plan)
         previous_nodes = previous.get("nodes") or {}
-        subnet = choose_subnet(
-            stack,
-            spec,
-            recorded_subnet(previous.get("network")),
-            docker_subnets(),
-            deployed=bool(previous_nodes),
-        )
+        check_hosts_change(stack, spec, previous_nodes)
+        # On several hosts: each node's host, engine and ports there.
+        placements = place_nodes(spec, previous_nodes, PROJECT_ROOT)
+        plan = bootstrap_plan(spec, previous.get("bootstrap"), serf_endpoints(placements))
+        check_data_present(stack, spec, plan, {n: p.engine for n, p in placements.items()})
+        subnet = None
+        if not placements:
+            subnet = choose_subnet(
+                stack,
+                spec,
+                recorded_subnet(previous.get("network")),
+                docker_subnets(),
+                deployed=bool(previous_nodes),
+            )
         check_removal_safe(
             stack, list(previous_nodes), removed_nodes(previous_nodes, [n.name for n in spec.nodes])
         )
@@ -77,14 +89,15 @@ def main() -> None:
         ClusterDataLost,
         UnsafeRemoval,
         AddressConflict,
+        HostsChange,
     ) as err:
         # A RunError ends the program with the message alone, no traceback.
         raise pulumi.RunError(str(err)) from None
 
     # The cluster as the update finds it (who leads, who is down, which removed
     # nodes are dead), read live once: it decides the shape of the resource graph.
-    live = observe_live(*observation_targets(spec, previous_nodes))
-    update = plan_update(spec, plan, previous_nodes, previous.get("removed") or {}, subnet, live)
+    live = observe_live(*observation_targets(spec, previous_nodes, placements))
+    update = plan_update(spec, plan, previous_nodes, previous.get("removed") or {}, subnet, live, placements)
     cluster = DkronCluster(
         "dkron",
         DkronClusterArgs(

@@ -112,7 +112,7 @@ def node_reasons(change: ClusterChange, node: str) -> list[str]:
         reasons.extend(
             setting_changes({"tags": old.get("tags") or {}}, {"tags": new["config"].get("tags") or {}})
         )
-    for field, label in (("api_url", "API"), ("address", "address")):
+    for field, label in (("host", "host"), ("api_url", "API"), ("address", "address")):
         if old.get(field) and old.get(field) != new.get(field):
             reasons.append(f"{label} {old.get(field)} -> {new.get(field)}")
     return reasons

@@ -1,8 +1,11 @@
-"""`DkronCluster`: a highly available Dkron cluster on one Docker engine.
+"""`DkronCluster`: a highly available Dkron cluster on one Docker engine or on several hosts.
 
 It owns the cluster's image (built from `dockerfiles/`), its network, one
 volume and one container per node (each with its own rendered `dkron.yml`),
 the gossip key, and the gates that make replacements roll one node at a time.
+With hosts, each node's volume and container live on its host's engine, on
+the host's own network, and the image is loaded onto every host that runs
+nodes; there is no cluster network.
 """
 
 from __future__ import annotations
@@ -21,6 +24,7 @@ from components.change_summary import change_summary
 from components.docker_objects import (
     DockerContainer,
     DockerImage,
+    DockerImageCopy,
     DockerNetwork,
     DockerVolume,
     HealthcheckSpec,
@@ -29,6 +33,8 @@ from components.docker_objects import (
     engine,
     remove_unused_images,
 )
+from components.docker_objects.client import split_locator
+from components.docker_objects.container import HOST_NETWORK
 from components.gossip_key import GossipKey
 from components.health import ClusterUnhealthy, observe, wait_until_healthy
 from components.membership import NodeRemoval, remove_stray_voters, stray_voters
@@ -36,6 +42,7 @@ from components.node_config import (
     CONFIG_PATH,
     DATA_DIR,
     HTTP_PORT,
+    RPC_ADDR_ENV,
     BootstrapPlan,
     node_environment,
     render_node_config,
@@ -55,17 +62,24 @@ STOP_TIMEOUT_S = 60
 # How long an update waits at its end for a cluster that is not whole yet.
 FINAL_WAIT_S = 30
 
-HEALTHCHECK: HealthcheckSpec = {
-    "test": [
-        "python3",
-        "-c",
-        f"import urllib.request; urllib.request.urlopen('http://127.0.0.1:{HTTP_PORT}/health', timeout=3)",
-    ],
-    "interval_s": 5,
-    "timeout_s": 4,
-    "retries": 3,
-    "start_period_s": 10,
-}
+
+
+def healthcheck(port: int = HTTP_PORT) -> HealthcheckSpec:
+    """Docker's view of a node: its API answers on the container's (or host's) loopback."""
+    return {
+        "test": [
+            "python3",
+            "-c",
+            f"import urllib.request; urllib.request.urlopen('http://127.0.0.1:{port}/health', timeout=3)",
+        ],
+        "interval_s": 5,
+        "timeout_s": 4,
+        "retries": 3,
+        "start_period_s": 10,
+    }
+
+
+HEALTHCHECK = healthcheck()
 
 
 class ClusterDataLost(RuntimeError):
@@ -88,11 +102,15 @@ class DkronClusterArgs:
     """The stack's `image` output from its last update ({} if none): why the image changes."""
 
 
-def existing_volumes(names: Sequence[str]) -> list[str]:
-    """Which of the named Docker volumes exist right now."""
-    with engine() as client:
-        present = {v.name for v in client.volumes.list()}
-    return [n for n in names if n in present]
+def existing_volumes(names: Sequence[str], engines: Mapping[str, str | None] | None = None) -> list[str]:
+    """Which of the named Docker volumes exist right now (each on its engine in
+    `engines`, volume name -> engine reference; the local engine otherwise)."""
+    where = engines or {}
+    present: dict[str | None, set[str]] = {}
+    for ref in {where.get(n) for n in names}:
+        with engine(ref) as client:
+            present[ref] = {v.name for v in client.volumes.list()}
+    return [n for n in names if n in present[where.get(n)]]
 
 
 def docker_subnets() -> dict[str, list[str]]:
@@ -101,7 +119,9 @@ def docker_subnets() -> dict[str, list[str]]:
         return docker_network_subnets(client)
 
 
-def check_data_present(stack: str, spec: ClusterSpec, plan: BootstrapPlan) -> None:
+def check_data_present(
+    stack: str, spec: ClusterSpec, plan: BootstrapPlan, engines: Mapping[str, str] | None = None
+) -> None:
     """Refuse to form a second, empty cluster in place of a lost one.
 
     Every node is given the same `bootstrap-expect`, so if every node's data
@@ -110,7 +130,8 @@ def check_data_present(stack: str, spec: ClusterSpec, plan: BootstrapPlan) -> No
     if plan.state != "formed" or spec.rebootstrap:
         return
     volumes = [spec.volume_name(n) for n in spec.nodes]
-    if not existing_volumes(volumes):
+    on = {spec.volume_name(n): (engines or {}).get(n.name) or None for n in spec.nodes}
+    if not existing_volumes(volumes, on):
         raise ClusterDataLost(
             f"stack '{stack}': the stack's outputs say cluster '{spec.name}' was formed with "
             f"members {', '.join(plan.members)}, but none of its data volumes "
@@ -149,16 +170,21 @@ class DkronCluster(pulumi.ComponentResource):
 
         self.api_urls = dict(update.api_urls)
         self.rollout_order = list(update.order)
-        self.network = {"name": spec.network_name, **update.network}
-        network = DockerNetwork(
-            f"{name}-network",
-            name=spec.network_name,
-            labels=labels,
-            subnet=update.network["subnet"],
-            gateway=update.network["gateway"],
-            ip_range=update.network["ip_range"],
-            opts=child,
-        )
+        network_name: pulumi.Input[str] = HOST_NETWORK
+        if update.placements:
+            # Nodes on hosts listen on their hosts' own networks.
+            self.network = {"mode": HOST_NETWORK}
+        else:
+            self.network = {"name": spec.network_name, **update.network}
+            network_name = DockerNetwork(
+                f"{name}-network",
+                name=spec.network_name,
+                labels=labels,
+                subnet=update.network["subnet"],
+                gateway=update.network["gateway"],
+                ip_range=update.network["ip_range"],
+                opts=child,
+            ).name
         image = DockerImage(
             f"{name}-image",
             tag=spec.image_tag,
@@ -170,6 +196,13 @@ class DkronCluster(pulumi.ComponentResource):
             labels=labels,
             opts=child,
         )
+        # Built on this machine, then loaded onto each host that runs nodes.
+        self._images: dict[str, pulumi.Output[str]] = {}
+        for host in sorted({p.host for p in update.placements.values()}):
+            ref = next(p.engine for p in update.placements.values() if p.host == host)
+            self._images[host] = DockerImageCopy(
+                f"{name}-image-{host}", tag=spec.image_tag, image_id=image.image_id, engine=ref, opts=child
+            ).loaded_id
         environment: pulumi.Input[Mapping[str, str]] = {}
         if spec.dkron.gossip_encryption:
             key = GossipKey(f"{name}-gossip-key", opts=child).key
@@ -207,7 +240,7 @@ class DkronCluster(pulumi.ComponentResource):
             elif not update.rolling and previous_container is not None:
                 after = [previous_container]
             previous_container, previous_gate = self._declare_node(
-                node_name, after, image.image_id, network.name, environment
+                node_name, after, image.image_id, network_name, environment
             )
             gates.append(previous_gate)
 
@@ -250,32 +283,47 @@ class DkronCluster(pulumi.ComponentResource):
         node = spec.node(node_name)
         node_labels = {**self._labels, "dkron-iac.node": node.name}
         child = pulumi.ResourceOptions(parent=self)
+        placement = update.placements.get(node.name)
+        on_host = update.host_networks.get(node.name)
+        engine_ref = placement.engine if placement else ""
         volume = DockerVolume(
             f"{name}-{node.name}-volume",
             name=spec.volume_name(node),
             labels=node_labels,
             retain_on_delete=spec.persistence.retain_volumes_on_destroy,
+            engine=engine_ref,
             opts=child,
         )
+        if placement is not None and on_host is not None:
+            # On its host's network: Dkron listens on the host's address and the
+            # node's own ports; `dkron raft ...` is told where (`dkron_cli`).
+            image_id = self._images[placement.host]
+            rpc_env = {RPC_ADDR_ENV: on_host.rpc_addr}
+            environment = pulumi.Output.from_input(environment).apply(lambda env: {**env, **rpc_env})
+            placed: dict[str, Any] = {"engine": engine_ref, "healthcheck": healthcheck(on_host.api_port)}
+        else:
+            placed = {
+                "aliases": [node.name],
+                "ipv4_address": update.addresses[node.name],
+                "ports": [
+                    {"internal": HTTP_PORT, "external": update.ports[node.name], "ip": spec.ports.bind_address}
+                ],
+                "healthcheck": HEALTHCHECK,
+            }
         container = DockerContainer(
             f"{name}-{node.name}",
             name=spec.container_name(node),
             image=image_id,
             network=network,
             hostname=node.name,
-            aliases=[node.name],
-            ipv4_address=update.addresses[node.name],
             command=["dkron", "agent", "--config", CONFIG_PATH],
             envs=environment,
-            ports=[
-                {"internal": HTTP_PORT, "external": update.ports[node.name], "ip": spec.ports.bind_address}
-            ],
             mounts=[{"volume": volume.name, "target": DATA_DIR}],
-            files={CONFIG_PATH: render_node_config(spec, node, self._args.plan)},
+            files={CONFIG_PATH: render_node_config(spec, node, self._args.plan, on_host)},
             labels=node_labels,
             restart="unless-stopped",
-            healthcheck=HEALTHCHECK,
             stop_timeout_s=STOP_TIMEOUT_S,
+            **placed,
             opts=pulumi.ResourceOptions(parent=self, depends_on=after, additional_secret_outputs=["envs"]),
         )
         gate = NodeGate(
@@ -364,8 +412,11 @@ async def final_view(
         pulumi.log.info(f"removed Raft peers not in the config: {', '.join(stray)}", resource=resource)
         view = await loop.run_in_executor(None, observe, api_urls, containers)
     if not dry_run:
-        # Images of earlier updates, now that no container runs on them.
-        removed = await loop.run_in_executor(None, remove_unused_images, labels, image_id)
+        # Images of earlier updates, now that no container runs on them, on
+        # this machine and on every host.
+        removed = []
+        for where in sorted({split_locator(c)[0] or "" for c in containers.values()} | {""}):
+            removed += await loop.run_in_executor(None, remove_unused_images, labels, image_id, where or None)
         if removed:
             pulumi.log.info(f"removed {len(removed)} node image(s) no container uses", resource=resource)
     voters = sorted(p.node for p in (view.raft_peers or {}).values() if p.voter)

@@ -18,6 +18,7 @@ from typing import Any
 import requests
 
 from components.dkron_client import MEMBER_ALIVE, DkronClient, DkronError
+from components.node_config import dkron_cli
 
 
 class ClusterUnhealthy(RuntimeError):
@@ -151,45 +152,54 @@ def parse_raft_peers(text: str) -> dict[str, RaftPeer]:
 
 
 def restart_container(container: str, timeout_s: int = 60) -> None:
-    """Restart a node's container; SIGTERM first, so the agent leaves cleanly."""
-    from components.docker_objects.client import engine  # docker is only needed here
+    """Restart a node's container (a container locator); SIGTERM first, so the agent leaves cleanly."""
+    from components.docker_objects.client import engine, split_locator  # docker is only needed here
 
-    with engine() as client:
-        client.containers.get(container).restart(timeout=timeout_s)
+    where, name = split_locator(container)
+    with engine(where) as client:
+        client.containers.get(name).restart(timeout=timeout_s)
 
 
 def stopped_containers(containers: Mapping[str, str], nodes: Iterable[str]) -> dict[str, str]:
     """Of `nodes`, those whose container exists but neither runs nor is being
     restarted by Docker: node -> the container's status. A container that does
-    not exist (yet) is not listed, nor is anything when Docker cannot be asked."""
-    from components.docker_objects.client import engine  # docker is only needed here
+    not exist (yet) is not listed, nor is anything when Docker cannot be asked
+    (a host that is down or cut off is no evidence that its container stopped)."""
+    from components.docker_objects.client import engine, split_locator  # docker is only needed here
 
     found: dict[str, str] = {}
-    try:
-        with engine() as client:
-            for node in nodes:
-                state: Mapping[str, Any] = {"Running": True}  # missing, or the engine is busy: no evidence
-                with contextlib.suppress(Exception):
-                    state = client.containers.get(containers[node]).attrs.get("State") or {}
-                if not state.get("Running") and not state.get("Restarting"):
-                    found[node] = str(state.get("Status"))
-    except Exception:  # noqa: BLE001 - no engine to ask: no answer is no evidence
-        return found
+    by_engine: dict[str | None, dict[str, str]] = {}
+    for node in nodes:
+        where, name = split_locator(containers[node])
+        by_engine.setdefault(where, {})[node] = name
+    for where, names in by_engine.items():
+        try:
+            with engine(where, timeout_s=10) as client:
+                for node, name in names.items():
+                    state: Mapping[str, Any] = {"Running": True}  # missing, or the engine is busy: no evidence
+                    with contextlib.suppress(Exception):
+                        state = client.containers.get(name).attrs.get("State") or {}
+                    if not state.get("Running") and not state.get("Restarting"):
+                        found[node] = str(state.get("Status"))
+        except Exception:  # noqa: BLE001, S112 - no engine to ask: no answer is no evidence
+            continue
     return found
 
 
 def raft_peers(container: str) -> dict[str, RaftPeer]:
     """The Raft configuration as the agent in `container` knows it.
 
-    There is no HTTP endpoint for Raft peers: ask the CLI inside the container.
+    There is no HTTP endpoint for Raft peers: ask the CLI inside the container
+    (a container locator).
     """
-    from components.docker_objects.client import engine  # docker is only needed here
+    from components.docker_objects.client import engine, split_locator  # docker is only needed here
 
-    with engine() as client:
-        result = client.containers.get(container).exec_run(["dkron", "raft", "list-peers"])
+    where, name = split_locator(container)
+    with engine(where, timeout_s=20) as client:
+        result = client.containers.get(name).exec_run(dkron_cli("raft", "list-peers"))
     output = result.output.decode(errors="replace")
     if result.exit_code != 0:
-        raise RuntimeError(f"dkron raft list-peers in {container} failed: {output.strip()[:200]}")
+        raise RuntimeError(f"dkron raft list-peers in {name} failed: {output.strip()[:200]}")
     return parse_raft_peers(output)
 
 

@@ -21,7 +21,7 @@ import requests
 from pulumi.dynamic import CreateResult, DiffResult, ResourceProvider
 
 from components.dkron_client import MEMBER_ALIVE, DkronClient, DkronError
-from components.docker_objects.client import engine
+from components.docker_objects.client import engine, split_locator
 from components.health import observe, raft_peers, wait_until_healthy
 
 
@@ -111,11 +111,10 @@ def wait_until_not_alive(api_urls: Mapping[str, str], node: str, timeout_s: floa
 
 
 def remove_raft_peer(leader_container: str, node: str, what: str) -> None:
-    """`dkron raft remove-peer` on the leader."""
-    with engine() as client:
-        result = client.containers.get(leader_container).exec_run(
-            ["dkron", "raft", "remove-peer", f"--peer-id={node}"]
-        )
+    """`dkron raft remove-peer` on the leader (its container locator)."""
+    where, name = split_locator(leader_container)
+    with engine(where, timeout_s=20) as client:
+        result = client.containers.get(name).exec_run(dkron_cli("raft", "remove-peer", f"--peer-id={node}"))
     if result.exit_code != 0:
         raise RuntimeError(
             f"{what}: `dkron raft remove-peer --peer-id={node}` in {leader_container} failed: "
@@ -187,15 +186,16 @@ class NodeRemovalProvider(ResourceProvider):
     def create(self, props: dict[str, Any]) -> CreateResult:
         node, api_urls, containers = props["node"], props["api_urls"], props["containers"]
         was_running = False
-        with engine() as client:
-            try:
-                container = client.containers.get(props["container"])
+        where, name = split_locator(props["container"])
+        try:
+            with engine(where) as client:
+                container = client.containers.get(name)
                 was_running = container.status == "running"
                 # `docker stop`: SIGTERM makes the agent leave gracefully, and a
                 # stopped container is not restarted by its restart policy.
                 container.stop(timeout=int(props["stop_timeout_s"]))
-            except Exception:  # noqa: BLE001, S110 - a missing container is a dead node: handled below
-                pass
+        except Exception:  # noqa: BLE001, S110 - a missing container (or host) is a dead node: handled below
+            pass
 
         leader = observe(api_urls).leader
         how = "left gracefully"

@@ -45,14 +45,30 @@ class BootstrapPlan:
     members: tuple[str, ...]
     expect: int
     join: tuple[str, ...]
+    endpoints: tuple[str, ...] = ()
+    """On several hosts: the Serf addresses (``address:port``) nodes join through,
+    in place of ``join``'s names (which only resolve on one Docker network)."""
 
     def record(self) -> dict[str, Any]:
         """What the stack exports as ``bootstrap`` once the cluster is up."""
-        return {"state": "formed", "members": list(self.members)}
+        record: dict[str, Any] = {"state": "formed", "members": list(self.members)}
+        if self.endpoints:
+            record["join"] = list(self.endpoints)
+        return record
 
 
-def bootstrap_plan(spec: ClusterSpec, previous: Mapping[str, Any] | None) -> BootstrapPlan:
+def bootstrap_plan(
+    spec: ClusterSpec,
+    previous: Mapping[str, Any] | None,
+    endpoints: Mapping[str, str] | None = None,
+) -> BootstrapPlan:
     """Bootstrap settings for the stack, given its last ``bootstrap`` output.
+
+    ``endpoints`` (several hosts only): each configured node's Serf address,
+    ``address:port``. Nodes then join through addresses, kept like the
+    members: the endpoints recorded when the cluster formed stay the list
+    while any of them is still a node's, so moving or adding a node never
+    changes, and so never restarts, the others.
 
     ``previous`` is None or empty for a stack that never formed a cluster,
     else ``{"state": "formed", "members": [...]}``. ``spec.rebootstrap``
@@ -60,8 +76,9 @@ def bootstrap_plan(spec: ClusterSpec, previous: Mapping[str, Any] | None) -> Boo
     every node's data is gone).
     """
     names = tuple(node.name for node in spec.nodes)
+    current = tuple(endpoints[n] for n in names) if endpoints else ()
     if not previous or spec.rebootstrap:
-        return BootstrapPlan(state="new", members=names, expect=len(names), join=names)
+        return BootstrapPlan(state="new", members=names, expect=len(names), join=names, endpoints=current)
     if previous.get("state") != "formed" or not previous.get("members"):
         raise ValueError(
             f"unexpected bootstrap record {dict(previous)!r}; expected {{'state': 'formed', 'members': [...]}}"
@@ -72,14 +89,23 @@ def bootstrap_plan(spec: ClusterSpec, previous: Mapping[str, Any] | None) -> Boo
     # changes would change, and so restart, every node. Only once no recorded
     # member is left do the current nodes become the list.
     join = members if any(name in members for name in names) else names
-    return BootstrapPlan(state="formed", members=members, expect=len(members), join=join)
+    recorded = tuple(str(e) for e in previous.get("join") or ())
+    kept = recorded if set(recorded) & set(current) else current
+    return BootstrapPlan(
+        state="formed", members=members, expect=len(members), join=join, endpoints=kept if current else ()
+    )
 
 
-def node_settings(spec: ClusterSpec, node: NodeSpec, plan: BootstrapPlan) -> dict[str, Any]:
+def node_settings(
+    spec: ClusterSpec, node: NodeSpec, plan: BootstrapPlan, host: HostNetwork | None = None
+) -> dict[str, Any]:
     """The node's Dkron settings, as they go into its dkron.yml.
 
     They hold no secret: the gossip key goes into the environment
     (`node_environment`), so the file can be shown and diffed in a preview.
+    With ``host`` (several hosts) the node runs on its host's network: Serf and
+    gRPC/Raft on the host's address and the node's own ports, the HTTP API on
+    the host's loopback unless the API is published.
     """
     settings = spec.dkron
     config: dict[str, Any] = {
@@ -97,14 +123,53 @@ def node_settings(spec: ClusterSpec, node: NodeSpec, plan: BootstrapPlan) -> dic
         "ui": settings.ui,
         "http-addr": f":{HTTP_PORT}",
     }
+    if host is not None:
+        serf = f"{host.address}:{host.serf_port}"
+        config["bind-addr"] = serf
+        config["advertise-addr"] = serf
+        config["rpc-port"] = host.rpc_port
+        config["http-addr"] = f"{host.http_ip}:{host.api_port}"
+        config["retry-join"] = list(plan.endpoints)
     if node.tags:
         config["tags"] = dict(node.tags)
     return config
 
 
-def render_node_config(spec: ClusterSpec, node: NodeSpec, plan: BootstrapPlan) -> str:
+@dataclass(frozen=True)
+class HostNetwork:
+    """Where a node on a host listens (several hosts: Docker's host network)."""
+
+    address: str
+    """The host's address, which the other hosts reach it on."""
+    serf_port: int
+    rpc_port: int
+    api_port: int
+    http_ip: str = "127.0.0.1"
+    """Where the API listens on the host: its loopback unless published."""
+
+    @property
+    def rpc_addr(self) -> str:
+        """What `dkron raft ...` run in the node's container must be told to reach it."""
+        return f"{self.address}:{self.rpc_port}"
+
+
+def render_node_config(
+    spec: ClusterSpec, node: NodeSpec, plan: BootstrapPlan, host: HostNetwork | None = None
+) -> str:
     """The node's dkron.yml, as YAML text with sorted keys."""
-    return yaml.safe_dump(node_settings(spec, node, plan), sort_keys=True, default_flow_style=False)
+    return yaml.safe_dump(node_settings(spec, node, plan, host), sort_keys=True, default_flow_style=False)
+
+
+# The address `dkron raft ...` in a node's container talks to, when it is not
+# Dkron's default (the container's private address and port 6868).
+RPC_ADDR_ENV = "NODE_RPC_ADDR"
+
+
+def dkron_cli(*args: str) -> list[str]:
+    """A `dkron` CLI command to run inside a node's container, told where the
+    agent's gRPC listens when the container says so (``NODE_RPC_ADDR``)."""
+    words = " ".join(["dkron", *args])
+    return ["sh", "-c", f'exec {words} ${{{RPC_ADDR_ENV}:+--rpc-addr="${RPC_ADDR_ENV}"}}']
 
 
 def node_environment(spec: ClusterSpec, encrypt_key: str | None) -> dict[str, str]:

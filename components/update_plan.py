@@ -16,33 +16,108 @@ from typing import Any
 from components.addressing import assign_addresses, network_layout
 from components.change_summary import ClusterChange
 from components.health import LiveView
+from components.docker_objects.client import locator
 from components.membership import removal_order, removed_nodes
-from components.node_config import BootstrapPlan, node_settings
+from components.node_config import BootstrapPlan, HostNetwork, node_settings
+from components.placement import NodePlacement
 from components.ports import assign_api_ports
 from components.rollout import rollout_order
 from components.spec import ClusterSpec
 
+LOOPBACK = "127.0.0.1"
+EVERY_INTERFACE = "0.0.0.0"  # noqa: S104 - a published API; the README says what that exposes
 
-def api_url(spec: ClusterSpec, port: int) -> str:
+
+def api_url(spec: ClusterSpec, port: int, placement: NodePlacement | None = None) -> str:
+    """Where this machine reaches a node's API.
+
+    On one engine: the published port (on loopback when published everywhere).
+    On a host: the host's address when the API is published there; else its
+    loopback, which an `ssh://` host's URL reaches through an SSH tunnel on the
+    same port of this machine's loopback. The URL names the tunnel after a `#`
+    (`components.tunnels.reach`: whoever calls the API opens it), and a
+    `unix://` engine's loopback is this machine's own.
+    """
     host = spec.ports.bind_address
-    if host == "0.0.0.0":  # noqa: S104 - published on every interface; reach it via loopback
-        host = "127.0.0.1"
+    if host == EVERY_INTERFACE:
+        return f"http://{LOOPBACK if placement is None else placement.address}:{port}"
+    if placement is not None and placement.engine.startswith("ssh://"):
+        return f"http://{LOOPBACK}:{port}#{placement.engine}"
     return f"http://{host}:{port}"
 
 
-def node_api_urls(spec: ClusterSpec, ports: Mapping[str, int]) -> dict[str, str]:
+def node_api_urls(
+    spec: ClusterSpec, ports: Mapping[str, int], placements: Mapping[str, NodePlacement] | None = None
+) -> dict[str, str]:
     """Each configured node's API URL, from its published port (`assign_api_ports`)."""
-    return {n.name: api_url(spec, ports[n.name]) for n in spec.nodes}
+    placed = placements or {}
+    return {n.name: api_url(spec, ports[n.name], placed.get(n.name)) for n in spec.nodes}
+
+
+def host_networks(
+    spec: ClusterSpec, ports: Mapping[str, int], placements: Mapping[str, NodePlacement]
+) -> dict[str, HostNetwork]:
+    """Where each node listens on its host (several hosts; {} on one engine)."""
+    http_ip = EVERY_INTERFACE if spec.ports.bind_address == EVERY_INTERFACE else LOOPBACK
+    return {
+        name: HostNetwork(
+            address=p.address,
+            serf_port=p.serf_port,
+            rpc_port=p.rpc_port,
+            api_port=ports[name],
+            http_ip=http_ip,
+        )
+        for name, p in placements.items()
+    }
+
+
+def serf_endpoints(placements: Mapping[str, NodePlacement]) -> dict[str, str]:
+    """Each placed node's Serf address, which the others join through."""
+    return {name: f"{p.address}:{p.serf_port}" for name, p in placements.items()}
 
 
 def observation_targets(
-    spec: ClusterSpec, previous_nodes: Mapping[str, Any]
+    spec: ClusterSpec,
+    previous_nodes: Mapping[str, Any],
+    placements: Mapping[str, NodePlacement] | None = None,
 ) -> tuple[dict[str, str], dict[str, str]]:
     """Whom to ask before planning: the configured nodes' API URLs, and those
     the last update recorded for the nodes gone from the config."""
-    api_urls = node_api_urls(spec, assign_api_ports(spec, previous_nodes))
+    api_urls = node_api_urls(spec, assign_api_ports(spec, previous_nodes), placements)
     removed = removed_nodes(previous_nodes, list(api_urls))
     return api_urls, {n: str(previous_nodes[n]["api_url"]) for n in removed}
+
+
+class HostsChange(ValueError):
+    """A deployed stack asked to move between one engine and several hosts."""
+
+
+def check_hosts_change(stack: str, spec: ClusterSpec, previous_nodes: Mapping[str, Any]) -> None:
+    """Refuse moving a deployed cluster between one engine and hosts in place.
+
+    On one engine nodes talk over a Docker network that a node on another
+    host cannot join, so a rolling move would split the cluster half way.
+    """
+    if not previous_nodes:
+        return
+    had_hosts = any("host" in dict(record) for record in previous_nodes.values())
+    if had_hosts == bool(spec.hosts):
+        return
+    if spec.hosts:
+        what = "declares hosts, but the cluster runs on one Docker engine"
+    else:
+        what = "declares no hosts, but the cluster runs on hosts"
+    raise HostsChange(
+        f"stack '{stack}': cluster.hosts: the config {what}. Nodes on one engine talk over its Docker"
+        " network and nodes on hosts over the hosts' addresses, so the cluster cannot move between"
+        " them one node at a time. Deploy the new layout as a new stack (or `make destroy` this one"
+        " first: that loses its jobs unless they are in the config)."
+    )
+
+
+def recorded_container(record: Mapping[str, Any]) -> str:
+    """A node's container as its record names it: on a host, with the host's engine."""
+    return locator(str(record["container"]), record.get("engine") or None)
 
 
 def gate_expectation(order: Sequence[str], position: int, alive_now: set[str], rolling: bool) -> list[str]:
@@ -66,11 +141,16 @@ class UpdatePlan:
     api_urls: Mapping[str, str]
     """Each configured node's API URL (from `ports`)."""
     containers: Mapping[str, str]
-    """Each configured node's container name."""
+    """Each configured node's container: its name, with its host's engine on a host
+    (a container locator, `components.docker_objects.client.locator`)."""
     addresses: Mapping[str, str]
-    """Each configured node's fixed address on the cluster network."""
+    """Each configured node's fixed address on the cluster network, or its host's address."""
     network: Mapping[str, str]
-    """The cluster network's subnet, gateway and range for Docker's own picks."""
+    """The cluster network's subnet, gateway and range for Docker's own picks ({} on hosts)."""
+    placements: Mapping[str, NodePlacement]
+    """Each node's host, engine and ports (several hosts; {} on one engine)."""
+    host_networks: Mapping[str, HostNetwork]
+    """Where each node listens on its host (several hosts; {} on one engine)."""
     leader: str | None
     """The leader when the update began (None: nobody leads)."""
     rolling: bool
@@ -137,12 +217,18 @@ def plan_update(
     bootstrap: BootstrapPlan,
     previous_nodes: Mapping[str, Any],
     previous_removed: Mapping[str, Any],
-    subnet: ipaddress.IPv4Network,
+    subnet: ipaddress.IPv4Network | None,
     live: LiveView,
+    placements: Mapping[str, NodePlacement] | None = None,
 ) -> UpdatePlan:
-    """Plan an update of the cluster from plain data; see `UpdatePlan`."""
+    """Plan an update of the cluster from plain data; see `UpdatePlan`.
+
+    On one engine `subnet` is the cluster network's; with `placements` (every
+    node on a host) there is no cluster network and `subnet` is None.
+    """
+    placed = dict(placements or {})
     ports = assign_api_ports(spec, previous_nodes)
-    api_urls = node_api_urls(spec, ports)
+    api_urls = node_api_urls(spec, ports, placed)
     configured = sorted(api_urls)
 
     # With a live leader, replace nodes one at a time, the leader last.
@@ -172,23 +258,35 @@ def plan_update(
 
     # Fixed addresses: Raft knows servers by address, and Docker's own
     # picks depend on start order (an engine restart can swap them).
-    addresses = assign_addresses(spec, subnet, previous_nodes)
-    nodes = {
-        node.name: {
+    # On hosts a node's address is its host's, and it listens on its own ports there.
+    networks = host_networks(spec, ports, placed)
+    if placed:
+        addresses = {n: p.address for n, p in placed.items()}
+    else:
+        if subnet is None:
+            raise ValueError("one engine: the cluster network's subnet is needed")
+        addresses = assign_addresses(spec, subnet, previous_nodes)
+    nodes: dict[str, dict[str, Any]] = {}
+    for node in spec.nodes:
+        record: dict[str, Any] = {
             "container": spec.container_name(node),
             "api_url": api_urls[node.name],
             "address": addresses[node.name],
             "tags": dict(node.tags),
-            "config": node_settings(spec, node, bootstrap),
+            "config": node_settings(spec, node, bootstrap, networks.get(node.name)),
         }
-        for node in spec.nodes
-    }
+        if node.name in placed:
+            where = placed[node.name]
+            record.update(host=where.host, engine=where.engine, serf_port=where.serf_port, rpc_port=where.rpc_port)
+        nodes[node.name] = record
     return UpdatePlan(
         ports=ports,
         api_urls=api_urls,
-        containers={n.name: spec.container_name(n) for n in spec.nodes},
+        containers={name: recorded_container(record) for name, record in nodes.items()},
         addresses=addresses,
-        network=network_layout(subnet),
+        network=network_layout(subnet) if subnet is not None and not placed else {},
+        placements=placed,
+        host_networks=networks,
         leader=live.leader,
         rolling=rolling,
         alive=frozenset(alive),
@@ -200,7 +298,7 @@ def plan_update(
         nudge=bootstrap.members[-1],
         removed=tuple(removed),
         dead=tuple(dead),
-        removed_containers={n: previous_nodes[n]["container"] for n in removed},
+        removed_containers={n: recorded_container(previous_nodes[n]) for n in removed},
         earlier=earlier,
         removal_expected=removal_expected,
         nodes=nodes,

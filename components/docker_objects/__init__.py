@@ -43,7 +43,10 @@ One module a kind, plus the shared parts:
 - ``props``: property values normalised for diffs, ``is_known``.
 - ``provider``: the base provider (``diff``, ``check``) and the type token module.
 - ``context``: a build context's digest and tar.
-- ``network``, ``volume``, ``image``, ``container``: a provider and a resource each.
+- ``network``, ``volume``, ``image``, ``container``: a provider and a resource
+  each (``image`` also holds ``DockerImageCopy``, an image loaded onto another
+  engine). Volumes, containers and image copies take an ``engine`` input: the
+  engine they live on, "" for the local one.
 
 Pickles: the engine stores each provider pickled *by reference*, as
 ``<module>.<class>``. Providers pickled before this package existed name
@@ -63,7 +66,13 @@ from components.docker_objects.container import (
     PortSpec,
 )
 from components.docker_objects.context import context_digest, context_files
-from components.docker_objects.image import DockerImage, DockerImageProvider, remove_unused_images
+from components.docker_objects.image import (
+    DockerImage,
+    DockerImageCopy,
+    DockerImageCopyProvider,
+    DockerImageProvider,
+    remove_unused_images,
+)
 from components.docker_objects.network import DockerNetwork, DockerNetworkProvider
 from components.docker_objects.volume import DockerVolume, DockerVolumeProvider
 
@@ -71,6 +80,8 @@ __all__ = [
     "DockerContainer",
     "DockerContainerProvider",
     "DockerImage",
+    "DockerImageCopy",
+    "DockerImageCopyProvider",
     "DockerImageProvider",
     "DockerNetwork",
     "DockerNetworkProvider",

@@ -36,7 +36,7 @@ from components.docker_objects.props import (
     text_list,
     text_map,
 )
-from components.docker_objects.provider import TYPE_MODULE, DockerProvider
+from components.docker_objects.provider import ENGINE_FIELD, TYPE_MODULE, DockerProvider, engine_of
 
 __all__ = ["DockerContainer", "DockerContainerProvider", "HealthcheckSpec", "MountSpec", "PortSpec"]
 
@@ -54,6 +54,8 @@ _HEALTHCHECK_DEFAULTS = {
     "start_period_s": 0.0,
 }
 _DEFAULT_STOP_TIMEOUT_S = 10
+# The network that is the engine host's own: no address, alias or published port.
+HOST_NETWORK = "host"
 _DEFAULT_WAIT_RUNNING_S = 30
 
 
@@ -206,7 +208,8 @@ def _remove_container_quietly(api: docker.APIClient, container_id: str) -> None:
 def _create_kwargs(api: docker.APIClient, spec: Mapping[str, Any]) -> dict[str, Any]:
     """Arguments of ``APIClient.create_container`` for a container spec."""
     network = text(spec["network"])
-    ports = _port_specs(spec.get("ports"))
+    on_host = network == HOST_NETWORK
+    ports = [] if on_host else _port_specs(spec.get("ports"))
     bindings: dict[str, list[tuple[str, int]]] = {}
     for port in ports:
         key = f"{port['internal']}/{port['protocol']}"
@@ -229,7 +232,9 @@ def _create_kwargs(api: docker.APIClient, spec: Mapping[str, Any]) -> dict[str, 
         "labels": text_map(spec.get("labels")),
         "ports": [(p["internal"], p["protocol"]) for p in ports],
         "host_config": host_config,
-        "networking_config": api.create_networking_config(
+        "networking_config": None
+        if on_host
+        else api.create_networking_config(
             {
                 network: api.create_endpoint_config(
                     aliases=text_list(spec.get("aliases")) or None,
@@ -304,6 +309,7 @@ def _live_container(
         ],
         "files": files,
         "labels": {k: labels[k] for k in declared_labels if k in labels},
+        "engine": props.get("engine"),
         "restart": (host.get("RestartPolicy") or {}).get("Name") or "no",
         "healthcheck": None
         if not props.get("healthcheck") or not health
@@ -344,6 +350,10 @@ def _container_problems(news: Mapping[str, Any]) -> Iterator[tuple[str, str]]:
     for field in ("image", "network"):
         if not text(news.get(field)):
             yield field, "must not be empty"
+    if text(news.get("network")) == HOST_NETWORK:
+        for field in ("aliases", "ipv4_address", "ports"):
+            if news.get(field):
+                yield field, f"must be empty on the {HOST_NETWORK!r} network (the container uses the host's own)"
     address = text(news.get("ipv4_address"))
     if address:
         try:
@@ -395,6 +405,7 @@ class DockerContainerProvider(DockerProvider):
         "restart": lambda v: text(v) or "unless-stopped",
         "healthcheck": _norm_healthcheck,
         "stop_timeout_s": norm_int(_DEFAULT_STOP_TIMEOUT_S),
+        **ENGINE_FIELD,
     }
     update_fields: ClassVar[dict[str, Normalizer]] = {
         "wait_running_s": lambda v: seconds(v, _DEFAULT_WAIT_RUNNING_S),
@@ -414,7 +425,7 @@ class DockerContainerProvider(DockerProvider):
     def create(self, props: dict[str, Any]) -> CreateResult:
         spec = inputs_of(props, self.input_fields())
         name = text(spec["name"])
-        with engine_api() as api:
+        with engine_api(engine_of(spec)) as api:
             try:
                 container_id = str(api.create_container(**_create_kwargs(api, spec))["Id"])
             except docker.errors.APIError as err:
@@ -444,7 +455,7 @@ class DockerContainerProvider(DockerProvider):
         return UpdateResult({**inputs_of(news, self.input_fields()), **outputs})
 
     def read(self, id_: str, props: dict[str, Any]) -> ReadResult:
-        with engine_api() as api:
+        with engine_api(engine_of(props)) as api:
             try:
                 info = api.inspect_container(id_)
                 live = _live_container(api, info, props)
@@ -457,7 +468,7 @@ class DockerContainerProvider(DockerProvider):
         # An explicit stop timeout gives the process SIGTERM and time to leave
         # its cluster before SIGKILL.
         timeout = as_int(props.get("stop_timeout_s"), _DEFAULT_STOP_TIMEOUT_S)
-        with engine_api() as api, removing(f"container {props.get('name')!r}"):
+        with engine_api(engine_of(props)) as api, removing(f"container {props.get('name')!r}"):
             api.stop(id_, timeout=timeout)
             api.remove_container(id_, force=True)
 
@@ -521,12 +532,15 @@ class DockerContainer(Resource, module=TYPE_MODULE, name="DockerContainer"):
         healthcheck: pulumi.Input[HealthcheckSpec] | None = None,
         stop_timeout_s: pulumi.Input[int] = _DEFAULT_STOP_TIMEOUT_S,
         wait_running_s: pulumi.Input[int] = _DEFAULT_WAIT_RUNNING_S,
+        engine: pulumi.Input[str] = "",
         opts: pulumi.ResourceOptions | None = None,
     ) -> None:
         """
         :param name: container name (fixed; a change replaces the container).
         :param image: image ID (``DockerImage.image_id``) or reference.
-        :param network: network the container is attached to, with ``aliases``.
+        :param network: network the container is attached to, with ``aliases``;
+            ``"host"`` runs it on the engine host's own network (no aliases,
+            fixed address or published ports: it listens on the host).
         :param ipv4_address: fixed address on that network (which needs a
             declared subnet); Docker's pick if None. A fixed address survives
             restarts of the container and of the engine.
@@ -542,6 +556,8 @@ class DockerContainer(Resource, module=TYPE_MODULE, name="DockerContainer"):
         :param healthcheck: Docker healthcheck; ``test`` in exec form.
         :param stop_timeout_s: seconds between SIGTERM and SIGKILL on stop and delete.
         :param wait_running_s: how long create waits for the container to be up.
+        :param engine: the engine it runs on (an engine reference,
+            ``components.docker_objects.client``; "" is the local one).
         """
         super().__init__(
             DockerContainerProvider(),
@@ -553,6 +569,7 @@ class DockerContainer(Resource, module=TYPE_MODULE, name="DockerContainer"):
                 "command": [] if command is None else command,
                 "envs": {} if envs is None else envs,
                 "network": network,
+                "engine": engine,
                 "aliases": [] if aliases is None else aliases,
                 "ipv4_address": ipv4_address,
                 "ports": [] if ports is None else ports,

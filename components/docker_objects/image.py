@@ -18,6 +18,7 @@ from components.docker_objects.client import DockerResourceError, engine_api, ex
 from components.docker_objects.context import clean_include, context_tar, dockerfile_included
 from components.docker_objects.props import (
     Normalizer,
+    engine_identity,
     inputs_of,
     is_known,
     missing,
@@ -26,9 +27,17 @@ from components.docker_objects.props import (
     text_list,
     text_map,
 )
-from components.docker_objects.provider import TYPE_MODULE, DockerProvider
+from components.docker_objects.provider import ENGINE_FIELD, TYPE_MODULE, DockerProvider, engine_of
 
-__all__ = ["DockerImage", "DockerImageProvider", "image_id_of", "remove_unused_images"]
+__all__ = [
+    "DockerImage",
+    "DockerImageCopy",
+    "DockerImageCopyProvider",
+    "DockerImageProvider",
+    "copy_image",
+    "image_id_of",
+    "remove_unused_images",
+]
 
 LOG_TAIL = 30  # lines of build or container log quoted in an error
 
@@ -85,15 +94,16 @@ def _remove_image_quietly(api: docker.APIClient, ref: str) -> None:
             raise DockerResourceError(f"removing image {ref!r} failed: {explain(err)}") from err
 
 
-def remove_unused_images(labels: Mapping[str, str], keep: str) -> list[str]:
+def remove_unused_images(labels: Mapping[str, str], keep: str, engine: str | None = None) -> list[str]:
     """Remove every image carrying all of ``labels`` except ``keep`` (an image
     ID) and those containers still use; returns the IDs removed.
 
     An image rebuild cannot remove the image it replaces while the old
-    containers run on it; this is the clean-up once they are gone.
+    containers run on it; this is the clean-up once they are gone. ``engine``:
+    where (an engine reference; None is the local one).
     """
     removed = []
-    with engine_api() as api:
+    with engine_api(engine) as api:
         in_use = {str(c.get("ImageID")) for c in api.containers(all=True)}
         for image in api.images(filters={"label": [f"{k}={v}" for k, v in labels.items()]}):
             image_id = str(image["Id"])
@@ -239,5 +249,97 @@ class DockerImage(Resource, module=TYPE_MODULE, name="DockerImage"):
                 "labels": {} if labels is None else labels,
                 "image_id": None,
             },
+            opts,
+        )
+
+
+def copy_image(tag: str, image_id: str, target: str | None, source: str | None = None) -> None:
+    """Make image ``image_id`` present on ``target`` under ``tag``, sent from
+    ``source`` (engine references; None is the local one) as ``docker save |
+    docker load`` would, when ``target`` does not have it yet. Needs no registry:
+    a host that reaches none still gets the image from the operator's machine.
+    """
+    where = f"image {tag!r} ({image_id[:19]}) on {target or 'the local engine'}"
+    try:
+        with engine_api(target) as dest:
+            if image_id_of(dest, image_id) is None:
+                with engine_api(source) as src:
+                    if image_id_of(src, image_id) is None:
+                        raise DockerResourceError(f"{where}: the image is not on {source or 'the local engine'}")
+                    for _ in dest.load_image(src.get_image(image_id), quiet=True):
+                        pass
+            repository, _, version = _full_tag(tag).rpartition(":")
+            dest.tag(image_id, repository, version, force=True)
+            if image_id_of(dest, tag) != image_id:
+                raise DockerResourceError(f"{where}: after loading, {tag!r} is not that image")
+    except docker.errors.APIError as err:
+        raise DockerResourceError(f"copying {where} failed: {explain(err)}") from err
+
+
+class DockerImageCopyProvider(DockerProvider):
+    """An image built elsewhere, loaded onto another engine (``engine``).
+
+    Any change (another image, tag or engine) replaces it; ``delete`` removes
+    the tag and the image there, quietly while containers still use it
+    (``remove_unused_images`` clears it once they are gone).
+    """
+
+    replace_fields: ClassVar[dict[str, Normalizer]] = {
+        "tag": text,
+        "image_id": text,
+        **ENGINE_FIELD,
+    }
+
+    def problems(self, news: Mapping[str, Any]) -> Iterator[tuple[str, str]]:
+        for field in ("tag", "image_id"):
+            if not text(news.get(field)):
+                yield field, "must not be empty"
+
+    def create(self, props: dict[str, Any]) -> CreateResult:
+        spec = inputs_of(props, self.input_fields())
+        copy_image(text(spec["tag"]), text(spec["image_id"]), engine_of(spec))
+        return CreateResult(f"{engine_identity(spec['engine'])}/{text(spec['image_id'])}", {**spec, "loaded_id": spec["image_id"]})
+
+    def update(self, _id: str, olds: dict[str, Any], news: dict[str, Any]) -> UpdateResult:
+        return UpdateResult({**inputs_of(news, self.input_fields()), "loaded_id": olds.get("loaded_id")})
+
+    def read(self, id_: str, props: dict[str, Any]) -> ReadResult:
+        image_id = text(props.get("image_id"))
+        with engine_api(engine_of(props)) as api:
+            if image_id_of(api, image_id) is None:
+                return missing()
+        inputs = inputs_of(props, self.input_fields())
+        return ReadResult(id_, {**inputs, "loaded_id": image_id}, inputs)
+
+    def delete(self, _id: str, props: dict[str, Any]) -> None:
+        tag, image_id = text(props.get("tag")), text(props.get("image_id"))
+        with engine_api(engine_of(props)) as api:
+            if image_id_of(api, tag) == image_id:
+                _remove_image_quietly(api, tag)
+            _remove_image_quietly(api, image_id)
+
+
+class DockerImageCopy(Resource, module=TYPE_MODULE, name="DockerImageCopy"):
+    """Image ``image_id`` (built on the local engine) present on ``engine`` as
+    ``tag``; give containers there ``loaded_id``, so they wait for the copy."""
+
+    tag: pulumi.Output[str]
+    image_id: pulumi.Output[str]
+    engine: pulumi.Output[str]
+    loaded_id: pulumi.Output[str]
+
+    def __init__(
+        self,
+        resource_name: str,
+        *,
+        tag: pulumi.Input[str],
+        image_id: pulumi.Input[str],
+        engine: pulumi.Input[str],
+        opts: pulumi.ResourceOptions | None = None,
+    ) -> None:
+        super().__init__(
+            DockerImageCopyProvider(),
+            resource_name,
+            {"tag": tag, "image_id": image_id, "engine": engine, "loaded_id": None},
             opts,
         )

@@ -33,6 +33,12 @@ def text_list(value: Any) -> list[str]:
     return [text(v) for v in (value or [])]
 
 
+def engine_identity(value: Any) -> str:
+    """An engine reference without its local client options (``?identity=...``):
+    which engine it is, whatever key file or certificate folder reaches it."""
+    return text(value).split("?", 1)[0]
+
+
 def norm_map(value: Any) -> tuple[tuple[str, str], ...]:
     return tuple(sorted(text_map(value).items()))
 

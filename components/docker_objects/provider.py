@@ -8,11 +8,20 @@ from typing import Any, ClassVar
 
 from pulumi.dynamic import CheckFailure, CheckResult, DiffResult, ResourceProvider
 
-from components.docker_objects.props import Normalizer, changed, is_known, text
+from components.docker_objects.props import Normalizer, changed, engine_identity, is_known, text
 
 # Type tokens read ``pulumi-python:dynamic/docker:<Name>``; the SDK's default
 # for every dynamic resource would be ``dynamic:Resource``.
 TYPE_MODULE = "docker"
+
+
+ENGINE_FIELD: dict[str, Normalizer] = {"engine": engine_identity}
+"""The ``engine`` input of resources that live on a chosen engine (see ``engine_of``)."""
+
+
+def engine_of(props: Mapping[str, Any]) -> str | None:
+    """The engine a resource lives on: its ``engine`` input (None: the local one)."""
+    return text(props.get("engine")) or None
 
 
 class DockerProvider(ResourceProvider):
@@ -29,6 +38,11 @@ class DockerProvider(ResourceProvider):
     def diff(self, _id: str, olds: dict[str, Any], news: dict[str, Any]) -> DiffResult:
         replaces = changed(olds, news, self.replace_fields)
         updates = changed(olds, news, self.update_fields)
+        # An object on another engine is a new object; the same engine reached
+        # with other local options (a key file moved) is the same one.
+        if "engine" in self.replace_fields and "engine" not in replaces:
+            if is_known(news.get("engine")) and text(olds.get("engine")) != text(news.get("engine")):
+                updates.append("engine")
         return DiffResult(
             changes=bool(replaces or updates),
             replaces=replaces,

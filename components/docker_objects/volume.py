@@ -20,7 +20,7 @@ from components.docker_objects.props import (
     text,
     text_map,
 )
-from components.docker_objects.provider import TYPE_MODULE, DockerProvider
+from components.docker_objects.provider import ENGINE_FIELD, TYPE_MODULE, DockerProvider, engine_of
 
 __all__ = ["DockerVolume", "DockerVolumeProvider"]
 
@@ -37,12 +37,13 @@ class DockerVolumeProvider(DockerProvider):
     replace_fields: ClassVar[dict[str, Normalizer]] = {
         "name": text,
         "labels": norm_map,
+        **ENGINE_FIELD,
     }
     update_fields: ClassVar[dict[str, Normalizer]] = {"retain_on_delete": norm_bool}
 
     def create(self, props: dict[str, Any]) -> CreateResult:
         spec = inputs_of(props, self.input_fields())
-        with engine_api() as api:
+        with engine_api(engine_of(spec)) as api:
             try:
                 created = api.create_volume(spec["name"], driver="local", labels=text_map(spec["labels"]))
             except docker.errors.APIError as err:
@@ -57,12 +58,12 @@ class DockerVolumeProvider(DockerProvider):
         return UpdateResult({**inputs_of(news, self.input_fields()), **outputs})
 
     def read(self, id_: str, props: dict[str, Any]) -> ReadResult:
-        with engine_api() as api:
+        with engine_api(engine_of(props)) as api:
             try:
                 info = api.inspect_volume(id_)
             except docker.errors.NotFound:
                 return missing()
-        live = {"name": info["Name"], "labels": info.get("Labels") or {}}
+        live = {"name": info["Name"], "labels": info.get("Labels") or {}, "engine": props.get("engine")}
         inputs = {
             **reflect(props, live, self.replace_fields),
             "retain_on_delete": bool(props.get("retain_on_delete")),
@@ -72,7 +73,7 @@ class DockerVolumeProvider(DockerProvider):
     def delete(self, id_: str, props: dict[str, Any]) -> None:
         if props.get("retain_on_delete"):
             return
-        with engine_api() as api, removing(f"volume {id_!r}", " (still mounted by a container?)"):
+        with engine_api(engine_of(props)) as api, removing(f"volume {id_!r}", " (still mounted by a container?)"):
             api.remove_volume(id_)
 
     @staticmethod
@@ -97,13 +98,17 @@ class DockerVolume(Resource, module=TYPE_MODULE, name="DockerVolume"):
         name: pulumi.Input[str],
         labels: pulumi.Input[Mapping[str, pulumi.Input[str]]] | None = None,
         retain_on_delete: pulumi.Input[bool] = False,
+        engine: pulumi.Input[str] = "",
         opts: pulumi.ResourceOptions | None = None,
     ) -> None:
+        """``engine``: the engine the volume lives on (an engine reference,
+        ``components.docker_objects.client``; "" is the local one)."""
         super().__init__(
             DockerVolumeProvider(),
             resource_name,
             {
                 "name": name,
+                "engine": engine,
                 "labels": {} if labels is None else labels,
                 "retain_on_delete": retain_on_delete,
                 "volume_name": None,

@@ -1,0 +1,314 @@
+"""A cluster on several Docker hosts: real engines, real SSH, real links.
+
+The lab (`testing.lab`) makes four hosts on this machine, each its own network
+namespace with its own address on a private bridge, its own containerd and
+dockerd, and an sshd; the stack reaches every engine over `ssh://` and every
+node's API through an SSH tunnel to the host's loopback. One stack serves
+every test, in file order: it forms on h1, h2 and h3, rolls an update across
+them, moves a node to h4, then loses the leader's whole host, then has the
+leader's host cut off by a partition. Each test starts from a whole cluster.
+The test reaches the APIs as the program does: each node's recorded API URL
+names its SSH tunnel, which the first call opens (`components.tunnels`).
+
+`tick` (`@every 2s`, `server: true:1`) runs throughout; a run that happened
+twice (two executions in one scheduled second) fails the test that saw it.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import threading
+import time
+from collections import defaultdict
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit
+
+import pytest
+import requests
+
+from components.dkron_client import DkronClient, DkronError
+from components.docker_objects import engine
+from components.docker_objects.client import split_locator
+from components.health import observe
+from testing.harness import TestStack, eventually, test_stack
+from testing.lab import Lab, lab_session
+
+LAB_PREFIX = "dkh"
+LAB_SUBNET = "10.213.79.0/24"
+LAB_HOSTS = 4
+PLACEMENT = {"n1": "h1", "n2": "h2", "n3": "h3"}
+TICK = {
+    "name": "tick",
+    "schedule": "@every 2s",
+    "tags": {"server": "true:1"},
+    "executor": "shell",
+    "executor_config": {"command": "echo tick"},
+}
+
+
+@dataclass
+class HostsCluster:
+    lab: Lab
+    stack: TestStack
+    broken_by: str | None = None
+
+    def nodes(self) -> list[str]:
+        return self.stack.node_names()
+
+    def placement(self) -> dict[str, str]:
+        return {n["name"]: n["host"] for n in self.stack.cluster["nodes"]}
+
+    def up(self) -> dict[str, Any]:
+        return self.stack.up()
+
+    def api(self, nodes: list[str] | None = None) -> dict[str, str]:
+        return {n: self.stack.api_url(n) for n in nodes or self.nodes()}
+
+    def containers(self) -> dict[str, str]:
+        recorded = self.stack.outputs()["nodes"]
+        return {n: f"{recorded[n]['container']}@{recorded[n]['engine']}" for n in self.nodes()}
+
+    def problems(self) -> list[str]:
+        return observe(self.api(), self.containers()).problems(self.nodes())
+
+    def leader(self, nodes: list[str] | None = None) -> str | None:
+        return observe(self.api(nodes)).leader
+
+    def whole(self, timeout_s: float) -> bool:
+        try:
+            eventually("the cluster to be whole", lambda: self.problems() == [], timeout_s, poll_s=2)
+        except AssertionError:
+            return False
+        return True
+
+    def require_whole(self, what: str) -> None:
+        if self.broken_by:
+            pytest.skip(f"the cluster was broken by an earlier test ({self.broken_by})")
+        if not self.whole(60):
+            self.broken_by = what
+            raise AssertionError(f"not whole before {what}: {self.problems()}")
+
+    def heal(self, what: str) -> str:
+        """Whole again by itself, else after ONE `pulumi up`; says which."""
+        if self.whole(60):
+            return "by itself"
+        try:
+            self.up()
+        except Exception:
+            self.broken_by = what
+            raise
+        if not self.whole(30):
+            self.broken_by = what
+            raise AssertionError(f"{what}: not whole after one pulumi up: {self.problems()}")
+        return "after one pulumi up"
+
+    def executions(self, nodes: list[str] | None = None) -> list[dict[str, Any]]:
+        for node in nodes or self.nodes():
+            with contextlib.suppress(requests.RequestException, DkronError, ValueError):
+                with DkronClient(self.stack.api_url(node), timeout_s=4) as client:
+                    return client.executions("tick")
+        return []
+
+    def jobs_on(self, node: str) -> list[str]:
+        with DkronClient(self.stack.api_url(node), timeout_s=5) as client:
+            return sorted(job["name"] for job in client.list_jobs())
+
+    def host_containers(self, host: str) -> list[str]:
+        with engine(self.lab.engine_ref(host)) as client:
+            label = f"dkron-iac.stack={self.stack.name}"
+            return sorted(c.name for c in client.containers.list(all=True, filters={"label": label}))
+
+
+def _started(execution: dict[str, Any]) -> float:
+    from datetime import datetime
+
+    return datetime.fromisoformat(str(execution["started_at"]).replace("Z", "+00:00")).timestamp()
+
+
+def doubled_runs(executions: list[dict[str, Any]]) -> list[int]:
+    """Scheduled seconds in which `tick` ran more than once (a group is one dispatch)."""
+    by_second: dict[int, set[str]] = defaultdict(set)
+    count: dict[int, int] = defaultdict(int)
+    for execution in executions:
+        second = int(execution["group"]) // 1_000_000_000
+        by_second[second].add(str(execution["node_name"]))
+        count[second] += 1
+    return sorted(s for s in count if count[s] > 1)
+
+
+@pytest.fixture(scope="module")
+def lab(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Lab]:
+    with lab_session(LAB_PREFIX, LAB_SUBNET, LAB_HOSTS, Path(tmp_path_factory.mktemp("lab"))) as made:
+        yield made
+
+
+@pytest.fixture(scope="module")
+def cluster(lab: Lab) -> Iterator[HostsCluster]:
+    hosts = {
+        name: {
+            "docker": lab.ssh_url(name),
+            "address": address,
+            "ssh_identity": str(lab.identity_file),
+            "ssh_known_hosts": str(lab.known_hosts_file),
+        }
+        for name, address in lab.hosts.items()
+    }
+    nodes = [{"name": node, "host": host} for node, host in PLACEMENT.items()]
+    with test_stack(nodes, hosts=hosts, jobs=[TICK]) as stack:
+        yield HostsCluster(lab, stack)
+
+
+def test_forms_across_three_hosts(cluster: HostsCluster) -> None:
+    outputs = cluster.up()
+    nodes = outputs["nodes"]
+    # Outputs name each node's host; each container runs there and nowhere else.
+    assert {n: nodes[n]["host"] for n in nodes} == PLACEMENT
+    for node, host in PLACEMENT.items():
+        assert cluster.host_containers(host) == [cluster.stack.container(node)]
+        assert nodes[node]["address"] == cluster.lab.hosts[host]
+        where, name = split_locator(cluster.containers()[node])
+        assert name == cluster.stack.container(node) and where == nodes[node]["engine"]
+    assert sorted(outputs["voters"]) == sorted(PLACEMENT)
+    assert outputs["leader"] in PLACEMENT
+    assert cluster.problems() == []
+    # Each node's config speaks the hosts' addresses and its own ports there.
+    config = nodes["n1"]["config"]
+    assert config["bind-addr"] == f"{cluster.lab.hosts['h1']}:{nodes['n1']['serf_port']}"
+    assert sorted(config["retry-join"]) == sorted(
+        f"{cluster.lab.hosts[h]}:{nodes[n]['serf_port']}" for n, h in PLACEMENT.items()
+    )
+    # The API stays on each host's loopback: not reachable on the host's address.
+    port = urlsplit(nodes["n2"]["api_url"]).port
+    with pytest.raises(requests.RequestException):
+        requests.get(f"http://{cluster.lab.hosts['h2']}:{port}/health", timeout=3)
+    # Jobs: registered through the tunnels, and `tick` runs on exactly one server a time.
+    assert all(cluster.jobs_on(n) == ["tick"] for n in PLACEMENT)
+    eventually("tick to run", lambda: len(cluster.executions()) >= 2, 30)
+    # Gossip is encrypted across hosts.
+    with DkronClient(cluster.stack.api_url("n1")) as client:
+        assert client.agent()["serf"]["encrypted"] in ("true", True)
+
+
+def test_rolling_update_across_hosts(cluster: HostsCluster) -> None:
+    cluster.require_whole("the rolling update")
+    leader = cluster.leader()
+    assert leader is not None
+    before = {n: _container_id(cluster, n) for n in PLACEMENT}
+    down_counts: list[int] = []
+    stop = threading.Event()
+
+    def watch() -> None:
+        while not stop.is_set():
+            view = observe(cluster.api())
+            down_counts.append(sum(1 for v in view.nodes.values() if v.error is not None))
+            stop.wait(0.3)
+
+    watcher = threading.Thread(target=watch, daemon=True)
+    watcher.start()
+    started = time.time()
+    try:
+        cluster.stack.configure(lambda c: c.setdefault("dkron", {}).update(log_level="debug"))
+        cluster.up()
+    finally:
+        stop.set()
+        watcher.join(10)
+    after = {n: _container_id(cluster, n) for n in PLACEMENT}
+    assert all(after[n] != before[n] for n in PLACEMENT), "every node replaced"
+    starts = {n: _container_started(cluster, n) for n in PLACEMENT}
+    # One node down at a time, the leader last.
+    assert max(down_counts) <= 1, down_counts
+    assert max(starts, key=lambda n: starts[n]) == leader, (starts, leader)
+    assert cluster.problems() == []
+    doubled = doubled_runs([e for e in cluster.executions() if _started(e) >= started])
+    assert doubled == [], doubled
+
+
+def test_moving_a_node_to_another_host(cluster: HostsCluster) -> None:
+    cluster.require_whole("the move")
+
+    def move(config: dict[str, Any]) -> None:
+        next(n for n in config["nodes"] if n["name"] == "n3")["host"] = "h4"
+
+    cluster.stack.configure(move)
+    outputs = cluster.up()
+    assert outputs["nodes"]["n3"]["host"] == "h4"
+    assert cluster.host_containers("h4") == [cluster.stack.container("n3")]
+    assert cluster.host_containers("h3") == []
+    with engine(cluster.lab.engine_ref("h3")) as client:
+        assert [v.name for v in client.volumes.list()] == [], "the old volume went with the node"
+    assert cluster.problems() == []
+    # It started empty on h4 and caught up from the leader.
+    eventually("n3 to hold the jobs", lambda: cluster.jobs_on("n3") == ["tick"], 30)
+    assert sorted(outputs["voters"]) == sorted(PLACEMENT)
+
+
+def test_losing_a_whole_host(cluster: HostsCluster) -> None:
+    cluster.require_whole("losing a host")
+    leader = cluster.leader()
+    assert leader is not None
+    host = cluster.placement()[leader]
+    survivors = [n for n in cluster.nodes() if n != leader]
+    cluster.lab.stop_host(host)
+    lost_at = time.time()
+    try:
+        new_leader = eventually(
+            "the other two to agree on a leader",
+            lambda: (found := cluster.leader(survivors)) in survivors and found,
+            60,
+        )
+        assert new_leader in survivors
+        ran = eventually(
+            "tick to run on a surviving host",
+            lambda: [e for e in cluster.executions(survivors) if _started(e) > lost_at + 1],
+            60,
+        )
+        assert all(e["node_name"] in survivors for e in ran)
+    finally:
+        cluster.lab.start_host(host)
+    cluster.heal("losing a host")
+    doubled = doubled_runs([e for e in cluster.executions() if _started(e) >= lost_at - 5])
+    assert doubled == [], doubled
+
+
+def test_partition_cuts_off_the_leaders_host(cluster: HostsCluster) -> None:
+    cluster.require_whole("the partition")
+    leader = cluster.leader()
+    assert leader is not None
+    host = cluster.placement()[leader]
+    majority = [n for n in cluster.nodes() if n != leader]
+    cluster.lab.cut(host)
+    try:
+        new_leader = eventually(
+            "the majority to elect a leader",
+            lambda: (found := cluster.leader(majority)) in majority and found,
+            60,
+        )
+        assert new_leader in majority
+        # A job written while the partition lasts reaches the cut-off node after it heals.
+        with DkronClient(cluster.stack.api_url(new_leader)) as client:
+            client.upsert_job({**TICK, "name": "during-partition", "schedule": "@every 1h"})
+    finally:
+        cluster.lab.heal(host)
+    cluster.heal("the partition")
+    eventually(
+        "every node to hold the same jobs",
+        lambda: all(cluster.jobs_on(n) == ["during-partition", "tick"] for n in cluster.nodes()),
+        60,
+    )
+
+
+def _container_info(cluster: HostsCluster, node: str) -> dict[str, Any]:
+    where, name = split_locator(cluster.containers()[node])
+    with engine(where) as client:
+        return dict(client.containers.get(name).attrs)
+
+
+def _container_id(cluster: HostsCluster, node: str) -> str:
+    return str(_container_info(cluster, node)["Id"])
+
+
+def _container_started(cluster: HostsCluster, node: str) -> str:
+    return str(_container_info(cluster, node)["State"]["StartedAt"])
