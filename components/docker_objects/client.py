@@ -25,6 +25,7 @@ from contextlib import ExitStack, contextmanager
 
 import docker
 import docker.errors
+import requests
 
 from components.docker_objects.engine_ref import (
     ENGINE_SCHEMES,
@@ -38,7 +39,7 @@ from components.docker_objects.engine_ref import (
     tls_config,
 )
 from components.docker_objects.errors import DockerResourceError
-from components.docker_objects.ssh import SshRelay
+from components.docker_objects.ssh import SshRelay, relay_client
 
 __all__ = [
     "ENGINE_SCHEMES",
@@ -69,12 +70,12 @@ def _connect(stack: ExitStack, ref: str | None, timeout_s: int) -> docker.Docker
         elif parsed.scheme == "ssh":
             relay = SshRelay(parsed)
             stack.callback(relay.close)
-            client = docker.DockerClient(base_url=relay.start(), timeout=timeout_s)
+            client = relay_client(relay.start(), timeout_s)
         elif parsed.scheme == "tcp" and parsed.tls_dir:
             client = docker.DockerClient(base_url=parsed.base_url, tls=tls_config(parsed), timeout=timeout_s)
         else:
             client = docker.DockerClient(base_url=parsed.base_url, timeout=timeout_s)
-    except docker.errors.DockerException as err:
+    except (docker.errors.DockerException, requests.RequestException) as err:
         why = relay.last_error() if relay is not None else ""
         if why and not why.startswith("ssh:"):
             why = f"ssh: {why}"
