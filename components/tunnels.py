@@ -147,7 +147,10 @@ class ApiTunnels:
                 break
             time.sleep(POLL_S)
         with self._lock:
-            return {port: f"{self._forwards[port].describe()}: {self._forwards[port].last_error}" for port in waiting}
+            return {
+                port: f"{self._forwards[port].describe()}: {self._forwards[port].last_error}"
+                for port in waiting
+            }
 
     def _supervise(self) -> None:
         while not self._stopping.is_set():
@@ -179,7 +182,9 @@ class ApiTunnels:
         if now >= forward.next_start:
             assert self._dir is not None
             forward.err = tempfile.TemporaryFile(dir=self._dir)  # noqa: SIM115 (closed in _end)
-            forward.proc = spawn_tied(forward.argv, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=forward.err)
+            forward.proc = spawn_tied(
+                forward.argv, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=forward.err
+            )
             forward.started_at = now
             log.debug("API tunnel %s: ssh %d started", forward.describe(), forward.proc.pid)
 

@@ -59,13 +59,6 @@ re-export at the old place.
 """
 
 from components.docker_objects.client import DockerResourceError, engine, engine_api
-from components.docker_objects.engine_ref import (
-    EngineRef,
-    locator,
-    parse_engine_ref,
-    split_locator,
-    ssh_command,
-)
 from components.docker_objects.container import (
     DockerContainer,
     DockerContainerProvider,
@@ -74,6 +67,13 @@ from components.docker_objects.container import (
     PortSpec,
 )
 from components.docker_objects.context import context_digest, context_files
+from components.docker_objects.engine_ref import (
+    EngineRef,
+    locator,
+    parse_engine_ref,
+    split_locator,
+    ssh_command,
+)
 from components.docker_objects.image import DockerImage, DockerImageProvider, remove_unused_images
 from components.docker_objects.network import DockerNetwork, DockerNetworkProvider
 from components.docker_objects.volume import DockerVolume, DockerVolumeProvider

@@ -98,7 +98,11 @@ def parse_engine_ref(ref: str | None) -> EngineRef | None:
         raise DockerResourceError(f"{where}: bad port ({err})") from None
     host = parts.hostname or ""
     if not host or parts.path not in ("", "/"):
-        form = "tcp://host:port[?tls=/dir]" if scheme == "tcp" else "ssh://user@host[:port][?identity=..&known_hosts=..]"
+        form = (
+            "tcp://host:port[?tls=/dir]"
+            if scheme == "tcp"
+            else "ssh://user@host[:port][?identity=..&known_hosts=..]"
+        )
         raise DockerResourceError(f"{where}: expected {form}")
     if host.startswith("-"):
         raise DockerResourceError(f"{where}: a host name cannot start with '-'")
@@ -156,7 +160,9 @@ def tls_config(ref: EngineRef) -> docker.tls.TLSConfig:
     files = [Path(ref.tls_dir, name) for name in TLS_FILES]
     for file in files:
         if not file.is_file():
-            raise DockerResourceError(f"{where}: TLS file {file} is missing (tls= needs {', '.join(TLS_FILES)})")
+            raise DockerResourceError(
+                f"{where}: TLS file {file} is missing (tls= needs {', '.join(TLS_FILES)})"
+            )
     ca, cert, key = (str(f) for f in files)
     try:
         return docker.tls.TLSConfig(client_cert=(cert, key), ca_cert=ca, verify=True)

@@ -46,7 +46,7 @@ _libc: Any = None
 
 def _prctl() -> Any:
     """libc's prctl, loaded in the parent: a forked child should only call it."""
-    global _libc  # noqa: PLW0603 (loaded once per process)
+    global _libc
     if _libc is None:
         _libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6", use_errno=True)
     return _libc.prctl
@@ -134,7 +134,7 @@ class SshRelay:
 
     def __init__(self, ref: EngineRef) -> None:
         self._argv = [*ssh_command(ref, "-T"), "docker", "system", "dial-stdio"]
-        self._dir = Path(tempfile.mkdtemp(prefix="dkron-engine-", dir="/tmp"))  # noqa: S108 (mkdtemp: private)
+        self._dir = Path(tempfile.mkdtemp(prefix="dkron-engine-", dir="/tmp"))
         self._path = self._dir / "docker.sock"
         self._listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
         self._children: list[tuple[subprocess.Popen[bytes], IO[bytes]]] = []

@@ -103,7 +103,9 @@ def sshd(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Sshd]:
     finally:
         with contextlib.suppress(subprocess.SubprocessError, OSError):
             # The shared connection would otherwise linger for its ControlPersist time.
-            subprocess.run([*ssh_command(server.ref()), "-O", "exit"], capture_output=True, timeout=5, check=False)
+            subprocess.run(
+                [*ssh_command(server.ref()), "-O", "exit"], capture_output=True, timeout=5, check=False
+            )
         _kill_tree(proc.pid)
         proc.wait()
         log.close()
@@ -143,9 +145,9 @@ def test_ssh_engine_lists_and_makes_objects_on_the_engine_behind(sshd: Sshd) -> 
 
 def test_a_host_key_not_in_known_hosts_is_refused(sshd: Sshd) -> None:
     ref = sshd.ref(known_hosts=sshd.other_known_hosts)
-    with pytest.raises(DockerResourceError, match=r"cannot reach the Docker engine at ssh://.*Host key verification failed"):
-        with engine(ref):
-            pass
+    refused = r"cannot reach the Docker engine at ssh://.*Host key verification failed"
+    with pytest.raises(DockerResourceError, match=refused), engine(ref):
+        pass
     assert not _ssh_children()
 
 
@@ -153,14 +155,14 @@ def test_an_unreachable_host_fails_fast_naming_it() -> None:
     port = free_port_block(1)
     ref = f"ssh://root@127.0.0.1:{port}"
     started = time.monotonic()
-    with pytest.raises(DockerResourceError, match=f"cannot reach the Docker engine at {ref}: ssh: .*Connection refused"):
-        with engine(ref):
-            pass
+    refused = f"cannot reach the Docker engine at {ref}: ssh: .*Connection refused"
+    with pytest.raises(DockerResourceError, match=refused), engine(ref):
+        pass
     assert time.monotonic() - started < 5
 
 
 class _Quiet(http.server.SimpleHTTPRequestHandler):
-    def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 (the base class's name)
+    def log_message(self, format: str, *args: Any) -> None:
         pass
 
 
@@ -193,7 +195,12 @@ def test_api_tunnels_forward_and_come_back_after_their_ssh_dies(sshd: Sshd, web_
         assert killed is not None
         os.kill(killed, signal.SIGKILL)
         started = time.monotonic()
-        eventually("the tunnel's ssh to be started again", lambda: tunnels.pids()[local] not in (None, killed), 10, 0.1)
+        eventually(
+            "the tunnel's ssh to be started again",
+            lambda: tunnels.pids()[local] not in (None, killed),
+            10,
+            0.1,
+        )
         assert tunnels.wait_ready(10) == {}
         back_s = time.monotonic() - started
         assert _hello(local) == "hello through the tunnel\n"
