@@ -17,7 +17,6 @@ go to this module's logger.
 from __future__ import annotations
 
 import atexit
-import contextlib
 import logging
 import socket
 import subprocess
@@ -26,7 +25,6 @@ import threading
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from pathlib import Path
 from types import TracebackType
 from typing import IO
 
@@ -86,7 +84,6 @@ class ApiTunnels:
         self._stopping = threading.Event()
         self._lock = threading.Lock()
         self._thread: threading.Thread | None = None
-        self._dir: Path | None = None
 
     def __enter__(self) -> ApiTunnels:
         self.start()
@@ -101,7 +98,6 @@ class ApiTunnels:
         """Start every forward (in the background) and keep them up until ``close()``."""
         if self._thread is not None:
             return
-        self._dir = Path(tempfile.mkdtemp(prefix="dkron-tunnels-"))
         # The ssh children get SIGTERM when the thread that started them ends:
         # so it is this one, which lives until close().
         self._thread = threading.Thread(target=self._supervise, name="api-tunnels", daemon=True)
@@ -118,12 +114,6 @@ class ApiTunnels:
         with self._lock:
             for forward in self._forwards.values():
                 self._end(forward)
-        if self._dir is not None:
-            with contextlib.suppress(OSError):
-                for file in self._dir.iterdir():
-                    file.unlink()
-                self._dir.rmdir()
-            self._dir = None
 
     def pids(self) -> dict[int, int | None]:
         """Each forward's running ssh (by local port), None while it is down."""
@@ -180,8 +170,8 @@ class ApiTunnels:
             log.log(level, "API tunnel %s ended (%s); again in %.0f s", forward.describe(), why, pause)
             self._end(forward)
         if now >= forward.next_start:
-            assert self._dir is not None
-            forward.err = tempfile.TemporaryFile(dir=self._dir)  # noqa: SIM115 (closed in _end)
+            # Nameless (O_TMPFILE): nothing is left behind, whatever ends this process.
+            forward.err = tempfile.TemporaryFile()  # noqa: SIM115 (closed in _end)
             forward.proc = spawn_tied(
                 forward.argv, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=forward.err
             )

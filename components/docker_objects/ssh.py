@@ -173,7 +173,7 @@ class SshRelay:
             with conn:
                 if self._closing:
                     return
-                err = tempfile.TemporaryFile(dir=self._dir)  # noqa: SIM115 (closed in close())
+                err = tempfile.TemporaryFile()  # noqa: SIM115 (closed in close())
                 try:
                     proc = spawn_tied(self._argv, stdin=conn.fileno(), stdout=conn.fileno(), stderr=err)
                 except OSError as error:

@@ -15,6 +15,7 @@ import secrets
 import signal
 import socket
 import subprocess
+import sys
 import threading
 import time
 from collections.abc import Iterator
@@ -30,6 +31,7 @@ from components.tunnels import ApiTunnels
 from testing.harness import eventually, free_port_block
 
 SSHD = Path("/usr/sbin/sshd")
+ROOT = Path(__file__).resolve().parents[2]
 
 
 @dataclass(frozen=True)
@@ -120,6 +122,7 @@ def test_ssh_engine_lists_and_makes_objects_on_the_engine_behind(sshd: Sshd) -> 
     with engine() as local:
         local_containers = sorted(c.id for c in local.containers.list(all=True))
         local_images = sorted(i.id for i in local.images.list())
+    threads = threading.active_count()
     started = time.monotonic()
     with engine(sshd.ref()) as remote:
         assert sorted(c.id for c in remote.containers.list(all=True)) == local_containers
@@ -141,6 +144,7 @@ def test_ssh_engine_lists_and_makes_objects_on_the_engine_behind(sshd: Sshd) -> 
     print(f"ssh engine: first use {first_s:.2f} s, then {again_s:.3f} s per engine() + ping")
     assert again_s < 1.0
     assert not _ssh_children()
+    assert threading.active_count() == threads
 
 
 def test_a_host_key_not_in_known_hosts_is_refused(sshd: Sshd) -> None:
@@ -220,3 +224,36 @@ def test_api_tunnels_say_which_forward_is_not_ready(sshd: Sshd, web_server: int)
             assert set(not_ready) == {down}, not_ready
             assert "Connection refused" in not_ready[down]
     assert not _ssh_children()
+
+
+def _gone(pid: int) -> bool:
+    """``pid`` has ended (a zombie waiting for a parent that does not reap counts)."""
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] == "Z"
+    except OSError:
+        return True
+
+
+def test_api_tunnels_end_with_their_process_even_on_sigkill(sshd: Sshd, web_server: int) -> None:
+    local = free_port_block(1)
+    program = (
+        "import time\n"
+        "from components.tunnels import ApiTunnels\n"
+        f"tunnels = ApiTunnels({{{local}: ({sshd.ref()!r}, {web_server})}})\n"
+        "tunnels.start()\n"
+        "assert tunnels.wait_ready(10) == {}\n"
+        f"print(tunnels.pids()[{local}], flush=True)\n"
+        "time.sleep(60)\n"
+    )
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    proc = subprocess.Popen([sys.executable, "-c", program], stdout=subprocess.PIPE, cwd=ROOT, env=env)
+    try:
+        assert proc.stdout is not None
+        ssh = int(proc.stdout.readline())
+        assert not _gone(ssh)
+        assert _hello(local) == "hello through the tunnel\n"
+    finally:
+        proc.kill()
+        proc.wait()
+    eventually("the tunnel's ssh to end with the process that started it", lambda: _gone(ssh), 5, 0.1)
+    assert not _listening(local)
