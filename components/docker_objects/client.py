@@ -39,7 +39,7 @@ from components.docker_objects.engine_ref import (
     tls_config,
 )
 from components.docker_objects.errors import DockerResourceError
-from components.docker_objects.ssh import SshRelay, relay_client
+from components.docker_objects.ssh import FIRST_ANSWER_S, SshRelay, relay_client
 
 __all__ = [
     "ENGINE_SCHEMES",
@@ -76,9 +76,14 @@ def _connect(stack: ExitStack, ref: str | None, timeout_s: int) -> docker.Docker
         else:
             client = docker.DockerClient(base_url=parsed.base_url, timeout=timeout_s)
     except (docker.errors.DockerException, requests.RequestException) as err:
-        why = relay.last_error() if relay is not None else ""
-        if why and not why.startswith("ssh:"):
-            why = f"ssh: {why}"
+        why = ""
+        if relay is not None:
+            # An ssh still waiting after the timeout has nothing to say yet.
+            why = relay.last_error(wait_s=0 if isinstance(err, requests.Timeout) else 1)
+            if why and not why.startswith("ssh:"):
+                why = f"ssh: {why}"
+            if not why and isinstance(err, requests.Timeout):
+                why = f"no answer through ssh within {FIRST_ANSWER_S} s"
         raise DockerResourceError(f"cannot reach {describe_engine(ref)}: {why or err}") from err
     stack.callback(client.close)
     return client

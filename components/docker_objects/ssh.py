@@ -36,10 +36,11 @@ from docker.transport import UnixHTTPAdapter
 
 from components.docker_objects.engine_ref import EngineRef, ssh_command
 
-__all__ = ["SshRelay", "last_ssh_error", "relay_client", "spawn_tied"]
+__all__ = ["FIRST_ANSWER_S", "SshRelay", "last_ssh_error", "relay_client", "spawn_tied"]
 
 log = logging.getLogger(__name__)
 
+FIRST_ANSWER_S = 8  # ssh's ConnectTimeout (5 s) and a little
 _PR_SET_PDEATHSIG = 1
 _libc: Any = None
 
@@ -108,7 +109,9 @@ class _OnePool(UnixHTTPAdapter):  # type: ignore[misc]
 def relay_client(url: str, timeout_s: int) -> docker.DockerClient:
     """A client on the relay at ``url`` whose requests share their connections.
 
-    Raises what docker-py and requests raise when the engine does not answer.
+    Raises what docker-py and requests raise when the engine does not answer,
+    within ``FIRST_ANSWER_S`` (a shared connection whose link is gone can keep
+    a new session waiting until its keepalives give up).
     """
     # The placeholder version skips docker-py's own version request, which
     # would go through a pool of its own before ours is mounted.
@@ -118,7 +121,9 @@ def relay_client(url: str, timeout_s: int) -> docker.DockerClient:
         client.api.mount("http+docker://", adapter)
         # What docker-py does itself for its adapter and for version="auto" (no public setters).
         client.api._custom_adapter = adapter
+        client.api.timeout = min(timeout_s, FIRST_ANSWER_S)
         client.api._version = client.api.version(api_version=False)["ApiVersion"]
+        client.api.timeout = timeout_s
     except BaseException:
         client.close()
         raise
@@ -148,15 +153,16 @@ class SshRelay:
         self._thread.start()
         return f"unix://{self._path}"
 
-    def last_error(self) -> str:
-        """Why the most recent ssh that failed did (its stderr's last line)."""
+    def last_error(self, wait_s: float = 1.0) -> str:
+        """Why the most recent ssh that failed did (its stderr's last line),
+        each ssh given ``wait_s`` to end first."""
         with self._lock:
             children = list(self._children)
         for proc, err in reversed(children):
             # Called once docker-py has seen its connection end: the ssh behind
             # it is ending too.
             with contextlib.suppress(subprocess.TimeoutExpired):
-                proc.wait(timeout=1)
+                proc.wait(timeout=wait_s)
             if proc.returncode not in (None, 0):
                 err.seek(0)
                 reason = last_ssh_error(err.read().decode(errors="replace"))

@@ -27,6 +27,7 @@ import pytest
 import requests
 
 from components.docker_objects import DockerResourceError, engine, ssh_command
+from components.docker_objects.ssh import FIRST_ANSWER_S
 from components.tunnels import ApiTunnels
 from testing.harness import eventually, free_port_block
 
@@ -36,6 +37,7 @@ ROOT = Path(__file__).resolve().parents[2]
 
 @dataclass(frozen=True)
 class Sshd:
+    pid: int
     port: int
     identity: Path
     known_hosts: Path
@@ -62,8 +64,12 @@ def _children(pid: int) -> list[int]:
 
 
 def _kill_tree(pid: int) -> None:
-    for child in _children(pid):
+    """``pid`` and its descendants, children first (each parent still there to reap them)."""
+    children = _children(pid)
+    for child in children:
         _kill_tree(child)
+    with contextlib.suppress(AssertionError):
+        eventually("sshd to reap its sessions", lambda: not _children(pid), 2, 0.05)
     with contextlib.suppress(ProcessLookupError):
         os.kill(pid, signal.SIGKILL)
 
@@ -97,7 +103,7 @@ def sshd(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Sshd]:
     Path("/run/sshd").mkdir(mode=0o755, exist_ok=True)  # sshd's privilege-separation directory
     log = (root / "sshd.log").open("wb")
     proc = subprocess.Popen([str(SSHD), "-D", "-e", "-f", str(config)], stdout=log, stderr=subprocess.STDOUT)
-    server = Sshd(port, identity, known_hosts, other_known_hosts)
+    server = Sshd(proc.pid, port, identity, known_hosts, other_known_hosts)
     try:
         eventually("the test sshd to listen", lambda: _listening(port) or proc.poll() is not None, 10, 0.1)
         assert proc.poll() is None, (root / "sshd.log").read_text()
@@ -163,6 +169,29 @@ def test_an_unreachable_host_fails_fast_naming_it() -> None:
     with pytest.raises(DockerResourceError, match=refused), engine(ref):
         pass
     assert time.monotonic() - started < 5
+
+
+def test_a_link_gone_quiet_fails_within_seconds_and_comes_back(sshd: Sshd) -> None:
+    with engine(sshd.ref()) as remote:  # the shared connection is up
+        remote.ping()
+    frozen = [sshd.pid, *_children(sshd.pid)]
+    for pid in frozen:
+        os.kill(pid, signal.SIGSTOP)  # like a cut link: nothing answers, nothing refuses
+    try:
+        started = time.monotonic()
+        with (
+            pytest.raises(DockerResourceError, match="cannot reach the Docker engine at ssh://"),
+            engine(sshd.ref()),
+        ):
+            pass
+        failed_s = time.monotonic() - started
+    finally:
+        for pid in frozen:
+            os.kill(pid, signal.SIGCONT)
+    print(f"ssh engine: a link gone quiet fails after {failed_s:.1f} s")
+    assert failed_s < FIRST_ANSWER_S + 2
+    with engine(sshd.ref()) as remote:
+        assert remote.ping()
 
 
 class _Quiet(http.server.SimpleHTTPRequestHandler):
