@@ -242,6 +242,27 @@ def test_api_tunnels_forward_and_come_back_after_their_ssh_dies(sshd: Sshd, web_
     assert not _listening(local)
 
 
+def test_api_tunnels_come_back_with_their_host(sshd: Sshd, web_server: int) -> None:
+    local = free_port_block(1)
+    with ApiTunnels({local: (sshd.ref(), web_server)}) as tunnels:
+        assert tunnels.wait_ready(10) == {}
+        first = tunnels.pids()[local]
+        frozen = [sshd.pid, *_children(sshd.pid)]
+        for pid in frozen:
+            os.kill(pid, signal.SIGSTOP)  # the host stops answering
+        try:
+            # Its keepalives give up after ~6 s; the keeper starts another ssh.
+            eventually("the tunnel's ssh to give up", lambda: tunnels.pids()[local] != first, 15, 0.2)
+        finally:
+            for pid in frozen:
+                os.kill(pid, signal.SIGCONT)
+        back = time.monotonic()
+        assert tunnels.wait_ready(15) == {}
+        assert _hello(local) == "hello through the tunnel\n"
+        print(f"API tunnel: back {time.monotonic() - back:.2f} s after its host answered again")
+    assert not _ssh_children()
+
+
 def test_api_tunnels_say_which_forward_is_not_ready(sshd: Sshd, web_server: int) -> None:
     taken, down = free_port_block(1), free_port_block(1)
     with socket.socket() as holder:  # someone else's listener on the local port
