@@ -24,7 +24,7 @@ import tempfile
 import threading
 import time
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from types import TracebackType
 from typing import IO
 
@@ -52,7 +52,7 @@ class _Forward:
     started_at: float = 0.0
     next_start: float = 0.0
     ends_in_a_row: int = 0
-    last_error: str = field(default="not started yet")
+    last_error: str = "ssh has not connected yet"
 
     def describe(self) -> str:
         return f"127.0.0.1:{self.local_port} -> 127.0.0.1:{self.remote_port} on {self.ref}"
@@ -98,6 +98,7 @@ class ApiTunnels:
         """Start every forward (in the background) and keep them up until ``close()``."""
         if self._thread is not None:
             return
+        self._stopping.clear()
         # The ssh children get SIGTERM when the thread that started them ends:
         # so it is this one, which lives until close().
         self._thread = threading.Thread(target=self._supervise, name="api-tunnels", daemon=True)

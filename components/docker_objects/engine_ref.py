@@ -47,7 +47,7 @@ __all__ = [
 ENGINE_SCHEMES = ("unix", "tcp", "ssh")
 TLS_FILES = ("ca.pem", "cert.pem", "key.pem")
 SSH_CONTROL_PERSIST_S = 30
-# Each scheme's query options, and which of them are absolute paths (all, today).
+# Each scheme's query options; every one is an absolute path.
 _OPTIONS = {"unix": (), "tcp": ("tls",), "ssh": ("identity", "known_hosts")}
 
 
