@@ -25,8 +25,10 @@ Cluster health and gates
 Docker resources
 - `docker_objects/`: one dynamic provider per Docker object (network, volume,
   image, container), the build context, property normalisation, and
-  `engine()`, the one way to reach a Docker engine.
+  `engine()`, the one way to reach a Docker engine (local, `unix://`, `tcp://`
+  with TLS, `ssh://` through our own ssh), engine refs and container locators.
 - `docker_resources.py`: the old module path, kept for states that pickled it.
+- `tunnels.py`: `ApiTunnels`, the SSH forwards to node APIs on ssh:// hosts, kept up.
 - `provider_values.py`: unknown and scalar values as every provider compares them.
 
 Dkron jobs

@@ -46,7 +46,10 @@ class DkronClient:
     """A thin client for one Dkron agent's API."""
 
     def __init__(self, base_url: str, timeout_s: float = 5.0) -> None:
-        self.base_url = base_url.rstrip("/")
+        """``base_url`` may name an SSH tunnel after a ``#`` (`components.api_access`)."""
+        from components.api_access import reach  # tunnels only where a URL names one
+
+        self.base_url = reach(base_url).rstrip("/")
         self.timeout_s = timeout_s
         self._session = requests.Session()
 

@@ -38,8 +38,12 @@ SDK's default for every dynamic resource would be ``dynamic:Resource``.
 
 One module a kind, plus the shared parts:
 
-- ``client``: ``engine(host)``, the one way to a Docker engine (local, or a
-  ``unix://``, ``tcp://``, ``ssh://`` URL), and ``DockerResourceError``.
+- ``client``: ``engine(ref)``, the one way to a Docker engine (local, or a
+  ``unix://``, ``tcp://``, ``ssh://`` engine ref).
+- ``engine_ref``: engine refs parsed, container locators (``name@<ref>``),
+  ``ssh_command`` (our ssh options, shared by the engine relay and the API tunnels).
+- ``ssh``: the relay that carries the Docker API of an ssh:// engine.
+- ``errors``: ``DockerResourceError``.
 - ``props``: property values normalised for diffs, ``is_known``.
 - ``provider``: the base provider (``diff``, ``check``) and the type token module.
 - ``context``: a build context's digest and tar.
@@ -66,6 +70,13 @@ from components.docker_objects.container import (
     PortSpec,
 )
 from components.docker_objects.context import context_digest, context_files
+from components.docker_objects.engine_ref import (
+    EngineRef,
+    locator,
+    parse_engine_ref,
+    split_locator,
+    ssh_command,
+)
 from components.docker_objects.image import (
     DockerImage,
     DockerImageCopy,
@@ -88,6 +99,7 @@ __all__ = [
     "DockerResourceError",
     "DockerVolume",
     "DockerVolumeProvider",
+    "EngineRef",
     "HealthcheckSpec",
     "MountSpec",
     "PortSpec",
@@ -95,5 +107,9 @@ __all__ = [
     "context_files",
     "engine",
     "engine_api",
+    "locator",
+    "parse_engine_ref",
     "remove_unused_images",
+    "split_locator",
+    "ssh_command",
 ]

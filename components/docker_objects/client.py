@@ -1,11 +1,18 @@
-"""The one way to talk to a Docker engine: ``with engine(host) as client``.
+"""The one way to talk to a Docker engine: ``with engine(ref) as client``.
 
-``host`` names the engine: None is the local one, as the environment names it
-(``DOCKER_HOST`` and friends); otherwise a ``unix://``, ``tcp://`` or
-``ssh://`` URL. Every Docker call in the project goes through ``engine()`` (or
-``engine_api()`` for the low-level API), so a client is always closed, and a
+``ref`` is an engine ref (``engine_ref``): None or "" is the local engine, as
+the environment names it (``DOCKER_HOST`` and friends); otherwise
+``unix:///path``, ``tcp://host:port?tls=/dir`` or
+``ssh://user@host[:port]?identity=/key&known_hosts=/file``. Every Docker call
+in the project goes through ``engine()`` (or ``engine_api()`` for the
+low-level API), so a client is always closed, and a malformed ref or a
 missing or unreachable engine is always a ``DockerResourceError`` that says
-which engine.
+which engine and why.
+
+An ssh:// engine is reached through our own ``ssh`` (``ssh.SshRelay``), not
+docker-py's: the ref's identity and known_hosts are used, never asked for.
+Its ssh connection is shared between calls and outlives them by
+``SSH_CONTROL_PERSIST_S`` seconds; everything else ends with the ``with``.
 
 Never keep a client in a global or on a provider: the provider object is
 pickled into the state with everything it references.
@@ -14,59 +21,88 @@ pickled into the state with everything it references.
 from __future__ import annotations
 
 from collections.abc import Iterator
-from contextlib import closing, contextmanager
+from contextlib import ExitStack, contextmanager
 
 import docker
 import docker.errors
+import requests
+
+from components.docker_objects.engine_ref import (
+    ENGINE_SCHEMES,
+    SSH_CONTROL_PERSIST_S,
+    EngineRef,
+    describe_engine,
+    locator,
+    parse_engine_ref,
+    split_locator,
+    ssh_command,
+    tls_config,
+)
+from components.docker_objects.errors import DockerResourceError
+from components.docker_objects.ssh import FIRST_ANSWER_S, SshRelay, relay_client
 
 __all__ = [
     "ENGINE_SCHEMES",
+    "SSH_CONTROL_PERSIST_S",
     "DockerResourceError",
+    "EngineRef",
     "engine",
     "engine_api",
     "explain",
     "is_conflict",
+    "locator",
+    "parse_engine_ref",
     "removing",
+    "split_locator",
+    "ssh_command",
 ]
 
 CLIENT_TIMEOUT_S = 300  # long enough for a quiet build step
-ENGINE_SCHEMES = ("unix", "tcp", "ssh")
 
 
-class DockerResourceError(Exception):
-    """A Docker operation failed; the message says which object and why."""
-
-
-def _connect(host: str | None = None, timeout_s: int = CLIENT_TIMEOUT_S) -> docker.DockerClient:
-    """A new client for ``host`` (see the module docstring); the caller closes it."""
-    where = "the Docker engine" if host is None else f"the Docker engine at {host}"
-    scheme = "" if host is None else host.partition("://")[0]
-    if host is not None and (scheme not in ENGINE_SCHEMES or "://" not in host):
-        allowed = ", ".join(f"{s}://" for s in ENGINE_SCHEMES)
-        raise DockerResourceError(f"{where}: not an engine URL; allowed: {allowed}")
+def _connect(stack: ExitStack, ref: str | None, timeout_s: int) -> docker.DockerClient:
+    """A new client for ``ref``; ``stack`` closes it (and its ssh relay)."""
+    parsed = parse_engine_ref(ref)
+    relay: SshRelay | None = None
     try:
-        if host is None:
-            return docker.from_env(timeout=timeout_s)
-        # ssh:// goes through the ssh command (its config and agent), not paramiko.
-        return docker.DockerClient(base_url=host, timeout=timeout_s, use_ssh_client=scheme == "ssh")
-    except docker.errors.DockerException as err:
-        raise DockerResourceError(f"cannot reach {where}: {err}") from err
+        if parsed is None:
+            client = docker.from_env(timeout=timeout_s)
+        elif parsed.scheme == "ssh":
+            relay = SshRelay(parsed)
+            stack.callback(relay.close)
+            client = relay_client(relay.start(), timeout_s)
+        elif parsed.scheme == "tcp" and parsed.tls_dir:
+            client = docker.DockerClient(base_url=parsed.base_url, tls=tls_config(parsed), timeout=timeout_s)
+        else:
+            client = docker.DockerClient(base_url=parsed.base_url, timeout=timeout_s)
+    except (docker.errors.DockerException, requests.RequestException) as err:
+        why = ""
+        if relay is not None:
+            # An ssh still waiting after the timeout has nothing to say yet.
+            why = relay.last_error(wait_s=0 if isinstance(err, requests.Timeout) else 1)
+            if why and not why.startswith("ssh:"):
+                why = f"ssh: {why}"
+            if not why and isinstance(err, requests.Timeout):
+                why = f"no answer through ssh within {FIRST_ANSWER_S} s"
+        raise DockerResourceError(f"cannot reach {describe_engine(ref)}: {why or err}") from err
+    stack.callback(client.close)
+    return client
 
 
 @contextmanager
-def engine(host: str | None = None, *, timeout_s: int = CLIENT_TIMEOUT_S) -> Iterator[docker.DockerClient]:
-    """A client for the engine ``host`` (None: the local one), closed on exit.
+def engine(ref: str | None = None, *, timeout_s: int = CLIENT_TIMEOUT_S) -> Iterator[docker.DockerClient]:
+    """A client for the engine ``ref`` (None or "": the local one), closed on exit.
 
     ``timeout_s`` bounds each API call (a build step may be quiet for minutes).
     """
-    with closing(_connect(host, timeout_s)) as client:
-        yield client
+    with ExitStack() as stack:
+        yield _connect(stack, ref, timeout_s)
 
 
 @contextmanager
-def engine_api(host: str | None = None) -> Iterator[docker.APIClient]:
-    """The low-level API of ``engine(host)``, closed on exit."""
-    with engine(host) as client:
+def engine_api(ref: str | None = None) -> Iterator[docker.APIClient]:
+    """The low-level API of ``engine(ref)``, closed on exit."""
+    with engine(ref) as client:
         yield client.api
 
 
