@@ -16,6 +16,7 @@ import re
 import types
 from collections.abc import Mapping
 from typing import Annotated, Any, Literal, Union, get_args, get_origin
+from urllib.parse import urlsplit
 
 from pydantic import (
     AfterValidator,
@@ -84,7 +85,16 @@ def _tag_value(value: str) -> str:
     return value
 
 
+def _host_name(name: str) -> str:
+    if not _NODE_NAME.match(name):
+        raise ValueError(
+            "must be 1-63 lowercase letters, digits or '-', starting with a letter and not ending with '-'"
+        )
+    return name
+
+
 TagKey = Annotated[str, AfterValidator(_tag_key)]
+HostName = Annotated[str, AfterValidator(_host_name)]
 TagValue = Annotated[str, AfterValidator(_tag_value)]
 
 
@@ -192,6 +202,114 @@ class PortsSpec(_Settings):
         return value
 
 
+ENGINE_SCHEMES = ("unix", "tcp", "ssh")
+_ENGINE_FORMS = "unix:///path/to/docker.sock, tcp://host:port or ssh://user@host[:port]"
+LOOPBACK = "127.0.0.1"
+EVERY_INTERFACE = "0.0.0.0"  # noqa: S104 - a setting's value, not a socket bound here
+
+
+def _engine_url(value: str) -> str:
+    """A Docker engine URL as a host's ``docker`` allows it; the message says which form failed."""
+    scheme, sep, _ = value.partition("://")
+    if not sep or scheme not in ENGINE_SCHEMES:
+        raise ValueError(f"must be a Docker engine URL: {_ENGINE_FORMS}")
+    parts = urlsplit(value)
+    if parts.query or parts.fragment:
+        raise ValueError(
+            "must hold no '?' options or '#': give ssh_identity, ssh_known_hosts or tls_dir as settings of the host"
+        )
+    if scheme == "unix":
+        if parts.netloc or not parts.path.startswith("/"):
+            raise ValueError("must be unix:///absolute/path/to/docker.sock (three slashes, an absolute path)")
+        return value
+    try:
+        port = parts.port
+    except ValueError:
+        raise ValueError(f"must have a port from 1 to {MAX_PORT}") from None
+    form = "tcp://host:port" if scheme == "tcp" else "ssh://user@host[:port]"
+    if not parts.hostname or parts.hostname.startswith("-") or parts.path not in ("", "/"):
+        raise ValueError(f"must be {form}")
+    if parts.password is not None:
+        raise ValueError(f"must hold no password; use ssh_identity for a key ({form})")
+    if scheme == "tcp" and (port is None or parts.username is not None):
+        raise ValueError("must be tcp://host:port (a port and no user; TLS files come from tls_dir)")
+    if scheme == "ssh" and not parts.username:
+        raise ValueError("must name the SSH user: ssh://user@host[:port]")
+    return value
+
+
+class HostSpec(_Settings):
+    """A machine that runs nodes: how to reach its Docker engine and the address other hosts reach it on."""
+
+    docker: str = Field(
+        description=(
+            "The host's Docker engine: unix:///path/to/docker.sock, tcp://host:port (with tls_dir) or"
+            " ssh://user@host[:port]."
+        )
+    )
+    address: str = Field(
+        description="IPv4 address the other hosts reach this host on (Serf and gRPC/Raft between nodes)."
+    )
+    ssh_identity: str | None = Field(
+        default=None,
+        min_length=1,
+        description="ssh:// only: private key file to log in with; a relative path is from the project root.",
+    )
+    ssh_known_hosts: str | None = Field(
+        default=None,
+        min_length=1,
+        description=(
+            "ssh:// only: known_hosts file that alone decides whether the host key is trusted (strict"
+            " checking); a relative path is from the project root."
+        ),
+    )
+    tls_dir: str | None = Field(
+        default=None,
+        min_length=1,
+        description=(
+            "tcp:// only, and required there: folder with ca.pem, cert.pem and key.pem (TLS verified);"
+            " a relative path is from the project root."
+        ),
+    )
+
+    @field_validator("docker")
+    @classmethod
+    def _docker(cls, value: str) -> str:
+        return _engine_url(value)
+
+    @field_validator("address")
+    @classmethod
+    def _address(cls, value: str) -> str:
+        try:
+            address = ipaddress.IPv4Address(value)
+        except ValueError:
+            raise ValueError(
+                "must be an IPv4 address the other hosts reach this host on, e.g. 10.0.0.11"
+            ) from None
+        if address.is_loopback or address.is_unspecified:
+            raise ValueError(
+                "must be an address the other hosts reach this host on, not loopback (127.x) or 0.0.0.0"
+            )
+        return str(address)
+
+    @property
+    def scheme(self) -> str:
+        """unix, tcp or ssh."""
+        return self.docker.partition("://")[0]
+
+
+class PlacementSpec(_Settings):
+    """How nodes may be spread over the hosts."""
+
+    accept_quorum_loss_on_host_failure: bool = Field(
+        default=False,
+        description=(
+            "Allow more than (N-1)//2 of the N nodes on one host when several hosts are declared;"
+            " losing that host then loses the quorum and the cluster stops scheduling."
+        ),
+    )
+
+
 # Fixed node addresses come from the lower half of the cluster's subnet (from
 # its 10th address on, when the program picks them); the upper half is left to
 # Docker for containers that ask for no address, so they never take a node's.
@@ -291,6 +409,28 @@ class NodeSpec(_Settings):
     log_level: LogLevel | None = Field(
         default=None, description="Overrides the cluster's log level on this node."
     )
+    host: str | None = Field(
+        default=None,
+        description="The host (a key of hosts) this node runs on; required when hosts is set, refused without it.",
+    )
+    serf_port: int | None = Field(
+        default=None,
+        ge=MIN_PORT,
+        le=MAX_PORT,
+        description=(
+            "Serf port (TCP and UDP) on the node's host (needs hosts); default: kept from the last deploy,"
+            " else the first free one on that host from 8946."
+        ),
+    )
+    rpc_port: int | None = Field(
+        default=None,
+        ge=MIN_PORT,
+        le=MAX_PORT,
+        description=(
+            "gRPC/Raft port on the node's host (needs hosts); default: kept from the last deploy,"
+            " else the first free one on that host from 6868."
+        ),
+    )
 
     @field_validator("ipv4_address")
     @classmethod
@@ -310,6 +450,14 @@ class NodeSpec(_Settings):
                 "must be 1-63 lowercase letters, digits or '-', starting with a letter and not ending with '-'"
             )
         return value
+
+
+HOST_PORT_FIELDS = ("api_port", "serf_port", "rpc_port")
+
+
+def max_nodes_per_host(total: int) -> int:
+    """How many of ``total`` nodes one host may carry so that losing it leaves a quorum."""
+    return (total - 1) // 2
 
 
 def _violation(loc: tuple[str | int, ...], value: Any, message: str) -> Problem:
@@ -335,6 +483,16 @@ class ClusterSpec(_Settings):
     jobs: list[dict[str, Any]] = Field(default_factory=list, description="Dkron jobs; validated elsewhere.")
     job_files: list[str] = Field(
         default_factory=list, description="YAML files with more jobs; read elsewhere."
+    )
+    hosts: dict[HostName, HostSpec] = Field(
+        default_factory=dict,
+        description=(
+            "Machines the nodes run on, by name; each node names its host. Empty: every node on the local"
+            " Docker engine, on the cluster network."
+        ),
+    )
+    placement: PlacementSpec = Field(
+        default_factory=PlacementSpec, description="How nodes may be spread over the hosts."
     )
 
     @field_validator("name")
@@ -377,7 +535,190 @@ class ClusterSpec(_Settings):
                 )
             )
         found.extend(self._port_violations())
-        found.extend(self._address_violations())
+        if self.hosts:
+            found.extend(self._host_violations())
+            found.extend(self._host_port_violations())
+            found.extend(self._placement_violations())
+        else:
+            found.extend(self._needs_hosts_violations())
+            found.extend(self._address_violations())
+        return found
+
+    def _needs_hosts_violations(self) -> list[Problem]:
+        """Without hosts every node is on the local engine: host settings have nothing to refer to."""
+        found: list[Problem] = []
+        for index, node in enumerate(self.nodes):
+            for field in ("host", "serf_port", "rpc_port"):
+                value = getattr(node, field)
+                if value is not None:
+                    found.append(
+                        _violation(
+                            ("nodes", index, field),
+                            value,
+                            "needs hosts: set only when the stack declares its hosts (without hosts every node"
+                            " runs on the local Docker engine)",
+                        )
+                    )
+        return found
+
+    def _host_violations(self) -> list[Problem]:
+        """Each host's options fit its engine; addresses differ; networking settings of one engine are refused."""
+        found: list[Problem] = []
+        owner: dict[str, str] = {}
+        for name, host in self.hosts.items():
+            for field in ("ssh_identity", "ssh_known_hosts"):
+                value = getattr(host, field)
+                if value is not None and host.scheme != "ssh":
+                    found.append(
+                        _violation(
+                            ("hosts", name, field),
+                            value,
+                            f"only for an ssh:// engine; host {name!r} uses {host.scheme}://",
+                        )
+                    )
+            if host.scheme == "tcp" and host.tls_dir is None:
+                found.append(
+                    _violation(
+                        ("hosts", name, "docker"),
+                        host.docker,
+                        "tcp:// needs tls_dir: a folder with ca.pem, cert.pem and key.pem (a Docker API"
+                        " without TLS gives root on the host to anyone who reaches it)",
+                    )
+                )
+            if host.scheme != "tcp" and host.tls_dir is not None:
+                found.append(
+                    _violation(
+                        ("hosts", name, "tls_dir"),
+                        host.tls_dir,
+                        f"only for a tcp:// engine; host {name!r} uses {host.scheme}://",
+                    )
+                )
+            if host.scheme == "tcp" and self.ports.bind_address == LOOPBACK:
+                found.append(
+                    _violation(
+                        ("hosts", name, "docker"),
+                        host.docker,
+                        f"with ports.bind_address {LOOPBACK} the node APIs stay on each host's loopback, which"
+                        " the program reaches through an SSH tunnel, and a tcp:// engine has none; use"
+                        f" ssh://user@host for this host, or publish the API with ports.bind_address {EVERY_INTERFACE}",
+                    )
+                )
+            earlier = owner.setdefault(host.address, name)
+            if earlier != name:
+                found.append(
+                    _violation(
+                        ("hosts", name, "address"),
+                        host.address,
+                        f"clashes with the address of host {earlier!r}; every host needs its own address",
+                    )
+                )
+        if self.ports.bind_address not in (LOOPBACK, EVERY_INTERFACE):
+            found.append(
+                _violation(
+                    ("ports", "bind_address"),
+                    self.ports.bind_address,
+                    f"with hosts must be {LOOPBACK} (default: each node's API on its host's loopback, reached"
+                    f" through an SSH tunnel) or {EVERY_INTERFACE} (published on every interface of the host)",
+                )
+            )
+        if self.network.subnet is not None:
+            found.append(
+                _violation(
+                    ("network", "subnet"),
+                    self.network.subnet,
+                    "means nothing with hosts: nodes use their host's network and address (host networking);"
+                    " remove it",
+                )
+            )
+        declared = ", ".join(self.hosts)
+        for index, node in enumerate(self.nodes):
+            if node.ipv4_address is not None:
+                found.append(
+                    _violation(
+                        ("nodes", index, "ipv4_address"),
+                        node.ipv4_address,
+                        "means nothing with hosts: the node uses its host's network and address (host"
+                        " networking); remove it",
+                    )
+                )
+            if node.host is None:
+                found.append(
+                    _violation(
+                        ("nodes", index, "host"),
+                        None,
+                        f"required with hosts: every node names the host it runs on; declared hosts: {declared}",
+                    )
+                )
+            elif node.host not in self.hosts:
+                close = difflib.get_close_matches(node.host, list(self.hosts), n=1)
+                hint = f" (did you mean {close[0]!r}?)" if close else ""
+                found.append(
+                    _violation(
+                        ("nodes", index, "host"),
+                        node.host,
+                        f"unknown host; declared hosts: {declared}{hint}",
+                    )
+                )
+        return found
+
+    def _host_port_violations(self) -> list[Problem]:
+        """Nodes on one host share its ports: explicit ones must all differ there.
+
+        Two explicit API ports are already refused cluster-wide (``_port_violations``).
+        """
+        found: list[Problem] = []
+        owners: dict[tuple[str, int], tuple[int, str]] = {}
+        for index, node in enumerate(self.nodes):
+            if node.host is None:
+                continue
+            for field in HOST_PORT_FIELDS:
+                port = getattr(node, field)
+                if port is None:
+                    continue
+                earlier = owners.setdefault((node.host, port), (index, field))
+                if earlier == (index, field) or (earlier[1] == field == "api_port"):
+                    continue
+                other = self.nodes[earlier[0]].name
+                whose = (
+                    f"its own {earlier[1]}" if earlier[0] == index else f"the {earlier[1]} of node {other!r}"
+                )
+                found.append(
+                    _violation(
+                        ("nodes", index, field),
+                        port,
+                        f"clashes with {whose} on host {node.host!r}; nodes on one host need distinct ports"
+                        " (api_port, serf_port and rpc_port all count)",
+                    )
+                )
+        return found
+
+    def _placement_violations(self) -> list[Problem]:
+        """With several hosts, losing any one of them must leave a quorum (unless the stack accepts otherwise)."""
+        if len(self.hosts) < 2 or self.placement.accept_quorum_loss_on_host_failure:
+            return []
+        total = len(self.nodes)
+        allowed = max_nodes_per_host(total)
+        found: list[Problem] = []
+        for name in self.hosts:
+            carried = [node.name for node in self.nodes if node.host == name]
+            if len(carried) <= allowed:
+                continue
+            if allowed == 0:
+                room = "a single node is always lost with its host"
+            else:
+                needed = -(-total // allowed)
+                room = f"at most {allowed} of {total} nodes may share a host"
+                if needed > len(self.hosts):
+                    room += f" ({total} nodes need at least {needed} hosts)"
+            found.append(
+                _violation(
+                    ("hosts", name),
+                    carried,
+                    f"carries {len(carried)} of the {total} nodes, so losing host {name!r} loses the quorum"
+                    f" ({total // 2 + 1} of {total} needed); {room}. Spread the nodes over the hosts, or set"
+                    " placement.accept_quorum_loss_on_host_failure: true",
+                )
+            )
         return found
 
     def _address_violations(self) -> list[Problem]:
