@@ -63,7 +63,6 @@ STOP_TIMEOUT_S = 60
 FINAL_WAIT_S = 30
 
 
-
 def healthcheck(port: int = HTTP_PORT) -> HealthcheckSpec:
     """Docker's view of a node: its API answers on the container's (or host's) loopback."""
     return {
@@ -306,7 +305,11 @@ class DkronCluster(pulumi.ComponentResource):
                 "aliases": [node.name],
                 "ipv4_address": update.addresses[node.name],
                 "ports": [
-                    {"internal": HTTP_PORT, "external": update.ports[node.name], "ip": spec.ports.bind_address}
+                    {
+                        "internal": HTTP_PORT,
+                        "external": update.ports[node.name],
+                        "ip": spec.ports.bind_address,
+                    }
                 ],
                 "healthcheck": HEALTHCHECK,
             }

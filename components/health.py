@@ -176,7 +176,9 @@ def stopped_containers(containers: Mapping[str, str], nodes: Iterable[str]) -> d
         try:
             with engine(where, timeout_s=10) as client:
                 for node, name in names.items():
-                    state: Mapping[str, Any] = {"Running": True}  # missing, or the engine is busy: no evidence
+                    state: Mapping[str, Any] = {
+                        "Running": True
+                    }  # missing, or the engine is busy: no evidence
                     with contextlib.suppress(Exception):
                         state = client.containers.get(name).attrs.get("State") or {}
                     if not state.get("Running") and not state.get("Restarting"):

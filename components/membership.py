@@ -23,6 +23,7 @@ from pulumi.dynamic import CreateResult, DiffResult, ResourceProvider
 from components.dkron_client import MEMBER_ALIVE, DkronClient, DkronError
 from components.docker_objects.client import engine, split_locator
 from components.health import observe, raft_peers, wait_until_healthy
+from components.node_config import dkron_cli
 
 
 class UnsafeRemoval(ValueError):

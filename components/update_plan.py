@@ -15,8 +15,8 @@ from typing import Any
 
 from components.addressing import assign_addresses, network_layout
 from components.change_summary import ClusterChange
-from components.health import LiveView
 from components.docker_objects.client import locator
+from components.health import LiveView
 from components.membership import removal_order, removed_nodes
 from components.node_config import BootstrapPlan, HostNetwork, node_settings
 from components.placement import NodePlacement
@@ -277,7 +277,9 @@ def plan_update(
         }
         if node.name in placed:
             where = placed[node.name]
-            record.update(host=where.host, engine=where.engine, serf_port=where.serf_port, rpc_port=where.rpc_port)
+            record.update(
+                host=where.host, engine=where.engine, serf_port=where.serf_port, rpc_port=where.rpc_port
+            )
         nodes[node.name] = record
     return UpdatePlan(
         ports=ports,

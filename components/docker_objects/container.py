@@ -353,7 +353,10 @@ def _container_problems(news: Mapping[str, Any]) -> Iterator[tuple[str, str]]:
     if text(news.get("network")) == HOST_NETWORK:
         for field in ("aliases", "ipv4_address", "ports"):
             if news.get(field):
-                yield field, f"must be empty on the {HOST_NETWORK!r} network (the container uses the host's own)"
+                yield (
+                    field,
+                    f"must be empty on the {HOST_NETWORK!r} network (the container uses the host's own)",
+                )
     address = text(news.get("ipv4_address"))
     if address:
         try:

@@ -265,7 +265,9 @@ def copy_image(tag: str, image_id: str, target: str | None, source: str | None =
             if image_id_of(dest, image_id) is None:
                 with engine_api(source) as src:
                     if image_id_of(src, image_id) is None:
-                        raise DockerResourceError(f"{where}: the image is not on {source or 'the local engine'}")
+                        raise DockerResourceError(
+                            f"{where}: the image is not on {source or 'the local engine'}"
+                        )
                     for _ in dest.load_image(src.get_image(image_id), quiet=True):
                         pass
             repository, _, version = _full_tag(tag).rpartition(":")
@@ -298,7 +300,10 @@ class DockerImageCopyProvider(DockerProvider):
     def create(self, props: dict[str, Any]) -> CreateResult:
         spec = inputs_of(props, self.input_fields())
         copy_image(text(spec["tag"]), text(spec["image_id"]), engine_of(spec))
-        return CreateResult(f"{engine_identity(spec['engine'])}/{text(spec['image_id'])}", {**spec, "loaded_id": spec["image_id"]})
+        return CreateResult(
+            f"{engine_identity(spec['engine'])}/{text(spec['image_id'])}",
+            {**spec, "loaded_id": spec["image_id"]},
+        )
 
     def update(self, _id: str, olds: dict[str, Any], news: dict[str, Any]) -> UpdateResult:
         return UpdateResult({**inputs_of(news, self.input_fields()), "loaded_id": olds.get("loaded_id")})

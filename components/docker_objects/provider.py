@@ -40,9 +40,13 @@ class DockerProvider(ResourceProvider):
         updates = changed(olds, news, self.update_fields)
         # An object on another engine is a new object; the same engine reached
         # with other local options (a key file moved) is the same one.
-        if "engine" in self.replace_fields and "engine" not in replaces:
-            if is_known(news.get("engine")) and text(olds.get("engine")) != text(news.get("engine")):
-                updates.append("engine")
+        engine_moved = "engine" in self.replace_fields and "engine" not in replaces
+        if (
+            engine_moved
+            and is_known(news.get("engine"))
+            and text(olds.get("engine")) != text(news.get("engine"))
+        ):
+            updates.append("engine")
         return DiffResult(
             changes=bool(replaces or updates),
             replaces=replaces,

@@ -73,7 +73,10 @@ class DockerVolumeProvider(DockerProvider):
     def delete(self, id_: str, props: dict[str, Any]) -> None:
         if props.get("retain_on_delete"):
             return
-        with engine_api(engine_of(props)) as api, removing(f"volume {id_!r}", " (still mounted by a container?)"):
+        with (
+            engine_api(engine_of(props)) as api,
+            removing(f"volume {id_!r}", " (still mounted by a container?)"),
+        ):
             api.remove_volume(id_)
 
     @staticmethod

@@ -28,13 +28,13 @@ from urllib.parse import urlsplit
 
 import pytest
 import requests
+from testing.lab import Lab, lab_session
 
 from components.dkron_client import DkronClient, DkronError
 from components.docker_objects import engine
 from components.docker_objects.client import split_locator
 from components.health import observe
 from testing.harness import TestStack, eventually, test_stack
-from testing.lab import Lab, lab_session
 
 LAB_PREFIX = "dkh"
 LAB_SUBNET = "10.213.79.0/24"
@@ -107,9 +107,11 @@ class HostsCluster:
 
     def executions(self, nodes: list[str] | None = None) -> list[dict[str, Any]]:
         for node in nodes or self.nodes():
-            with contextlib.suppress(requests.RequestException, DkronError, ValueError):
-                with DkronClient(self.stack.api_url(node), timeout_s=4) as client:
-                    return client.executions("tick")
+            with (
+                contextlib.suppress(requests.RequestException, DkronError, ValueError),
+                DkronClient(self.stack.api_url(node), timeout_s=4) as client,
+            ):
+                return client.executions("tick")
         return []
 
     def jobs_on(self, node: str) -> list[str]:
@@ -170,7 +172,8 @@ def test_forms_across_three_hosts(cluster: HostsCluster) -> None:
         assert cluster.host_containers(host) == [cluster.stack.container(node)]
         assert nodes[node]["address"] == cluster.lab.hosts[host]
         where, name = split_locator(cluster.containers()[node])
-        assert name == cluster.stack.container(node) and where == nodes[node]["engine"]
+        assert name == cluster.stack.container(node)
+        assert where == nodes[node]["engine"]
     assert sorted(outputs["voters"]) == sorted(PLACEMENT)
     assert outputs["leader"] in PLACEMENT
     assert cluster.problems() == []

@@ -7,11 +7,11 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from components.placement import NodePlacement, place_nodes
 
 from components.docker_objects.client import split_locator
 from components.health import LiveView
 from components.node_config import bootstrap_plan, dkron_cli, node_settings
-from components.placement import NodePlacement, place_nodes
 from components.spec import ClusterSpec, load_cluster_spec
 from components.update_plan import (
     HostsChange,
@@ -77,7 +77,7 @@ def test_api_urls_name_the_ssh_tunnel_and_a_unix_engine_is_this_machine() -> Non
 
 
 def test_a_published_api_is_reached_on_the_hosts_address() -> None:
-    p = planned(spec(ports={"bind_address": "0.0.0.0", "api_port_base": 8181}))
+    p = planned(spec(ports={"bind_address": "0.0.0.0", "api_port_base": 8181}))  # noqa: S104
     assert p.api_urls["n1"] == "http://10.0.0.11:8181"
     assert p.nodes["n1"]["config"]["http-addr"] == "0.0.0.0:8181"
 
@@ -94,7 +94,11 @@ def test_two_nodes_on_one_host_get_their_own_ports() -> None:
 
 def test_the_join_list_is_kept_while_a_recorded_endpoint_is_a_nodes() -> None:
     before = planned(spec())
-    record = {"state": "formed", "members": ["n1", "n2", "n3"], "join": before.nodes["n1"]["config"]["retry-join"]}
+    record = {
+        "state": "formed",
+        "members": ["n1", "n2", "n3"],
+        "join": before.nodes["n1"]["config"]["retry-join"],
+    }
     moved = spec({"n1": "h1", "n2": "h2", "n3": "h1"}, placement={"accept_quorum_loss_on_host_failure": True})
     placements = place_nodes(moved, before.nodes, ROOT)
     plan = bootstrap_plan(moved, record, serf_endpoints(placements))
