@@ -291,7 +291,7 @@ def test_partition_cuts_off_the_leaders_host(cluster: HostsCluster) -> None:
         )
         assert new_leader in majority
         # A job written while the partition lasts reaches the cut-off node after it heals.
-        with DkronClient(cluster.stack.api_url(new_leader)) as client:
+        with DkronClient(cluster.stack.api_url(str(new_leader))) as client:
             client.upsert_job({**TICK, "name": "during-partition", "schedule": "@every 1h"})
     finally:
         cluster.lab.heal(host)

@@ -180,7 +180,8 @@ class FakeNodes:
         self.voters: tuple[str, ...] = ()
         self.pruned: list[tuple[dict[str, str], str]] = []
 
-    def remove_unused_images(self, labels: dict[str, str], keep: str) -> list[str]:
+    def remove_unused_images(self, labels: dict[str, str], keep: str, engine: str | None = None) -> list[str]:
+        assert engine is None, "one engine: images are pruned on the local one"
         self.pruned.append((dict(labels), keep))
         return []
 

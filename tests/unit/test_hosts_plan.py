@@ -7,11 +7,11 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from components.placement import NodePlacement, place_nodes
 
 from components.docker_objects.client import split_locator
 from components.health import LiveView
 from components.node_config import bootstrap_plan, dkron_cli, node_settings
+from components.placement import NodePlacement, place_nodes
 from components.spec import ClusterSpec, load_cluster_spec
 from components.update_plan import (
     HostsChange,
