@@ -435,6 +435,7 @@ def container_inputs(client: docker.DockerClient, scope: Scope) -> dict[str, Any
         },
         "stop_timeout_s": 3,
         "wait_running_s": 20,
+        "engine": "",  # the local engine, as DockerContainer passes it by default
     }
 
 
