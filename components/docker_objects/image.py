@@ -90,7 +90,9 @@ def _remove_image_quietly(api: docker.APIClient, ref: str) -> None:
     except docker.errors.NotFound:
         pass
     except docker.errors.APIError as err:
-        if not is_conflict(err):
+        # Another removal of the same image won the race (Docker says so with a 500).
+        gone = "unrecognized image" in explain(err) or "No such image" in explain(err)
+        if not is_conflict(err) and not gone:
             raise DockerResourceError(f"removing image {ref!r} failed: {explain(err)}") from err
 
 
