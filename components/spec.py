@@ -85,7 +85,8 @@ def _tag_value(value: str) -> str:
     return value
 
 
-def _host_name(name: str) -> str:
+def _label(name: str) -> str:
+    """A node or host name: a DNS label, as a container hostname must be."""
     if not _NODE_NAME.match(name):
         raise ValueError(
             "must be 1-63 lowercase letters, digits or '-', starting with a letter and not ending with '-'"
@@ -94,7 +95,7 @@ def _host_name(name: str) -> str:
 
 
 TagKey = Annotated[str, AfterValidator(_tag_key)]
-HostName = Annotated[str, AfterValidator(_host_name)]
+HostName = Annotated[str, AfterValidator(_label)]
 TagValue = Annotated[str, AfterValidator(_tag_value)]
 
 
@@ -445,11 +446,7 @@ class NodeSpec(_Settings):
     @field_validator("name")
     @classmethod
     def _node_name(cls, value: str) -> str:
-        if not _NODE_NAME.match(value):
-            raise ValueError(
-                "must be 1-63 lowercase letters, digits or '-', starting with a letter and not ending with '-'"
-            )
-        return value
+        return _label(value)
 
 
 HOST_PORT_FIELDS = ("api_port", "serf_port", "rpc_port")
