@@ -562,6 +562,7 @@ class ClusterSpec(_Settings):
         """Each host's options fit its engine; addresses differ; networking settings of one engine are refused."""
         found: list[Problem] = []
         owner: dict[str, str] = {}
+        engine_owner: dict[str, str] = {}
         for name, host in self.hosts.items():
             for field in ("ssh_identity", "ssh_known_hosts"):
                 value = getattr(host, field)
@@ -598,6 +599,16 @@ class ClusterSpec(_Settings):
                         f"with ports.bind_address {LOOPBACK} the node APIs stay on each host's loopback, which"
                         " the program reaches through an SSH tunnel, and a tcp:// engine has none; use"
                         f" ssh://user@host for this host, or publish the API with ports.bind_address {EVERY_INTERFACE}",
+                    )
+                )
+            same_engine = engine_owner.setdefault(host.docker, name)
+            if same_engine != name:
+                found.append(
+                    _violation(
+                        ("hosts", name, "docker"),
+                        host.docker,
+                        f"is the engine of host {same_engine!r} too; two hosts on one engine are one machine,"
+                        " and losing it loses the nodes of both",
                     )
                 )
             earlier = owner.setdefault(host.address, name)

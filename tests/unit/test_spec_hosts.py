@@ -227,6 +227,12 @@ BAD_CONFIGS = {
         "'10.213.77.11'",
         "clashes with the address of host 'h1'",
     ),
+    "two hosts with one engine": (
+        with_host("h2", docker="ssh://root@10.213.77.11"),
+        "cluster.hosts.h2.docker",
+        "'ssh://root@10.213.77.11'",
+        "is the engine of host 'h1' too",
+    ),
     "unknown host": (
         with_node(2, host="h4"),
         "cluster.nodes[2].host",
