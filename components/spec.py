@@ -85,7 +85,8 @@ def _tag_value(value: str) -> str:
     return value
 
 
-def _host_name(name: str) -> str:
+def _label(name: str) -> str:
+    """A node or host name: a DNS label, as a container hostname must be."""
     if not _NODE_NAME.match(name):
         raise ValueError(
             "must be 1-63 lowercase letters, digits or '-', starting with a letter and not ending with '-'"
@@ -94,7 +95,7 @@ def _host_name(name: str) -> str:
 
 
 TagKey = Annotated[str, AfterValidator(_tag_key)]
-HostName = Annotated[str, AfterValidator(_host_name)]
+HostName = Annotated[str, AfterValidator(_label)]
 TagValue = Annotated[str, AfterValidator(_tag_value)]
 
 
@@ -445,11 +446,7 @@ class NodeSpec(_Settings):
     @field_validator("name")
     @classmethod
     def _node_name(cls, value: str) -> str:
-        if not _NODE_NAME.match(value):
-            raise ValueError(
-                "must be 1-63 lowercase letters, digits or '-', starting with a letter and not ending with '-'"
-            )
-        return value
+        return _label(value)
 
 
 HOST_PORT_FIELDS = ("api_port", "serf_port", "rpc_port")
@@ -565,6 +562,7 @@ class ClusterSpec(_Settings):
         """Each host's options fit its engine; addresses differ; networking settings of one engine are refused."""
         found: list[Problem] = []
         owner: dict[str, str] = {}
+        engine_owner: dict[str, str] = {}
         for name, host in self.hosts.items():
             for field in ("ssh_identity", "ssh_known_hosts"):
                 value = getattr(host, field)
@@ -601,6 +599,16 @@ class ClusterSpec(_Settings):
                         f"with ports.bind_address {LOOPBACK} the node APIs stay on each host's loopback, which"
                         " the program reaches through an SSH tunnel, and a tcp:// engine has none; use"
                         f" ssh://user@host for this host, or publish the API with ports.bind_address {EVERY_INTERFACE}",
+                    )
+                )
+            same_engine = engine_owner.setdefault(host.docker, name)
+            if same_engine != name:
+                found.append(
+                    _violation(
+                        ("hosts", name, "docker"),
+                        host.docker,
+                        f"is the engine of host {same_engine!r} too; two hosts on one engine are one machine,"
+                        " and losing it loses the nodes of both",
                     )
                 )
             earlier = owner.setdefault(host.address, name)

@@ -85,6 +85,32 @@ def _port_clash(cluster: dict[str, Any]) -> None:
     cluster["nodes"][2]["api_port"] = 23456
 
 
+# Addresses from TEST-NET-1 (RFC 5737): nothing is ever reached there, validation stops the preview first.
+HOST_ADDRESSES = {"h1": "192.0.2.11", "h2": "192.0.2.12", "h3": "192.0.2.13"}
+
+
+def _on_hosts(*placement: str) -> Callable[[dict[str, Any]], None]:
+    """A change declaring hosts h1..h3 (ssh:// engines) and putting node i on ``placement[i]``."""
+
+    def change(cluster: dict[str, Any]) -> None:
+        cluster["hosts"] = {
+            name: {"docker": f"ssh://root@{address}", "address": address}
+            for name, address in HOST_ADDRESSES.items()
+        }
+        for node, host in zip(cluster["nodes"], placement, strict=True):
+            node["host"] = host
+
+    return change
+
+
+def _then(*changes: Callable[[dict[str, Any]], Any]) -> Callable[[dict[str, Any]], None]:
+    def change(cluster: dict[str, Any]) -> None:
+        for each in changes:
+            each(cluster)
+
+    return change
+
+
 CASES = [
     # --- the cluster ----------------------------------------------------------------
     Case("duplicate-node-names", _set("nodes.2.name", "n1"), "cluster.nodes[2].name = 'n1'"),
@@ -152,6 +178,38 @@ CASES = [
         "subnet-overlaps-docker-bridge",
         _set("network.subnet", "172.17.3.0/24"),
         "cluster.network.subnet = '172.17.3.0/24': overlaps Docker network 'bridge'",
+    ),
+    # --- several hosts --------------------------------------------------------------
+    Case("host-without-hosts", _set("nodes.0.host", "h1"), "cluster.nodes[0].host = 'h1'"),
+    Case("unknown-host", _on_hosts("h1", "h2", "h9"), "cluster.nodes[2].host = 'h9': unknown host"),
+    Case(
+        "two-hosts-one-address",
+        _then(_on_hosts("h1", "h2", "h3"), _set("hosts.h3.address", HOST_ADDRESSES["h1"])),
+        f"cluster.hosts.h3.address = '{HOST_ADDRESSES['h1']}': clashes with the address of host 'h1'",
+    ),
+    Case(
+        "port-clash-on-one-host",
+        _then(
+            _on_hosts("h1", "h1", "h1"),
+            _set("nodes.0.serf_port", 23457),
+            _set("nodes.1.rpc_port", 23457),
+        ),
+        "cluster.nodes[1].rpc_port = 23457: clashes with the serf_port of node 'n1' on host 'h1'",
+    ),
+    Case(
+        "placement-loses-quorum-with-a-host",
+        _on_hosts("h1", "h1", "h2"),
+        "cluster.hosts.h1 = ['n1', 'n2']: carries 2 of the 3 nodes",
+    ),
+    Case(
+        "ssh-engine-without-user",
+        _then(_on_hosts("h1", "h2", "h3"), _set("hosts.h2.docker", "ssh://192.0.2.12")),
+        "cluster.hosts.h2.docker = 'ssh://192.0.2.12': must name the SSH user",
+    ),
+    Case(
+        "subnet-with-hosts",
+        _then(_on_hosts("h1", "h2", "h3"), _set("network.subnet", "172.24.9.0/24")),
+        "cluster.network.subnet = '172.24.9.0/24': means nothing with hosts",
     ),
     Case("cluster-not-a-mapping", lambda c: ["n1", "n2", "n3"], "cluster = ['n1', 'n2', 'n3']"),
     # --- jobs -----------------------------------------------------------------------
