@@ -68,7 +68,7 @@ def main() -> None:
         previous_nodes = previous.get("nodes") or {}
         check_hosts_change(stack, spec, previous_nodes)
         # On several hosts: each node's host, engine and ports there.
-        placements = place_nodes(spec, previous_nodes, PROJECT_ROOT)
+        placements = place_nodes(spec, previous_nodes, PROJECT_ROOT, stack=stack)
         plan = bootstrap_plan(spec, previous.get("bootstrap"), serf_endpoints(placements))
         check_data_present(stack, spec, plan, {n: p.engine for n, p in placements.items()})
         subnet = None
