@@ -143,7 +143,7 @@ def doubled_runs(executions: list[dict[str, Any]]) -> list[int]:
 
 @pytest.fixture(scope="module")
 def lab(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Lab]:
-    with lab_session(LAB_PREFIX, LAB_SUBNET, LAB_HOSTS, Path(tmp_path_factory.mktemp("lab"))) as made:
+    with lab_session(LAB_PREFIX, LAB_SUBNET, Path(tmp_path_factory.mktemp("lab")), LAB_HOSTS) as made:
         yield made
 
 
@@ -153,8 +153,8 @@ def cluster(lab: Lab) -> Iterator[HostsCluster]:
         name: {
             "docker": lab.ssh_url(name),
             "address": address,
-            "ssh_identity": str(lab.identity_file),
-            "ssh_known_hosts": str(lab.known_hosts_file),
+            "ssh_identity": str(lab.key),
+            "ssh_known_hosts": str(lab.known_hosts),
         }
         for name, address in lab.hosts.items()
     }
