@@ -463,10 +463,11 @@ class Lab:
             shutil.rmtree(root, ignore_errors=True)
             if root.exists():
                 raise LabError(f"lab {self.prefix} {host.name}: could not remove {root}")
+        # The root end first: deleting it takes its peer; a namespace's links go away only asynchronously.
+        if _link_exists(host.veth):
+            _quiet("ip", "link", "del", host.veth)
         if host.netns_path.exists():
             _run("ip", "netns", "del", host.netns)
-        if _link_exists(host.veth):
-            _run("ip", "link", "del", host.veth)
         _remove_cgroup_tree(self._host_cgroup(host))
 
     def leftovers(self) -> list[str]:
