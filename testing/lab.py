@@ -385,6 +385,18 @@ class Lab:
         pid = _read_pid(host.pidfile(daemon))
         return pid is not None and _in_netns(pid, host.netns_path)
 
+    def status(self) -> dict[str, dict[str, bool]]:
+        """Per host: is its namespace there, is each daemon running, does its engine answer."""
+        return {
+            host.name: {
+                "namespace": host.netns_path.exists(),
+                "link": _link_up(host.veth),
+                **{daemon: self._alive(host, daemon) for daemon in ("containerd", "dockerd", "sshd")},
+                "engine": _docker_ping(host.docker_socket),
+            }
+            for host in self._hosts.values()
+        }
+
     # --- faults ---------------------------------------------------------------------------
 
     def stop_host(self, name: str) -> None:
@@ -551,6 +563,13 @@ def _links() -> list[str]:
 
 def _link_exists(name: str) -> bool:
     return Path("/sys/class/net", name).exists()
+
+
+def _link_up(name: str) -> bool:
+    try:
+        return bool(int(Path("/sys/class/net", name, "flags").read_text(), 16) & 0x1)  # IFF_UP
+    except OSError:
+        return False
 
 
 def _cgroup_hierarchies() -> list[Path]:
