@@ -3,7 +3,7 @@ SHELL := /bin/bash
 STACK ?= dev
 PYTEST_ARGS ?=
 
-.PHONY: setup up preview refresh destroy outputs test test-unit lint bench clean-slate
+.PHONY: setup up preview refresh destroy outputs test test-unit lint bench clean-slate lab-up lab-down
 
 setup:
 	@scripts/setup.sh
@@ -42,3 +42,10 @@ lint: setup
 # Lists (YES=1: removes) every project Docker object and stack `make setup` did not make.
 clean-slate: setup
 	@source scripts/env.sh && python scripts/clean_slate.py $(if $(YES),--yes,)
+
+# The lab: three Docker hosts on this machine in network namespaces (ssh://, tcp:// with TLS); state in .lab/.
+lab-up: setup
+	@source scripts/env.sh && python scripts/lab.py up
+
+lab-down: setup
+	@source scripts/env.sh && python scripts/lab.py down

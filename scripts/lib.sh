@@ -75,3 +75,23 @@ apt_install() {
   DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}" \
     >"$CACHE/logs/apt-install.log" 2>&1 || die "apt-get install ${missing[*]} failed (log: $CACHE/logs/apt-install.log)"
 }
+
+# apt_install_no_services PKG...: apt_install without starting any service the
+# packages ship (Debian's policy-rc.d hook says "no"); an sshd a postinst starts
+# anyway on this machine's own network is stopped, so none stays listening.
+apt_install_no_services() {
+  local policy=/usr/sbin/policy-rc.d made="" rc=0
+  if [ ! -e "$policy" ]; then
+    printf '#!/bin/sh\nexit 101\n' >"$policy" && chmod 755 "$policy" && made=1
+  fi
+  (apt_install "$@") || rc=$?
+  [ -z "$made" ] || rm -f "$policy"
+  [ "$rc" -eq 0 ] || exit "$rc"
+  local pid
+  pid=$(cat /run/sshd.pid 2>/dev/null || true)
+  if [ -n "$pid" ] && [ "$(cat "/proc/$pid/comm" 2>/dev/null)" = sshd ] &&
+    [ "$(readlink "/proc/$pid/ns/net")" = "$(readlink /proc/self/ns/net)" ]; then
+    printf '    stopping the sshd the package started (pid %s)\n' "$pid"
+    kill "$pid"
+  fi
+}

@@ -71,6 +71,19 @@ else
   done_step "imported"
 fi
 
+# --- Lab tools ----------------------------------------------------------------
+step "Lab tools (sshd, ssh, openssl, ip, nsenter; for make lab-up and the lab tests)"
+lab_tools_present=1
+for tool in /usr/sbin/sshd ssh ssh-keygen openssl ip nsenter; do
+  command -v "$tool" >/dev/null 2>&1 || lab_tools_present=""
+done
+if [ -n "$lab_tools_present" ]; then
+  done_step "present"
+else
+  apt_install_no_services openssh-server openssh-client openssl iproute2 util-linux
+  done_step "installed"
+fi
+
 # --- Pulumi state backend -------------------------------------------------------
 step "Local Pulumi state backend (.state/, ignored by git)"
 mkdir -p "$ROOT/.state"
