@@ -10,18 +10,15 @@ connections share one ssh connection per ref (``ssh_command``), so each costs
 a channel, not a handshake.
 
 ``spawn_tied`` starts a child that dies with this process, even when it is
-killed with SIGKILL (``PR_SET_PDEATHSIG``); the tunnel keeper uses it too.
+killed with SIGKILL (``PR_SET_PDEATHSIG``, set by ``setpriv``); the tunnel keeper
+uses it too.
 """
 
 from __future__ import annotations
 
 import contextlib
-import ctypes
-import ctypes.util
 import logging
-import os
 import shutil
-import signal
 import socket
 import subprocess
 import tempfile
@@ -41,36 +38,21 @@ __all__ = ["FIRST_ANSWER_S", "SshRelay", "last_ssh_error", "relay_client", "spaw
 log = logging.getLogger(__name__)
 
 FIRST_ANSWER_S = 8  # ssh's ConnectTimeout (5 s) and a little
-_PR_SET_PDEATHSIG = 1
-_libc: Any = None
-
-
-def _prctl() -> Any:
-    """libc's prctl, loaded in the parent: a forked child should only call it."""
-    global _libc
-    if _libc is None:
-        _libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6", use_errno=True)
-    return _libc.prctl
 
 
 def spawn_tied(argv: Sequence[str], *, stdin: Any, stdout: Any, stderr: Any) -> subprocess.Popen[bytes]:
     """``argv`` started so that it gets SIGTERM when the thread that started it,
     or this process, ends (however it ends).
 
-    The signal follows the *thread* that forks: start tied children from a
-    thread that lives as long as they should.
+    The death signal is set by util-linux's ``setpriv`` just before it execs
+    ``argv``, not by a ``preexec_fn``: running Python in a forked child of a
+    process that serves gRPC (the Pulumi program, the providers' process)
+    runs gRPC's fork handlers, which break the child's file descriptors. The
+    signal follows the *thread* that forks: start tied children from a thread
+    that lives as long as they should.
     """
-    prctl = _prctl()
-    parent = os.getpid()
-
-    def tie() -> None:
-        prctl(_PR_SET_PDEATHSIG, signal.SIGTERM, 0, 0, 0)
-        if os.getppid() != parent:  # the parent died before the line above
-            os._exit(1)
-
-    return subprocess.Popen(
-        list(argv), stdin=stdin, stdout=stdout, stderr=stderr, preexec_fn=tie, close_fds=True
-    )
+    tied = ["setpriv", "--pdeathsig", "TERM", "--", *argv]
+    return subprocess.Popen(tied, stdin=stdin, stdout=stdout, stderr=stderr, close_fds=True)
 
 
 def last_ssh_error(text: str) -> str:

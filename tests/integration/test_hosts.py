@@ -34,7 +34,7 @@ from components.dkron_client import DkronClient, DkronError
 from components.docker_objects import engine
 from components.docker_objects.client import split_locator
 from components.health import observe
-from testing.harness import TestStack, eventually, test_stack
+from testing.harness import TestStack, eventually
 
 LAB_PREFIX = "dkh"
 LAB_SUBNET = "10.213.79.0/24"
@@ -159,8 +159,11 @@ def cluster(lab: Lab) -> Iterator[HostsCluster]:
         for name, address in lab.hosts.items()
     }
     nodes = [{"name": node, "host": host} for node, host in PLACEMENT.items()]
-    with test_stack(nodes, hosts=hosts, jobs=[TICK]) as stack:
+    stack = TestStack(nodes, hosts=hosts, jobs=[TICK])
+    try:
         yield HostsCluster(lab, stack)
+    finally:
+        stack.close()
 
 
 def test_forms_across_three_hosts(cluster: HostsCluster) -> None:
