@@ -14,7 +14,7 @@ listen on the namespace's address; a name lookup inside a namespace can hang,
 so everything here is an address.
 
 Every process of a host (daemons, shims, containers, ssh sessions) sits in
-one cgroup subtree `dkron-lab/<prefix>-hN`, so losing the machine is one walk
+one cgroup subtree `dkron-lab/<prefix>/hN`, so losing the machine is one walk
 of that tree with SIGKILL, with the namespace's processes as a second net.
 """
 
@@ -89,7 +89,7 @@ class LabHost:
 class Lab:
     """N Docker hosts in network namespaces on a bridge `<prefix>br0`, host k at `.(10+k)`."""
 
-    def __init__(self, prefix: str, subnet: str, state_dir: Path, hosts: int = 3) -> None:
+    def __init__(self, prefix: str, subnet: str, hosts: int = 3, *, state_dir: Path) -> None:
         if not _PREFIX_RE.match(prefix):
             raise ValueError(
                 f"lab prefix {prefix!r}: 1 to 4 characters, a lowercase letter then letters or digits"
@@ -362,7 +362,7 @@ class Lab:
     def _ssh_engine_answers(self, host: LabHost) -> bool:
         """The lab key logs in and the session's docker talks to this host's engine."""
         try:
-            done = self.ssh(host.name, "docker", "info", "--format", "{{.DockerRootDir}}", timeout=15)
+            done = self.ssh(host.name, "docker", "info", "--format", "{{.DockerRootDir}}", timeout=8)
         except subprocess.TimeoutExpired:
             return False
         return done.returncode == 0 and done.stdout.strip() == str(host.data_dir / "docker")
@@ -580,7 +580,7 @@ class Lab:
 @contextlib.contextmanager
 def lab_session(prefix: str, subnet: str, state_dir: Path, hosts: int = 3) -> Iterator[Lab]:
     """A lab that is up for the `with` block and always brought down after it (also on failure)."""
-    lab = Lab(prefix, subnet, state_dir, hosts=hosts)
+    lab = Lab(prefix, subnet, hosts, state_dir=state_dir)
     try:
         lab.up()
         yield lab

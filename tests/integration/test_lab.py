@@ -32,7 +32,7 @@ HTTP_STATUS = (
 
 @pytest.fixture(scope="module")
 def lab(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Lab]:
-    made = Lab(PREFIX, SUBNET, tmp_path_factory.mktemp("lab") / "state")
+    made = Lab(PREFIX, SUBNET, state_dir=tmp_path_factory.mktemp("lab") / "state")
     with lab_session(made.prefix, str(made.network), made.state_dir) as up:
         yield up
     assert up.leftovers() == []
@@ -182,7 +182,7 @@ def test_stop_host_loses_the_machine_and_start_host_brings_it_back(lab: Lab, web
 
 def test_down_and_up_are_idempotent(tmp_path: Path) -> None:
     # A second, one-host lab, so the module's lab stays up for the other tests.
-    small = Lab("dku", "10.213.79.0/24", tmp_path / "state", hosts=1)
+    small = Lab("dku", "10.213.79.0/24", hosts=1, state_dir=tmp_path / "state")
     try:
         small.up()
         small.up()
