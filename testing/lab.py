@@ -268,6 +268,14 @@ class Lab:
                 )
 
     def _network_up(self) -> None:
+        # Another bridge (another lab, a Docker network) on an overlapping subnet would take this lab's traffic.
+        for route in json.loads(_run("ip", "-j", "-4", "route", "show") or "[]"):
+            dst, dev = route.get("dst", "default"), route.get("dev", "")
+            theirs = dst != "default" and dev != self.bridge
+            if theirs and ipaddress.IPv4Network(dst, strict=False).overlaps(self.network):
+                raise LabError(
+                    f"lab {self.prefix}: subnet {self.network} overlaps {dst} on {dev}; give the lab another subnet"
+                )
         if not _link_exists(self.bridge):
             _run("ip", "link", "add", self.bridge, "type", "bridge")
         _run("ip", "addr", "replace", f"{self.bridge_address}/{self.network.prefixlen}", "dev", self.bridge)

@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 
 from testing.harness import BASE_IMAGE, eventually
-from testing.lab import Lab, lab_session
+from testing.lab import Lab, LabError, lab_session
 
 PREFIX = "dkt"
 SUBNET = "10.213.78.0/24"
@@ -182,7 +182,7 @@ def test_stop_host_loses_the_machine_and_start_host_brings_it_back(lab: Lab, web
 
 def test_down_and_up_are_idempotent(tmp_path: Path) -> None:
     # A second, one-host lab, so the module's lab stays up for the other tests.
-    small = Lab("dku", "10.213.79.0/24", hosts=1, state_dir=tmp_path / "state")
+    small = Lab("dku", "10.213.88.0/24", hosts=1, state_dir=tmp_path / "state")
     try:
         small.up()
         small.up()
@@ -191,3 +191,11 @@ def test_down_and_up_are_idempotent(tmp_path: Path) -> None:
         small.down()
     small.down()
     assert small.leftovers() == []
+
+
+def test_a_subnet_another_bridge_routes_is_refused(lab: Lab, tmp_path: Path) -> None:
+    clash = Lab("dkv", str(lab.network), hosts=1, state_dir=tmp_path / "state")
+    with pytest.raises(LabError, match=f"overlaps {lab.network} on {lab.bridge}"):
+        clash.up()
+    clash.down()
+    assert clash.leftovers() == []
