@@ -32,7 +32,7 @@ def main() -> int:
     parser = argparse.ArgumentParser(description="The user lab of Docker hosts on this machine.")
     parser.add_argument("action", choices=("up", "down", "status"))
     args = parser.parse_args()
-    lab = Lab(PREFIX, SUBNET, STATE_DIR)
+    lab = Lab(PREFIX, SUBNET, state_dir=STATE_DIR)
     if args.action == "up":
         took = lab.up()
         print(f"lab up in {took:.1f}s; hosts (also in {STATE_DIR / 'hosts.json'}):")

@@ -14,7 +14,7 @@ listen on the namespace's address; a name lookup inside a namespace can hang,
 so everything here is an address.
 
 Every process of a host (daemons, shims, containers, ssh sessions) sits in
-one cgroup subtree `dkron-lab/<prefix>-hN`, so losing the machine is one walk
+one cgroup subtree `dkron-lab/<prefix>/hN`, so losing the machine is one walk
 of that tree with SIGKILL, with the namespace's processes as a second net.
 """
 
@@ -44,8 +44,10 @@ CGROUP_BASE = "dkron-lab"
 SSH_PORT = 22
 TLS_PORT = 2376
 # Names of what `up()` writes into the state directory; `down()` removes exactly these.
-STATE_FILES = ("id_ed25519", "id_ed25519.pub", "known_hosts", "ssh_config", "hosts.json")
+STATE_FILES = ("id_ed25519", "id_ed25519.pub", "known_hosts", "ssh_config", "hosts.json", "images.tar")
 STATE_DIRS = ("hosts", "tls", "tls-client")
+# Daemons this process started (any lab), reaped once killed so no zombie is left behind.
+_CHILDREN: list[subprocess.Popen[bytes]] = []
 _PREFIX_RE = re.compile(r"^[a-z][a-z0-9]{0,3}$")
 
 
@@ -87,9 +89,11 @@ class LabHost:
 class Lab:
     """N Docker hosts in network namespaces on a bridge `<prefix>br0`, host k at `.(10+k)`."""
 
-    def __init__(self, prefix: str, subnet: str, state_dir: Path, hosts: int = 3) -> None:
+    def __init__(self, prefix: str, subnet: str, hosts: int = 3, *, state_dir: Path) -> None:
         if not _PREFIX_RE.match(prefix):
-            raise ValueError(f"lab prefix {prefix!r}: 1 to 4 characters, a lowercase letter then letters or digits")
+            raise ValueError(
+                f"lab prefix {prefix!r}: 1 to 4 characters, a lowercase letter then letters or digits"
+            )
         network = ipaddress.IPv4Network(subnet)
         if network.prefixlen > 24:
             raise ValueError(f"lab subnet {subnet}: need at least a /24")
@@ -141,14 +145,18 @@ class Lab:
         try:
             return self._hosts[name]
         except KeyError:
-            raise KeyError(f"lab {self.prefix} has no host {name!r}; it has {', '.join(self._hosts)}") from None
+            raise KeyError(
+                f"lab {self.prefix} has no host {name!r}; it has {', '.join(self._hosts)}"
+            ) from None
 
     def ssh_url(self, name: str) -> str:
         return f"ssh://root@{self.host(name).address}"
 
     def engine_ref(self, name: str) -> str:
         """The host's engine through SSH, with the lab's key and known hosts (the design's engine ref)."""
-        return f"{self.ssh_url(name)}?identity={quote(str(self.key))}&known_hosts={quote(str(self.known_hosts))}"
+        return (
+            f"{self.ssh_url(name)}?identity={quote(str(self.key))}&known_hosts={quote(str(self.known_hosts))}"
+        )
 
     def tls_engine_ref(self, name: str) -> str:
         return f"tcp://{self.host(name).address}:{TLS_PORT}?tls={quote(str(self.tls_client_dir))}"
@@ -165,6 +173,19 @@ class Lab:
             timeout=timeout,
             check=False,
         )
+
+    def load_images(self, *images: str, names: list[str] | None = None) -> None:
+        """Copies images from this machine's engine to hosts' engines (all by default): saved once, loaded in parallel."""
+        archive = self.state_dir / "images.tar"
+        try:
+            _run("docker", "save", "-o", str(archive), *images)
+
+            def load(host: LabHost) -> None:
+                _run("docker", "-H", f"unix://{host.docker_socket}", "load", "-q", "-i", str(archive))
+
+            self._each_host(load, [self.host(name) for name in names or self._hosts])
+        finally:
+            archive.unlink(missing_ok=True)
 
     def run_in(self, name: str, *command: str, timeout: float = 30) -> subprocess.CompletedProcess[str]:
         """Runs a command in a host's network namespace, from this machine."""
@@ -190,14 +211,26 @@ class Lab:
         self._each_host(self._host_up)
         return time.monotonic() - started
 
-    def _each_host(self, action: Callable[[LabHost], None]) -> None:
-        with ThreadPoolExecutor(max_workers=len(self._hosts)) as pool:
-            for future in [pool.submit(action, host) for host in self._hosts.values()]:
+    def _each_host(self, action: Callable[[LabHost], None], hosts: list[LabHost] | None = None) -> None:
+        chosen = list(self._hosts.values()) if hosts is None else hosts
+        with ThreadPoolExecutor(max_workers=len(chosen)) as pool:
+            for future in [pool.submit(action, host) for host in chosen]:
                 future.result()
 
     def _make_keys(self) -> None:
         if not self.key.exists():
-            _run("ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-C", f"dkron-lab-{self.prefix}", "-f", str(self.key))
+            _run(
+                "ssh-keygen",
+                "-q",
+                "-t",
+                "ed25519",
+                "-N",
+                "",
+                "-C",
+                f"dkron-lab-{self.prefix}",
+                "-f",
+                str(self.key),
+            )
         tls = self.state_dir / "tls"
         tls.mkdir(exist_ok=True)
         ca_key, ca_cert = tls / "ca-key.pem", tls / "ca.pem"
@@ -212,7 +245,13 @@ class Lab:
         client = self.tls_client_dir
         client.mkdir(exist_ok=True)
         if not (client / "cert.pem").exists():
-            _issue_cert(tls, client / "key.pem", client / "cert.pem", "dkron-lab client", "extendedKeyUsage=clientAuth")
+            _issue_cert(
+                tls,
+                client / "key.pem",
+                client / "cert.pem",
+                "dkron-lab client",
+                "extendedKeyUsage=clientAuth",
+            )
         shutil.copyfile(ca_cert, client / "ca.pem")
         for host in self._hosts.values():
             host.state_dir.mkdir(parents=True, exist_ok=True)
@@ -229,6 +268,14 @@ class Lab:
                 )
 
     def _network_up(self) -> None:
+        # Another bridge (another lab, a Docker network) on an overlapping subnet would take this lab's traffic.
+        for route in json.loads(_run("ip", "-j", "-4", "route", "show") or "[]"):
+            dst, dev = route.get("dst", "default"), route.get("dev", "")
+            theirs = dst != "default" and dev != self.bridge
+            if theirs and ipaddress.IPv4Network(dst, strict=False).overlaps(self.network):
+                raise LabError(
+                    f"lab {self.prefix}: subnet {self.network} overlaps {dst} on {dev}; give the lab another subnet"
+                )
         if not _link_exists(self.bridge):
             _run("ip", "link", "add", self.bridge, "type", "bridge")
         _run("ip", "addr", "replace", f"{self.bridge_address}/{self.network.prefixlen}", "dev", self.bridge)
@@ -242,7 +289,19 @@ class Lab:
             if not host.netns_path.exists():
                 _run("ip", "netns", "add", host.netns)
             if not _link_exists(host.veth):
-                _run("ip", "link", "add", host.veth, "type", "veth", "peer", "name", "eth0", "netns", host.netns)
+                _run(
+                    "ip",
+                    "link",
+                    "add",
+                    host.veth,
+                    "type",
+                    "veth",
+                    "peer",
+                    "name",
+                    "eth0",
+                    "netns",
+                    host.netns,
+                )
             _run("ip", "link", "set", host.veth, "master", self.bridge, "up")
             ns = ["ip", "-n", host.netns]
             _run(*ns, "addr", "replace", f"{host.address}/{self.network.prefixlen}", "dev", "eth0")
@@ -280,7 +339,12 @@ class Lab:
         (self.state_dir / "hosts.json").write_text(json.dumps(listing, indent=2) + "\n")
 
     def _host_up(self, host: LabHost) -> None:
+        # Daemons left by a lab with other keys and certs (another state dir) are replaced, not reused.
+        owner = host.run_dir / "state-dir"
+        if owner.exists() and owner.read_text() != str(self.state_dir):
+            self.stop_host(host.name)
         host.run_dir.mkdir(parents=True, exist_ok=True)
+        owner.write_text(str(self.state_dir))
         host.data_dir.mkdir(parents=True, exist_ok=True)
         for leaf in ("daemons", "containers"):
             for hierarchy in _cgroup_hierarchies():
@@ -293,13 +357,20 @@ class Lab:
         _wait_for(f"{host.name}: containerd socket", lambda: _unix_connects(host.containerd_socket), 30, host)
         if not self._alive(host, "dockerd"):
             self._spawn(host, "dockerd", self._dockerd_argv(host))
-        _wait_for(f"{host.name}: dockerd answering /_ping", lambda: _docker_ping(host.docker_socket), 60, host)
-        _wait_for(f"{host.name}: sshd on {host.address}:{SSH_PORT}", lambda: self._ssh_engine_answers(host), 30, host)
+        _wait_for(
+            f"{host.name}: dockerd answering /_ping", lambda: _docker_ping(host.docker_socket), 60, host
+        )
+        _wait_for(
+            f"{host.name}: sshd on {host.address}:{SSH_PORT}",
+            lambda: self._ssh_engine_answers(host),
+            30,
+            host,
+        )
 
     def _ssh_engine_answers(self, host: LabHost) -> bool:
         """The lab key logs in and the session's docker talks to this host's engine."""
         try:
-            done = self.ssh(host.name, "docker", "info", "--format", "{{.DockerRootDir}}", timeout=15)
+            done = self.ssh(host.name, "docker", "info", "--format", "{{.DockerRootDir}}", timeout=8)
         except subprocess.TimeoutExpired:
             return False
         return done.returncode == 0 and done.stdout.strip() == str(host.data_dir / "docker")
@@ -332,7 +403,12 @@ class Lab:
             *("-H", f"unix://{host.docker_socket}"),
             *("-H", f"tcp://{host.address}:{TLS_PORT}"),
             *("--tlsverify", "--tlscacert", str(tls / "ca.pem")),
-            *("--tlscert", str(host.state_dir / "tls-cert.pem"), "--tlskey", str(host.state_dir / "tls-key.pem")),
+            *(
+                "--tlscert",
+                str(host.state_dir / "tls-cert.pem"),
+                "--tlskey",
+                str(host.state_dir / "tls-key.pem"),
+            ),
             *("--bridge=none", "--iptables=false", "--ip-masq=false", "--userland-proxy=false"),
             *("--storage-driver", _root_storage_driver()),
             *("--exec-opt", "native.cgroupdriver=cgroupfs"),
@@ -378,6 +454,7 @@ class Lab:
                 stderr=subprocess.STDOUT,
                 start_new_session=True,
             )
+        _CHILDREN.append(proc)
         if daemon != "dockerd":  # dockerd writes its own pidfile
             host.pidfile(daemon).write_text(f"{proc.pid}\n")
 
@@ -405,6 +482,11 @@ class Lab:
         for _ in range(200):
             pids = self._host_pids(host)
             if not pids:
+                _CHILDREN[:] = [child for child in _CHILDREN if child.poll() is None]
+                for daemon in ("containerd", "dockerd", "sshd"):
+                    host.pidfile(daemon).unlink(
+                        missing_ok=True
+                    )  # dockerd refuses to start over a zombie's pid
                 return
             for pid in pids:
                 with contextlib.suppress(ProcessLookupError):
@@ -488,17 +570,25 @@ class Lab:
         found += [f"interface {link}" for link in _links() if link.startswith(self.prefix)]
         for host in self._hosts.values():
             found += [f"process {pid} of {host.name}" for pid in sorted(self._host_pids(host))]
-        found += [f"mount {m}" for m in _mounts() if m.startswith((f"{RUN_ROOT / self.prefix}/", f"{DATA_ROOT / self.prefix}/"))]
+        found += [
+            f"mount {m}"
+            for m in _mounts()
+            if m.startswith((f"{RUN_ROOT / self.prefix}/", f"{DATA_ROOT / self.prefix}/"))
+        ]
         found += [f"directory {d}" for d in (RUN_ROOT / self.prefix, DATA_ROOT / self.prefix) if d.exists()]
         found += [f"cgroup {m / self._cgroup}" for m in _all_cgroup_mounts() if (m / self._cgroup).exists()]
-        found += [f"state {self.state_dir / f}" for f in (*STATE_FILES, *STATE_DIRS) if (self.state_dir / f).exists()]
+        found += [
+            f"state {self.state_dir / f}"
+            for f in (*STATE_FILES, *STATE_DIRS)
+            if (self.state_dir / f).exists()
+        ]
         return found
 
 
 @contextlib.contextmanager
 def lab_session(prefix: str, subnet: str, state_dir: Path, hosts: int = 3) -> Iterator[Lab]:
     """A lab that is up for the `with` block and always brought down after it (also on failure)."""
-    lab = Lab(prefix, subnet, state_dir, hosts=hosts)
+    lab = Lab(prefix, subnet, hosts, state_dir=state_dir)
     try:
         lab.up()
         yield lab
@@ -510,7 +600,11 @@ def lab_session(prefix: str, subnet: str, state_dir: Path, hosts: int = 3) -> It
 
 
 def _require_tools() -> None:
-    missing = [t for t in ("ip", "nsenter", "containerd", "dockerd", "docker", "ssh", "ssh-keygen", "openssl") if not shutil.which(t)]
+    missing = [
+        t
+        for t in ("ip", "nsenter", "containerd", "dockerd", "docker", "ssh", "ssh-keygen", "openssl")
+        if not shutil.which(t)
+    ]
     if not Path("/usr/sbin/sshd").exists():
         missing.append("sshd")
     if missing:
@@ -537,7 +631,15 @@ def _issue_cert(ca_dir: Path, key: Path, cert: Path, common_name: str, extension
     )
     _run(
         *("openssl", "x509", "-req", "-in", str(csr), "-days", "30", "-extfile", str(ext)),
-        *("-CA", str(ca_dir / "ca.pem"), "-CAkey", str(ca_dir / "ca-key.pem"), "-CAcreateserial", "-out", str(cert)),
+        *(
+            "-CA",
+            str(ca_dir / "ca.pem"),
+            "-CAkey",
+            str(ca_dir / "ca-key.pem"),
+            "-CAcreateserial",
+            "-out",
+            str(cert),
+        ),
     )
     csr.unlink()
     ext.unlink()
@@ -551,7 +653,11 @@ def _root_storage_driver() -> str:
     global _storage_driver
     if _storage_driver is None:
         done = subprocess.run(
-            ["docker", "info", "--format", "{{.Driver}}"], capture_output=True, text=True, check=False, timeout=30
+            ["docker", "info", "--format", "{{.Driver}}"],
+            capture_output=True,
+            text=True,
+            check=False,
+            timeout=30,
         )
         _storage_driver = done.stdout.strip() if done.returncode == 0 and done.stdout.strip() else "overlay2"
     return _storage_driver
@@ -582,7 +688,11 @@ def _cgroup_hierarchies() -> list[Path]:
 def _all_cgroup_mounts() -> list[Path]:
     if (CGROUP_MOUNTS / "cgroup.controllers").exists():
         return [CGROUP_MOUNTS]
-    return [p for p in CGROUP_MOUNTS.iterdir() if (p / "cgroup.procs").exists()] if CGROUP_MOUNTS.exists() else []
+    return (
+        [p for p in CGROUP_MOUNTS.iterdir() if (p / "cgroup.procs").exists()]
+        if CGROUP_MOUNTS.exists()
+        else []
+    )
 
 
 def _remove_cgroup_tree(relative: str) -> None:
@@ -591,7 +701,9 @@ def _remove_cgroup_tree(relative: str) -> None:
         tree = mount / relative
         if not tree.exists():
             continue
-        for directory in sorted((p for p in tree.rglob("*") if p.is_dir()), key=lambda p: len(p.parts), reverse=True):
+        for directory in sorted(
+            (p for p in tree.rglob("*") if p.is_dir()), key=lambda p: len(p.parts), reverse=True
+        ):
             with contextlib.suppress(OSError):
                 directory.rmdir()
         with contextlib.suppress(OSError):
@@ -655,7 +767,9 @@ def _unmount_under(root: Path) -> None:
     """Unmounts what a killed engine left under its directories, deepest first."""
     prefix = f"{root}/"
     for _ in range(5):
-        leftovers = sorted((m for m in _mounts() if m.startswith(prefix) or m == str(root)), key=len, reverse=True)
+        leftovers = sorted(
+            (m for m in _mounts() if m.startswith(prefix) or m == str(root)), key=len, reverse=True
+        )
         if not leftovers:
             return
         for point in leftovers:
@@ -692,7 +806,9 @@ def _wait_for(what: str, check: Callable[[], bool], timeout_s: float, host: LabH
     while not check():
         if time.monotonic() > deadline:
             logs = "; ".join(
-                f"{d}: {_tail(host.log(d))}" for d in ("containerd", "dockerd", "sshd") if host.log(d).exists()
+                f"{d}: {_tail(host.log(d))}"
+                for d in ("containerd", "dockerd", "sshd")
+                if host.log(d).exists()
             )
             raise LabError(f"{what}: no answer within {timeout_s:.0f}s ({logs})")
         time.sleep(delay)

@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 
 from testing.harness import BASE_IMAGE, eventually
-from testing.lab import Lab, lab_session
+from testing.lab import Lab, LabError, lab_session
 
 PREFIX = "dkt"
 SUBNET = "10.213.78.0/24"
@@ -32,7 +32,7 @@ HTTP_STATUS = (
 
 @pytest.fixture(scope="module")
 def lab(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Lab]:
-    made = Lab(PREFIX, SUBNET, tmp_path_factory.mktemp("lab") / "state")
+    made = Lab(PREFIX, SUBNET, state_dir=tmp_path_factory.mktemp("lab") / "state")
     with lab_session(made.prefix, str(made.network), made.state_dir) as up:
         yield up
     assert up.leftovers() == []
@@ -42,11 +42,23 @@ def lab(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Lab]:
 def web(lab: Lab) -> str:
     """A host-networked web server on h1 (restart policy `always`); its URL."""
     socket = f"unix://{lab.docker_socket('h1')}"
-    subprocess.run(f"docker save {BASE_IMAGE} | docker -H {socket} load -q", shell=True, check=True)  # noqa: S602
+    lab.load_images(BASE_IMAGE, names=["h1"])
     address = lab.hosts["h1"]
     subprocess.run(
         [
-            *("docker", "-H", socket, "run", "-d", "--name", "web", "--restart", "always", "--network", "host"),
+            *(
+                "docker",
+                "-H",
+                socket,
+                "run",
+                "-d",
+                "--name",
+                "web",
+                "--restart",
+                "always",
+                "--network",
+                "host",
+            ),
             *(BASE_IMAGE, "python3", "-m", "http.server", "--bind", address, str(WEB_PORT)),
         ],
         check=True,
@@ -57,7 +69,9 @@ def web(lab: Lab) -> str:
     return url
 
 
-def http_status(url: str, *, lab: Lab | None = None, from_host: str | None = None, timeout_s: float = 2) -> int:
+def http_status(
+    url: str, *, lab: Lab | None = None, from_host: str | None = None, timeout_s: float = 2
+) -> int:
     """The HTTP status of `url` from this machine's namespace, or from a lab host's (0: no answer)."""
     argv = [sys.executable, "-c", HTTP_STATUS, url, str(timeout_s)]
     if lab is not None and from_host is not None:
@@ -79,7 +93,9 @@ def test_every_engine_answers_through_ssh_with_its_own_data_root(lab: Lab) -> No
     )
 
 
-def test_a_host_networked_container_is_reachable_from_other_hosts_and_this_machine(lab: Lab, web: str) -> None:
+def test_a_host_networked_container_is_reachable_from_other_hosts_and_this_machine(
+    lab: Lab, web: str
+) -> None:
     assert http_status(web, lab=lab, from_host="h2") == 200
     assert http_status(web, lab=lab, from_host="h3") == 200
     assert http_status(web) == 200
@@ -93,7 +109,12 @@ def test_cut_stops_every_packet_and_heal_restores_them(lab: Lab, web: str) -> No
         assert lab.status()["h1"]["link"] is False
     finally:
         lab.heal("h1")
-    eventually("h1 answers again", lambda: http_status(web, lab=lab, from_host="h2") == 200 or None, timeout_s=10, poll_s=0.2)
+    eventually(
+        "h1 answers again",
+        lambda: http_status(web, lab=lab, from_host="h2") == 200 or None,
+        timeout_s=10,
+        poll_s=0.2,
+    )
     assert http_status(web) == 200
 
 
@@ -101,9 +122,22 @@ def test_tls_engine_answers_with_the_lab_client_certs(lab: Lab) -> None:
     certs = lab.tls_client_dir
     address = lab.hosts["h3"]
     assert lab.tls_engine_ref("h3") == f"tcp://{address}:2376?tls={certs}"
-    tls = [f"--tlscacert={certs / 'ca.pem'}", f"--tlscert={certs / 'cert.pem'}", f"--tlskey={certs / 'key.pem'}"]
+    tls = [
+        f"--tlscacert={certs / 'ca.pem'}",
+        f"--tlscert={certs / 'cert.pem'}",
+        f"--tlskey={certs / 'key.pem'}",
+    ]
     done = subprocess.run(
-        ["docker", "--tlsverify", *tls, "-H", f"tcp://{address}:2376", "info", "--format", "{{.DockerRootDir}}"],
+        [
+            "docker",
+            "--tlsverify",
+            *tls,
+            "-H",
+            f"tcp://{address}:2376",
+            "info",
+            "--format",
+            "{{.DockerRootDir}}",
+        ],
         capture_output=True,
         text=True,
         check=False,
@@ -140,13 +174,15 @@ def test_stop_host_loses_the_machine_and_start_host_brings_it_back(lab: Lab, web
     assert time.monotonic() - started < 30
     assert all(lab.status()["h1"].values())
     # dockerd restarts the `always` container as it starts.
-    eventually("the web server is back on h1", lambda: http_status(web) == 200 or None, timeout_s=30, poll_s=0.2)
+    eventually(
+        "the web server is back on h1", lambda: http_status(web) == 200 or None, timeout_s=30, poll_s=0.2
+    )
     assert http_status(web, lab=lab, from_host="h3") == 200
 
 
 def test_down_and_up_are_idempotent(tmp_path: Path) -> None:
     # A second, one-host lab, so the module's lab stays up for the other tests.
-    small = Lab("dku", "10.213.79.0/24", tmp_path / "state", hosts=1)
+    small = Lab("dku", "10.213.88.0/24", hosts=1, state_dir=tmp_path / "state")
     try:
         small.up()
         small.up()
@@ -155,3 +191,11 @@ def test_down_and_up_are_idempotent(tmp_path: Path) -> None:
         small.down()
     small.down()
     assert small.leftovers() == []
+
+
+def test_a_subnet_another_bridge_routes_is_refused(lab: Lab, tmp_path: Path) -> None:
+    clash = Lab("dkv", str(lab.network), hosts=1, state_dir=tmp_path / "state")
+    with pytest.raises(LabError, match=f"overlaps {lab.network} on {lab.bridge}"):
+        clash.up()
+    clash.down()
+    assert clash.leftovers() == []
