@@ -10,6 +10,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
+from pulumi.output import Unknown
 from pulumi.runtime.rpc import UNKNOWN
 
 __all__ = ["is_known", "text", "text_map"]
@@ -19,7 +20,12 @@ def is_known(value: Any) -> bool:
     """False if ``value`` is, or holds, a value Pulumi does not know yet (preview):
     a mapping is known when its keys and values are, a list when its items are.
 
-    The one definition for every dynamic provider of the project."""
+    The one definition for every dynamic provider of the project. An unknown
+    reaches a provider as the marker string, or (a whole list or mapping not
+    known yet, as when a volume that a container mounts is replaced) as the
+    SDK's ``Unknown`` object."""
+    if isinstance(value, Unknown):
+        return False
     if isinstance(value, str):
         return value != UNKNOWN
     if isinstance(value, Mapping):

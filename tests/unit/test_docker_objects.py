@@ -13,6 +13,7 @@ from typing import Any
 import dill
 import pytest
 from pulumi.dynamic.dynamic import serialize_provider
+from pulumi.output import Unknown
 from pulumi.runtime.rpc import UNKNOWN
 
 import components.docker_resources
@@ -113,3 +114,6 @@ def test_is_known_looks_into_keys_values_and_items() -> None:
     assert not is_known({UNKNOWN: "x"})
     assert not is_known({"a": UNKNOWN})
     assert not is_known(["a", ("b", UNKNOWN)])
+    # A whole list or mapping not known yet comes as the SDK's Unknown object.
+    assert not is_known(Unknown())
+    assert not is_known({"mounts": Unknown()})
