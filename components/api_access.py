@@ -1,19 +1,20 @@
 """Reaching a node's API: directly, or through the SSH tunnel its URL names.
 
 A node on an `ssh://` host serves its API on that host's loopback only. Its
-API URL is this machine's loopback on the same port with the host's engine
-after a `#` (`http://127.0.0.1:8181#ssh://root@10.0.0.11?identity=...`): the
-fragment is never sent, and `reach` opens the tunnel the first time a process
-asks for it (`components.tunnels`), keeping it up, restarted whenever the
-host comes back, for the life of the process. Every process that calls the
-API (the program, the providers' process, the tests, `make` tools) does the
-same, so none depends on another to hold its tunnels. When two processes both
-want a port, the first one's tunnel serves both.
+API URL names the port on the host's loopback, with the host's engine after
+a `#` (`http://127.0.0.1:8181#ssh://root@10.0.0.11?identity=...`): the
+fragment is never sent. `reach` gives each process its own tunnel per such
+URL, from a free port of this machine's loopback to that port on the host,
+opened on first use and kept up (restarted whenever the host comes back) for
+the life of the process (`components.tunnels`). Tunnels are not shared
+between processes: a tunnel on a fixed local port held by one process would
+keep sending another's calls to a node's old host after the node moved.
 """
 
 from __future__ import annotations
 
 import contextlib
+import socket
 import threading
 from urllib.parse import urlsplit
 
@@ -24,7 +25,7 @@ from components.tunnels import ApiTunnels
 FIRST_WAIT_S = 6.0
 
 _lock = threading.Lock()
-_tunnels: dict[int, tuple[str, ApiTunnels]] = {}
+_tunnels: dict[tuple[str, int], tuple[int, ApiTunnels]] = {}
 
 
 def tunnel_of(url: str) -> str | None:
@@ -33,27 +34,33 @@ def tunnel_of(url: str) -> str | None:
     return via if sep and via else None
 
 
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
 def reach(url: str) -> str:
-    """The URL to send requests to, with its tunnel (if it names one) open."""
+    """The URL to send requests to: ``url`` itself, or this process's end of
+    the tunnel it names (opened now if it is not open yet)."""
     base, _, _ = url.partition("#")
     via = tunnel_of(url)
-    port = urlsplit(base).port
-    if via is None or port is None:
+    parts = urlsplit(base)
+    if via is None or parts.port is None:
         return base
+    key = (via, parts.port)
     with _lock:
-        known = _tunnels.get(port)
-        fresh = known is None or known[0] != via
+        fresh = key not in _tunnels
         if fresh:
-            if known is not None:
-                known[1].close()
-            tunnel = ApiTunnels({port: (via, port)})
+            local = _free_port()
+            tunnel = ApiTunnels({local: (via, parts.port)})
             tunnel.start()
-            _tunnels[port] = (via, tunnel)
-        current = _tunnels[port][1]
+            _tunnels[key] = (local, tunnel)
+        local, tunnel = _tunnels[key]
     if fresh:
         with contextlib.suppress(Exception):  # not up yet: the request says how it fails
-            current.wait_ready(FIRST_WAIT_S)
-    return base
+            tunnel.wait_ready(FIRST_WAIT_S)
+    return parts._replace(netloc=f"127.0.0.1:{local}").geturl()
 
 
 def close_all() -> None:
