@@ -28,13 +28,13 @@ from urllib.parse import urlsplit
 
 import pytest
 import requests
-from testing.lab import Lab, lab_session
 
 from components.dkron_client import DkronClient, DkronError
 from components.docker_objects import engine
 from components.docker_objects.client import split_locator
 from components.health import observe
 from testing.harness import TestStack, eventually
+from testing.lab import Lab, lab_session
 
 LAB_PREFIX = "dkh"
 LAB_SUBNET = "10.213.79.0/24"
@@ -249,6 +249,54 @@ def test_moving_a_node_to_another_host(cluster: HostsCluster) -> None:
     # It started empty on h4 and caught up from the leader.
     eventually("n3 to hold the jobs", lambda: cluster.jobs_on("n3") == ["tick"], 30)
     assert sorted(outputs["voters"]) == sorted(PLACEMENT)
+
+
+def test_scale_out_and_in_across_hosts(cluster: HostsCluster) -> None:
+    cluster.require_whole("scaling")
+    before = {n: _container_id(cluster, n) for n in cluster.nodes()}
+
+    def grow(config: dict[str, Any]) -> None:
+        config["nodes"] += [{"name": "n4", "host": "h3"}, {"name": "n5", "host": "h1"}]
+
+    cluster.stack.configure(grow)
+    outputs = cluster.up()
+    assert sorted(outputs["voters"]) == ["n1", "n2", "n3", "n4", "n5"]
+    assert cluster.host_containers("h3") == [cluster.stack.container("n4")]
+    # Joining nodes restart nobody.
+    assert {n: _container_id(cluster, n) for n in before} == before
+    eventually("n5 to hold the jobs", lambda: cluster.jobs_on("n5") == ["tick"], 30)
+
+    def shrink(config: dict[str, Any]) -> None:
+        config["nodes"] = [n for n in config["nodes"] if n["name"] not in ("n4", "n5")]
+
+    cluster.stack.configure(shrink)
+    outputs = cluster.up()
+    assert sorted(outputs["voters"]) == ["n1", "n2", "n3"]
+    assert cluster.host_containers("h3") == []
+    assert cluster.host_containers("h1") == [cluster.stack.container("n1")]
+    assert {n: _container_id(cluster, n) for n in before} == before
+    assert cluster.problems() == []
+
+
+def test_a_dead_node_on_a_host_is_replaced(cluster: HostsCluster) -> None:
+    cluster.require_whole("a dead node")
+    where, name = split_locator(cluster.containers()["n2"])
+    with engine(where) as client:
+        client.containers.get(name).remove(force=True)
+    outputs = cluster.up()
+    assert sorted(outputs["voters"]) == sorted(PLACEMENT)
+    assert cluster.host_containers("h2") == [cluster.stack.container("n2")]
+    assert cluster.problems() == []
+
+
+def test_a_tls_engine_answers(cluster: HostsCluster) -> None:
+    # tcp:// with the lab's client certificates: the same engine as over ssh.
+    with (
+        engine(cluster.lab.tls_engine_ref("h1")) as over_tls,
+        engine(cluster.lab.engine_ref("h1")) as over_ssh,
+    ):
+        assert over_tls.info()["DockerRootDir"] == over_ssh.info()["DockerRootDir"]
+        assert sorted(c.name for c in over_tls.containers.list()) == cluster.host_containers("h1")
 
 
 def test_losing_a_whole_host(cluster: HostsCluster) -> None:
