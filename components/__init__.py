@@ -3,7 +3,7 @@ observes the live cluster, plans the update, and declares one `DkronCluster`
 and the jobs. Each module in a line, grouped as the tree is:
 
 Config (validated before anything is touched)
-- `spec.py`: the stack's `cluster` config as frozen pydantic models.
+- `spec.py`: the stack's `cluster` config as frozen pydantic models (hosts included).
 - `config_errors.py`: `StackConfigError` and the one way a problem is worded.
 - `naming.py`: the Docker names of a cluster's objects.
 
@@ -11,6 +11,7 @@ Planning (pure: data in, data out)
 - `update_plan.py`: rolling or not, the order, the removals, what each gate waits for.
 - `node_config.py`: each node's `dkron.yml`, its environment, the bootstrap settings.
 - `ports.py`, `addressing.py`: API ports and network addresses that stay with a node.
+- `placement.py`: on several hosts, each node's host, engine and Serf/gRPC ports there.
 - `change_summary.py`: the preview's node-by-node lines.
 
 The cluster
@@ -29,6 +30,7 @@ Docker resources
   with TLS, `ssh://` through our own ssh), engine refs and container locators.
 - `docker_resources.py`: the old module path, kept for states that pickled it.
 - `tunnels.py`: `ApiTunnels`, the SSH forwards to node APIs on ssh:// hosts, kept up.
+- `api_access.py`: `reach`, which opens the tunnel an API URL names on first use.
 - `provider_values.py`: unknown and scalar values as every provider compares them.
 
 Dkron jobs
