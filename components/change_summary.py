@@ -113,8 +113,10 @@ def node_reasons(change: ClusterChange, node: str) -> list[str]:
             setting_changes({"tags": old.get("tags") or {}}, {"tags": new["config"].get("tags") or {}})
         )
     for field, label in (("host", "host"), ("api_url", "API"), ("address", "address")):
-        if old.get(field) and old.get(field) != new.get(field):
-            reasons.append(f"{label} {old.get(field)} -> {new.get(field)}")
+        # An API URL names its SSH tunnel after '#': the host line says that change.
+        before, after = (str(v).partition("#")[0] if v else v for v in (old.get(field), new.get(field)))
+        if before and before != after:
+            reasons.append(f"{label} {before} -> {after}")
     return reasons
 
 

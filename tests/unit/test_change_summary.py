@@ -179,3 +179,15 @@ def test_summary_text_has_a_header_and_one_indented_line_per_node() -> None:
         "node changes, in rollout order:",
         "  node3 (follower): replace: tags.tier light -> heavy",
     ]
+
+
+def test_a_node_moved_to_another_host_says_so_without_the_tunnel() -> None:
+    def on(host: str, address: str) -> dict[str, dict[str, Any]]:
+        nodes = three()
+        nodes["node2"].update(
+            host=host, address=address, api_url=f"http://127.0.0.1:8082#ssh://root@{address}?identity=/k"
+        )
+        return nodes
+
+    lines = change_lines(change(previous_nodes=on("h2", "10.0.0.12"), nodes=on("h4", "10.0.0.14")))
+    assert lines == ["node2 (follower): replace: host h2 -> h4; address 10.0.0.12 -> 10.0.0.14"]
