@@ -12,6 +12,7 @@ volume.
 
 from __future__ import annotations
 
+import contextlib
 import time
 from collections.abc import Mapping, Sequence
 from typing import Any
@@ -72,10 +73,17 @@ class StrayVoter(RuntimeError):
 
 
 def _wait_peer_gone(node: str, containers: Mapping[str, str], leader: str | None, timeout_s: float) -> bool:
+    """Wait until Raft's configuration no longer holds `node`. Read on the leader,
+    or, while the leader is itself a node on its way out (it leaves last, so it
+    is not among `containers`), on a configured node: its replica follows."""
+    if not leader:
+        return False
+    ask = containers.get(leader) or next(iter(containers.values()))
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:
-        if leader and node not in raft_peers(containers[leader]):
-            return True
+        with contextlib.suppress(Exception):  # a node that just left may not answer yet
+            if node not in raft_peers(ask):
+                return True
         time.sleep(1)
     return False
 

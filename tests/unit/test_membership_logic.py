@@ -48,3 +48,23 @@ def test_stray_voters_are_the_peers_outside_the_config() -> None:
     assert stray_voters(["a", "b", "c", "node1"], ["a", "b", "c", "d"]) == ["node1"]
     assert stray_voters(["z", "a", "y"], ["a"]) == ["y", "z"]
     assert stray_voters(["a", "b"], ["a", "b", "c"]) == []
+
+
+def test_a_leaving_leader_is_not_asked_for_the_peers_a_configured_node_is(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # n5 leaves while n4, also on its way out, still leads: n4 is not among the
+    # configured containers, so Raft's configuration is read on one that is.
+    import components.membership as membership
+    from components.health import RaftPeer
+
+    asked: list[str] = []
+
+    def peers(container: str) -> dict[str, RaftPeer]:
+        asked.append(container)
+        return {n: RaftPeer(n, "", "Follower", True) for n in ("n1", "n2", "n3", "n4")}
+
+    monkeypatch.setattr(membership, "raft_peers", peers)
+    containers = {"n1": "c-n1", "n2": "c-n2", "n3": "c-n3"}
+    assert membership._wait_peer_gone("n5", containers, "n4", timeout_s=5)
+    assert asked == ["c-n1"]
