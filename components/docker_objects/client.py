@@ -25,7 +25,9 @@ from contextlib import ExitStack, contextmanager
 
 import docker
 import docker.errors
+import docker.tls
 import requests
+from docker.constants import MINIMUM_DOCKER_API_VERSION
 
 from components.docker_objects.engine_ref import (
     ENGINE_SCHEMES,
@@ -60,6 +62,18 @@ __all__ = [
 CLIENT_TIMEOUT_S = 300  # long enough for a quiet build step
 
 
+def _tls_client(base_url: str, tls: docker.tls.TLSConfig, timeout_s: int) -> docker.DockerClient:
+    """A client that verifies the engine with the ref's CA only. requests lets
+    ``REQUESTS_CA_BUNDLE`` (set on many machines) replace a session's CA, so the
+    environment is not trusted, and the API version is asked for after that."""
+    client = docker.DockerClient(
+        base_url=base_url, tls=tls, timeout=timeout_s, version=MINIMUM_DOCKER_API_VERSION
+    )
+    client.api.trust_env = False
+    client.api._version = client.api.version(api_version=False)["ApiVersion"]
+    return client
+
+
 def _connect(stack: ExitStack, ref: str | None, timeout_s: int) -> docker.DockerClient:
     """A new client for ``ref``; ``stack`` closes it (and its ssh relay)."""
     parsed = parse_engine_ref(ref)
@@ -72,7 +86,7 @@ def _connect(stack: ExitStack, ref: str | None, timeout_s: int) -> docker.Docker
             stack.callback(relay.close)
             client = relay_client(relay.start(), timeout_s)
         elif parsed.scheme == "tcp" and parsed.tls_dir:
-            client = docker.DockerClient(base_url=parsed.base_url, tls=tls_config(parsed), timeout=timeout_s)
+            client = _tls_client(parsed.base_url, tls_config(parsed), timeout_s)
         else:
             client = docker.DockerClient(base_url=parsed.base_url, timeout=timeout_s)
     except (docker.errors.DockerException, requests.RequestException) as err:

@@ -12,7 +12,7 @@ from typing import Any, ClassVar
 import docker
 import docker.errors
 import pulumi
-from pulumi.dynamic import CreateResult, ReadResult, Resource, UpdateResult
+from pulumi.dynamic import CreateResult, DiffResult, ReadResult, Resource, UpdateResult
 
 from components.docker_objects.client import DockerResourceError, engine_api, explain, is_conflict
 from components.docker_objects.context import clean_include, context_tar, dockerfile_included
@@ -293,6 +293,15 @@ class DockerImageCopyProvider(DockerProvider):
         "image_id": text,
         **ENGINE_FIELD,
     }
+
+    def diff(self, id_: str, olds: dict[str, Any], news: dict[str, Any]) -> DiffResult:
+        # The new image is loaded before the old copy goes: deleting first would
+        # make Pulumi delete every container on it at once, before anything
+        # else, and the rolling update would be no rollout at all. The old
+        # copy's delete leaves an image still in use alone.
+        result = super().diff(id_, olds, news)
+        result.delete_before_replace = False
+        return result
 
     def problems(self, news: Mapping[str, Any]) -> Iterator[tuple[str, str]]:
         for field in ("tag", "image_id"):

@@ -33,7 +33,7 @@ from components.dkron_client import DkronClient, DkronError
 from components.docker_objects import engine
 from components.docker_objects.client import split_locator
 from components.health import observe
-from testing.harness import TestStack, eventually
+from testing.harness import TestStack, derived_base_image, eventually, remove_image
 from testing.lab import Lab, lab_session
 
 LAB_PREFIX = "dkh"
@@ -216,10 +216,13 @@ def test_rolling_update_across_hosts(cluster: HostsCluster) -> None:
     watcher.start()
     started = time.time()
     try:
-        cluster.stack.configure(lambda c: c.setdefault("dkron", {}).update(log_level="debug"))
+        # A new image: built here, loaded onto each host before any node goes.
+        base = derived_base_image(f"dkron-iac/{cluster.stack.name}-base:v2", "LABEL dkron-iac.test=hosts")
+        cluster.stack.configure(lambda c: c.setdefault("image", {}).update(base_image=base))
         cluster.up()
     finally:
         stop.set()
+        remove_image(f"dkron-iac/{cluster.stack.name}-base:v2")
         watcher.join(10)
     after = {n: _container_id(cluster, n) for n in PLACEMENT}
     assert all(after[n] != before[n] for n in PLACEMENT), "every node replaced"
