@@ -99,7 +99,11 @@ class StepTimes:
             if payload is not None:
                 meta = payload.metadata
                 step = self.steps.setdefault(meta.urn, {"type": meta.type.rsplit(":", 1)[-1]})
-                step.setdefault(kind, now)
+                # A replacement is two steps of one URN: from the first start to the last end.
+                if kind == "start":
+                    step.setdefault(kind, now)
+                else:
+                    step[kind] = now
 
     def span(self, *types: str) -> tuple[float, float] | None:
         """From the first start to the last end of the steps of these resource types."""
