@@ -732,7 +732,6 @@ class Bench:
         one = _get(self.results, "rolling_update", "median") or {}
         data["median"] = {
             "total_s": median([r["total_s"] for r in rollouts]),
-            "image_copies_s": median([r["image_copies_s"] for r in rollouts]),
             "follower_down_s": median([s["down_s"] for s in followers]),
             "leader_down_s": median([s["down_s"] for s in leaders]),
             "follower_step_s": median([s["step_s"] for s in followers]),
