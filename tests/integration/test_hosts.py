@@ -28,13 +28,13 @@ from urllib.parse import urlsplit
 
 import pytest
 import requests
-from testing.lab import Lab, lab_session
 
 from components.dkron_client import DkronClient, DkronError
 from components.docker_objects import engine
 from components.docker_objects.client import split_locator
 from components.health import observe
 from testing.harness import TestStack, eventually
+from testing.lab import Lab, lab_session
 
 LAB_PREFIX = "dkh"
 LAB_SUBNET = "10.213.79.0/24"
