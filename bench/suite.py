@@ -58,8 +58,8 @@ BENCH_LABEL = "dkron-iac.bench"  # on the run's own images; its value starts wit
 LAB_PREFIX = "dkb"  # the run's lab of hosts: its own names and subnet (the tests use others)
 LAB_SUBNET = "10.213.90.0/24"
 PLACEMENT = {"node1": "h1", "node2": "h2", "node3": "h3"}
-HOST_ROLLOUTS = 2  # rolling updates across the hosts: dkron.log_level to debug and back
-HOST_LOSSES = 3  # the leader's whole host stopped
+HOST_ROLLOUTS = 3  # rolling updates across the hosts: dkron.log_level to debug and back
+HOST_LOSSES = FAILOVERS  # the leader's whole host stopped
 RESULTS = ROOT / "bench" / "results.json"
 DOC = ROOT / "docs" / "benchmarks.md"
 
@@ -751,10 +751,9 @@ class Bench:
         leader = observe(stack.api_urls()).leader
         engines = {str(n["engine"]) for n in (stack.last_outputs.get("nodes") or {}).values()}
         stack.configure(lambda c: c.setdefault("dkron", {}).update(log_level=level))
-        steps_times = StepTimes()
         with probes.RunCollector(stack.api_urls().values(), str(TICK["name"])) as runs:
             started = time.time()
-            took, changes = stack.timed_up(steps=steps_times)
+            took, changes = stack.timed_up()
             finished = time.time()
             time.sleep(1.5)  # the last runs' records
         events = sorted(
@@ -769,12 +768,10 @@ class Bench:
         for step in steps:
             step["leader_step"] = step["node"] == leader
             step["host"] = PLACEMENT.get(step["node"])
-        copies = steps_times.span("DockerImageCopy")
         seen = runs.runs_between(started, finished)
         return {
             "log_level": level,
             "total_s": round(took, 2),
-            "image_copies_s": round(copies[1] - copies[0], 2) if copies else None,
             "replaced": changes.get("replace"),
             "leader_before": leader,
             "leader_after": stack.last_outputs.get("leader"),
