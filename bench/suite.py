@@ -229,7 +229,7 @@ class Bench:
         self.open_stacks: list[BenchStack] = []
         self.labels: list[str] = []
         self.images: list[str] = []
-        self.dockerd_pid = _command(["pidof", "dockerd"])  # a change means the engine was restarted
+        self.dockerd_pid = _root_dockerd()  # a change means the engine was restarted
         self.lab: Lab | None = None  # set before it is brought up, so cleanup always brings it down
         self.hosts_stack: BenchStack | None = None
 
@@ -948,6 +948,18 @@ def _command(argv: list[str]) -> str:
     return ""
 
 
+def _root_dockerd() -> str:
+    """The PIDs of the dockerds in this machine's own network namespace: labs (this run's and
+    other work's) run dockerds in namespaces of their own, which come and go."""
+    own = os.readlink("/proc/self/ns/net")
+    pids = []
+    for pid in _command(["pidof", "dockerd"]).split():
+        with contextlib.suppress(OSError):
+            if os.readlink(f"/proc/{pid}/ns/net") == own:
+                pids.append(pid)
+    return " ".join(pids)
+
+
 def _load() -> str:
     lines = _lines("/proc/loadavg")
     return " ".join(lines[0].split()[:3]) if lines else ""
@@ -984,7 +996,7 @@ def main() -> int:
             "load_average_at_end": _load(),
             "other_running_containers_at_end": others,
             "dockerd_pid_at_start": bench.dockerd_pid,
-            "dockerd_pid_at_end": _command(["pidof", "dockerd"]),
+            "dockerd_pid_at_end": _root_dockerd(),
             "pulumi_log": str(bench.log_path),
         }
         RESULTS.write_text(json.dumps(bench.results, indent=2) + "\n")
