@@ -1,7 +1,7 @@
 """`make bench`: measure this project against hand-run baselines on the local Docker.
 
 Writes docs/benchmarks.md and bench/results.json; Pulumi's own output goes to a
-log file in the temp directory (its path is printed). Takes about 20 minutes.
+log file in the temp directory (its path is printed). Takes about 17 minutes (the part on hosts about 3).
 Every Docker object it makes carries the run's prefix (`bench<hex>`) or is a
 `TestStack`'s, and is removed at the end, also after a failure or SIGTERM.
 Last, it measures the cluster on three hosts of a lab it makes (prefix `dkb`,
