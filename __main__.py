@@ -5,7 +5,6 @@ from pathlib import Path
 from typing import Any
 
 import pulumi
-from components.placement import place_nodes
 
 from components.addressing import AddressConflict, choose_subnet, recorded_subnet
 from components.cluster import (
@@ -21,6 +20,7 @@ from components.job_set import check_secret_env, declare_jobs
 from components.jobs import cluster_node_tags, load_jobs, validate_jobs
 from components.membership import UnsafeRemoval, check_removal_safe, removed_nodes
 from components.node_config import bootstrap_plan
+from components.placement import place_nodes
 from components.rollout import IncompatibleVersionChange, check_version_change
 from components.spec import load_cluster_spec
 from components.update_plan import (

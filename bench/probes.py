@@ -180,9 +180,11 @@ class RunCollector:
 # --- Docker --------------------------------------------------------------------------
 
 
-def container_events(label: str, since: float, until: float) -> list[dict[str, Any]]:
-    """Lifecycle events of the containers carrying `label`, oldest first."""
-    with engine() as client:
+def container_events(
+    label: str, since: float, until: float, engine_ref: str | None = None
+) -> list[dict[str, Any]]:
+    """Lifecycle events of the containers carrying `label` on one engine (the local one by default), oldest first."""
+    with engine(engine_ref) as client:
         raw = client.api.events(
             since=int(since) - 1,
             until=int(until) + 2,

@@ -62,7 +62,9 @@ def render(results: Results) -> str:
         " deploys throwaway three-node stacks of this project (`TestStack`s from the test harness, `testing/harness.py`:"
         " their own names and ports, removed at the end) on the local Docker engine and times what a user"
         " waits for: forming the cluster from an empty stack, no-change previews and updates, registering"
-        " jobs, rolling updates of every node, leader failovers, and it reads the nodes' memory. Every time"
+        " jobs, rolling updates of every node, leader failovers, and it reads the nodes' memory; then it forms"
+        " the same cluster on three hosts of a lab (section 7) and times forming, rolling updates and"
+        " losing the leader's whole host against their one-engine counterparts. Every time"
         " is set against a baseline measured in the same run, on the same machine: the blog's hand-run"
         " `setup_cluster.sh` and a raw `docker run` of the same containers for forming the cluster, a plain"
         " loop over Dkron's REST API for registering jobs, the cluster's own schedule for counting missed"
@@ -108,6 +110,7 @@ def render(results: Results) -> str:
     out += _failover(results)
     out += _registration(results)
     out += _memory(results)
+    out += _hosts(results)
     errors = results.get("errors") or {}
     if errors:
         out += ["## Failures in this run", ""]
@@ -158,6 +161,7 @@ def _summary(results: Results) -> list[str]:
             "the job's schedule: every 1 s",
             "—",
         ],
+        *_hosts_summary(results),
         [
             "Register 100 / 500 jobs",
             f"`pulumi up` {_s(r100.get('pulumi_up_s'))} / {_s(r500.get('pulumi_up_s'))}",
@@ -554,4 +558,202 @@ def _memory(results: Results) -> list[str]:
     rows = [[node, *(_n(c["mib"].get(node), " MiB") for _, c in columns)] for node in nodes]
     rows.append(["**mean**", *(f"**{_n(_mean(c['mib']), ' MiB')}**" for _, c in columns)])
     out += _table(["Container", *(f"{c.get('jobs_live', k)} jobs" for k, c in columns)], rows)
+    return out
+
+
+def _hosts_summary(results: Results) -> list[list[str]]:
+    hf, hr, hl = (results.get(k) or {} for k in ("hosts_formation", "hosts_rolling_update", "host_loss"))
+    if not (hf.get("up_s") or hr.get("median") or hl.get("median")):
+        return []
+    phases = hf.get("phases") or {}
+    hrm, hlm = hr.get("median") or {}, hl.get("median") or {}
+    one_r, one_l = hr.get("one_engine_median") or {}, hl.get("one_engine_median") or {}
+    return [
+        [
+            "On three hosts: empty stack to a whole cluster",
+            f"`pulumi up` {_s(hf.get('up_s'))}, of which image copies to the hosts"
+            f" {_s(phases.get('image_copies'))}",
+            f"one engine: `pulumi up` {_s(hf.get('one_engine_up_s'))}",
+            f"{_x(hf.get('ratio_vs_one_engine'))} ({_x(hf.get('ratio_without_copies_vs_one_engine'))}"
+            " without the copies)",
+        ],
+        [
+            "On three hosts: rolling update (median)",
+            f"`pulumi up` {_s(hrm.get('total_s'))} (`dkron.log_level` changed);"
+            f" a follower's step {_s(hrm.get('follower_step_s'))}, the leader's {_s(hrm.get('leader_step_s'))}",
+            f"one engine: {_s(one_r.get('total_s'))}; steps {_s(one_r.get('follower_step_s'))},"
+            f" {_s(one_r.get('leader_step_s'))}",
+            f"{_x(_get(hr, 'ratios', 'total_s_vs_one_engine'))}",
+        ],
+        [
+            "On three hosts: leader's whole host lost (median)",
+            f"new leader after {_s(hlm.get('new_leader_s'))}; next run of a `:1` job after"
+            f" {_s(hlm.get('next_run_s'))}",
+            f"one engine, leader container killed: {_s(one_l.get('new_leader_s'))};"
+            f" {_s(one_l.get('next_run_s'))}",
+            f"{_x(_get(hl, 'ratios', 'new_leader_s_vs_one_engine'))};"
+            f" {_x(_get(hl, 'ratios', 'next_run_s_vs_one_engine'))}",
+        ],
+    ]
+
+
+def _hosts(results: Results) -> list[str]:
+    hf, hr, hl = (results.get(k) or {} for k in ("hosts_formation", "hosts_rolling_update", "host_loss"))
+    hosts = hf.get("hosts") or {}
+    cores = _n(_get(results, "machine", "cores"))
+    out = [
+        "## 7. The same cluster on three hosts",
+        "",
+        "A lab made for the run (`testing/lab.py`): three Docker hosts on this machine, each its own network"
+        " namespace with its own address on a private bridge"
+        + (f" ({', '.join(f'{h} {a}' for h, a in hosts.items())})" if hosts else "")
+        + ", its own containerd and dockerd, and an sshd. The stack declares `hosts` (engines reached"
+        " over `ssh://`) and puts node1, node2 and node3 on h1, h2 and h3; nodes use their host's network,"
+        " and the APIs stay on each host's loopback, reached through SSH tunnels. The node image is built"
+        " on this machine and copied to each host (`DockerImageCopy`: `docker save | docker load` over"
+        " SSH). The one-engine stack is gone before this section starts; every figure is set against its"
+        " one-engine counterpart from sections 1, 3 and 4 of this run. The hosts share this machine's"
+        f" {cores} cores and disk: the lab measures the cost of the engines, SSH and copies, not a network's"
+        f" latency. Bringing the lab up took {_s(hf.get('lab_up_s'))}, down {_s(hf.get('lab_down_s'))}"
+        " (not counted).",
+        "",
+        "### Forming on three hosts",
+        "",
+        "One `pulumi up --refresh` from an empty stack (no jobs, as in section 1) until it returns; the"
+        " cluster was" + ("" if hf.get("whole_after_up", True) else " **not**") + " whole right after.",
+        "",
+    ]
+    out += _failed(results, "hosts_formation")
+    phases = hf.get("phases") or {}
+    if hf.get("up_s") is not None:
+        names = {
+            "program_start": "CLI start, refresh and program start, until the stack resource registers",
+            "image_build": "node image build on this machine (`DockerImage`, cached layers)",
+            "image_copies": "image copies to the hosts (`DockerImageCopy`, first start to last end)",
+            "nodes_and_gates": "first container created → last health gate passed (3 containers, 3 gates)",
+            "after_last_gate": "after the last gate: outputs (leader, Raft voters), state, exit",
+        }
+        copies = ", ".join(_n(c) for c in hf.get("image_copy_s") or [])
+        rows = [[names.get(k, k), _s(v)] for k, v in phases.items()]
+        rows.append(["**`pulumi up`, all of it**", f"**{_s(hf.get('up_s'))}**"])
+        out += _table(["Phase", "Three hosts"], rows)
+        out += [
+            f"Each image copy took {copies or 'n/a'} s (in parallel). Against the one-engine"
+            f" `pulumi up` (median {_s(hf.get('one_engine_up_s'))}): **{_x(hf.get('ratio_vs_one_engine'))}**,"
+            f" {_x(hf.get('ratio_without_copies_vs_one_engine'))} without the copies.",
+            "",
+        ]
+    out += [
+        "### Rolling update across the hosts",
+        "",
+        f"{len(hr.get('rollouts') or []) or 'Several'} times, `dkron.log_level` changed (to `debug`, then"
+        " back to `info`), then `pulumi up --refresh`: every container replaced, one at a time, the leader"
+        " last; the node image does not change. Section 3 changes the base image instead, so its updates"
+        " also rebuild the node image (from cache, a few seconds). Not a base image change here: on"
+        " hosts it replaces each host's image copy (`DockerImageCopy`) delete-before-replace, so Pulumi"
+        " deletes every container that uses the copy at once before loading the new one, and the"
+        " cluster is down (a whole-cluster outage, not a rolling update; seen in a trial run of this"
+        " bench: all three containers deleted together, the first new node's gate then timed out alone)."
+        " Steps from each host engine's container events, as in section 3; runs of the `@every 2s`"
+        " `server: true:1` job over the whole update.",
+        "",
+    ]
+    out += _failed(results, "hosts_rolling_update")
+    rollouts = hr.get("rollouts") or []
+    if rollouts:
+        rows = [
+            [
+                number,
+                _s(ro.get("total_s")),
+                " → ".join(
+                    f"{s['node']}@{s.get('host')}{' (leader)' if s.get('leader_step') else ''}"
+                    for s in ro.get("steps") or []
+                ),
+                ", ".join(_n(s.get("step_s")) for s in ro.get("steps") or []),
+                ", ".join(_n(s.get("down_s")) for s in ro.get("steps") or []),
+                _runs(ro.get("whole_update")),
+            ]
+            for number, ro in enumerate(rollouts, 1)
+        ]
+        out += _table(
+            [
+                "Update",
+                "`pulumi up`",
+                "Order",
+                "Step per node (s)",
+                "Down per node (s)",
+                "Runs missed of expected",
+            ],
+            rows,
+        )
+        med, one, ratios = hr.get("median") or {}, hr.get("one_engine_median") or {}, hr.get("ratios") or {}
+        labels = {
+            "total_s": "`pulumi up`",
+            "follower_step_s": "follower step",
+            "leader_step_s": "leader step",
+            "follower_down_s": "follower down",
+            "leader_down_s": "leader down",
+        }
+        out += _table(
+            ["Median", "Three hosts", "One engine", "Ratio"],
+            [
+                [label, _s(med.get(k)), _s(one.get(k)), f"**{_x(ratios.get(f'{k}_vs_one_engine'))}**"]
+                for k, label in labels.items()
+            ],
+        )
+    out += [
+        "### Losing the leader's whole host",
+        "",
+        "`Lab.stop_host` on the leader's host: SIGKILL to every process of that machine (its dockerd,"
+        " containerd, sshd, the node's container), so the node gets no graceful leave and its SSH tunnel"
+        " goes too. *New leader* and *next run* are measured as in section 4 (from the stop, every survivor"
+        " naming the same new leader, polled every 0.1 s; the first run of the `@every 1s` `server: true:1`"
+        " job started after the stop). Then `Lab.start_host`: the host's daemons start again, dockerd"
+        " restarts the node on its data, and *whole again* runs from the restart until every node names"
+        " the same leader and sees all three alive (else one `pulumi up`, said in the table). Against"
+        " section 4's `docker kill` of the leader's container on one engine.",
+        "",
+    ]
+    out += _failed(results, "host_loss")
+    samples = hl.get("samples") or []
+    if samples:
+        med, one, ratios = hl.get("median") or {}, hl.get("one_engine_median") or {}, hl.get("ratios") or {}
+        rows = [
+            [
+                i,
+                f"{s.get('host')} ({s.get('lost')})",
+                s.get("new_leader"),
+                _s(s.get("new_leader_s")),
+                _s(s.get("next_run_s")),
+                f"{_s(s.get('whole_again_s'))}, {s.get('healed')}",
+            ]
+            for i, s in enumerate(samples, 1)
+        ]
+        rows.append(
+            [
+                "**median**",
+                "",
+                "",
+                f"**{_s(med.get('new_leader_s'))}**",
+                f"**{_s(med.get('next_run_s'))}**",
+                f"**{_s(med.get('whole_again_s'))}**",
+            ]
+        )
+        rows.append(
+            ["one engine (section 4)", "", "", _s(one.get("new_leader_s")), _s(one.get("next_run_s")), ""]
+        )
+        rows.append(
+            [
+                "**ratio**",
+                "",
+                "",
+                f"**{_x(ratios.get('new_leader_s_vs_one_engine'))}**",
+                f"**{_x(ratios.get('next_run_s_vs_one_engine'))}**",
+                "",
+            ]
+        )
+        out += _table(
+            ["Loss", "Host (node)", "New leader", "New leader after", "Next run after", "Whole again after"],
+            rows,
+        )
     return out

@@ -7,7 +7,11 @@ the cluster is measured in interleaved rounds (pulumi, blog script, raw
 order that keeps state changes few: no-change runs and memory with 0 jobs,
 100 jobs (REST loop, then `pulumi up`), no-change runs and memory with 100,
 500 jobs and memory, then rolling updates and leader failovers with small
-jobs running.
+jobs running. Last, with that stack gone, the same cluster on three hosts of a
+lab made for the run (`testing.lab`: network namespaces with their own dockerd
+and sshd, engines reached over `ssh://`): forming it, rolling updates across
+the hosts, and losing the leader's whole host, each against its one-engine
+counterpart above. The lab is always brought down, also after a failure.
 """
 
 from __future__ import annotations
@@ -38,7 +42,8 @@ from components import naming
 from components.dkron_client import DkronClient
 from components.docker_objects import engine
 from components.health import observe
-from testing.harness import ROOT, SETUP_VERSIONS, TestStack, free_port_block
+from testing.harness import ROOT, SETUP_VERSIONS, TestStack, _remove_docker_objects, free_port_block
+from testing.lab import Lab
 
 TAGS = {"python": "daily"}
 NODES = [{"name": name, "tags": dict(TAGS)} for name in baselines.NODE_NAMES]
@@ -50,6 +55,11 @@ FORM_TIMEOUT_S = 90  # covers the blog config's 30 s retry-join interval twice
 QUIET_S = 20  # a window without changes before the rolling updates: the runs' own baseline
 STALL_S = 30  # leaderless but fully connected this long: it will not form (see probes.wait_whole)
 BENCH_LABEL = "dkron-iac.bench"  # on the run's own images; its value starts with the run's prefix
+LAB_PREFIX = "dkb"  # the run's lab of hosts: its own names and subnet (the tests use others)
+LAB_SUBNET = "10.213.90.0/24"
+PLACEMENT = {"node1": "h1", "node2": "h2", "node3": "h3"}
+HOST_ROLLOUTS = 3  # rolling updates across the hosts: dkron.log_level to debug and back
+HOST_LOSSES = FAILOVERS  # the leader's whole host stopped
 RESULTS = ROOT / "bench" / "results.json"
 DOC = ROOT / "docs" / "benchmarks.md"
 
@@ -89,7 +99,11 @@ class StepTimes:
             if payload is not None:
                 meta = payload.metadata
                 step = self.steps.setdefault(meta.urn, {"type": meta.type.rsplit(":", 1)[-1]})
-                step.setdefault(kind, now)
+                # A replacement is two steps of one URN: from the first start to the last end.
+                if kind == "start":
+                    step.setdefault(kind, now)
+                else:
+                    step[kind] = now
 
     def span(self, *types: str) -> tuple[float, float] | None:
         """From the first start to the last end of the steps of these resource types."""
@@ -215,7 +229,9 @@ class Bench:
         self.open_stacks: list[BenchStack] = []
         self.labels: list[str] = []
         self.images: list[str] = []
-        self.dockerd_pid = _command(["pidof", "dockerd"])  # a change means the engine was restarted
+        self.dockerd_pid = _root_dockerd()  # a change means the engine was restarted
+        self.lab: Lab | None = None  # set before it is brought up, so cleanup always brings it down
+        self.hosts_stack: BenchStack | None = None
 
     # --- bookkeeping -----------------------------------------------------------------
     def say(self, text: str) -> None:
@@ -254,9 +270,15 @@ class Bench:
         # Other work on this machine may restart the Docker engine: wait for it to answer.
         if probes.wait_until(probes.docker_answers, 180, poll_s=2) is None:
             self.say("cleanup: the Docker engine does not answer; trying anyway")
+        if self.hosts_stack is not None:
+            with contextlib.suppress(Exception):
+                self.close_hosts_stack()
         for stack in list(self.open_stacks):
             with contextlib.suppress(Exception):
                 self.close_stack(stack)
+        if self.lab is not None:
+            with contextlib.suppress(Exception):
+                self.lab_down()
         for label in self.labels:
             with contextlib.suppress(Exception):
                 baselines.remove(label)
@@ -281,6 +303,30 @@ class Bench:
         for path in sorted(self.workdir.rglob("*"), reverse=True):
             path.unlink() if path.is_file() else path.rmdir()
         self.workdir.rmdir()
+
+    def lab_down(self) -> None:
+        if self.lab is None:
+            return
+        self.say(f"bringing lab {self.lab.prefix} down")
+        took = self.lab.down()
+        self.results.setdefault("hosts_formation", {})["lab_down_s"] = round(took, 1)
+        leftovers = self.lab.leftovers()
+        if leftovers:
+            self.say(f"lab {self.lab.prefix}: left behind: {leftovers}")
+        self.lab = None
+
+    def close_hosts_stack(self) -> None:
+        """Forget the hosts stack without `pulumi destroy`: its Docker objects live on the lab's
+        engines, which `lab_down` removes whole (a destroy would wait on a host that is down)."""
+        stack = self.hosts_stack
+        if stack is None:
+            return
+        self.say(f"closing hosts stack {stack.name}")
+        self.hosts_stack = None
+        with contextlib.suppress(Exception):
+            stack.stack.workspace.remove_stack(stack.name, force=True)
+        stack.config_file.unlink(missing_ok=True)
+        _remove_docker_objects(stack.name, stack.cluster_name)  # its node images on this engine
 
     @property
     def s(self) -> BenchStack:
@@ -609,6 +655,212 @@ class Bench:
             "next_run_s": round(first - before, 2) if first else None,
         }
 
+    # --- several hosts -----------------------------------------------------------------------
+    @property
+    def h(self) -> BenchStack:
+        assert self.hosts_stack is not None
+        return self.hosts_stack
+
+    def hosts_formation(self, data: dict[str, Any]) -> None:
+        """A lab of three hosts, then empty stack to a whole cluster on them, against the one-engine formation."""
+        self.lab = Lab(LAB_PREFIX, LAB_SUBNET, len(PLACEMENT), state_dir=self.workdir / "lab")
+        data["lab_up_s"] = round(self.lab.up(), 1)
+        hosts = {
+            name: {
+                "docker": self.lab.ssh_url(name),
+                "address": address,
+                "ssh_identity": str(self.lab.key),
+                "ssh_known_hosts": str(self.lab.known_hosts),
+            }
+            for name, address in self.lab.hosts.items()
+        }
+        nodes = [{**node, "host": PLACEMENT[str(node["name"])]} for node in NODES]
+        self.hosts_stack = BenchStack(nodes, self.log, hosts=hosts)
+        steps = StepTimes()
+        took, changes = self.h.timed_up(steps=steps)
+        whole = probes.wait_until(lambda: probes.whole(self.h.api_urls()), 60)
+        image, copies, nodes_span, top = (
+            steps.span("DockerImage"),
+            steps.span("DockerImageCopy"),
+            steps.span("DockerContainer", "NodeGate"),
+            steps.span("Stack"),
+        )
+        each_copy = [
+            round(s["end"] - s["start"], 2)
+            for s in steps.steps.values()
+            if s["type"] == "DockerImageCopy" and "start" in s and "end" in s
+        ]
+        one_engine = _get(self.results, "formation", "median", "pulumi_up_s")
+        data.update(
+            stack=self.h.name,
+            hosts=self.lab.hosts,
+            placement=PLACEMENT,
+            up_s=round(took, 2),
+            whole_after_up=whole is not None,
+            created=changes.get("create"),
+            leader=self.h.last_outputs.get("leader"),
+            raft_voters=self.h.last_outputs.get("voters"),
+            phases={
+                "program_start": round(top[0], 2) if top else None,
+                "image_build": round(image[1] - image[0], 2) if image else None,
+                "image_copies": round(copies[1] - copies[0], 2) if copies else None,
+                "nodes_and_gates": round(nodes_span[1] - nodes_span[0], 2) if nodes_span else None,
+                "after_last_gate": round(took - nodes_span[1], 2) if nodes_span else None,
+            },
+            image_copy_s=each_copy,
+            one_engine_up_s=one_engine,
+            ratio_vs_one_engine=ratio(took, one_engine),
+            ratio_without_copies_vs_one_engine=ratio(
+                took - (copies[1] - copies[0]) if copies else None, one_engine
+            ),
+        )
+        # The jobs the next sections watch, in one more update (so the formation is the same as above).
+        self.h.set_jobs([TICK, BEAT])
+        data["add_jobs_up_s"] = round(self.h.timed_up()[0], 2)
+
+    def hosts_rolling_updates(self, data: dict[str, Any]) -> None:
+        """Change `dkron.log_level` HOST_ROLLOUTS times: every node replaced, one at a time, the leader last."""
+        rollouts: list[dict[str, Any]] = []
+        data["rollouts"] = rollouts
+        for number in range(1, HOST_ROLLOUTS + 1):
+            rollouts.append(self._hosts_rollout(number))
+            self.say(
+                f"hosts rolling update {number}: {rollouts[-1]['total_s']} s, order {rollouts[-1]['order']}"
+            )
+        followers = [s for r in rollouts for s in r["steps"] if not s["leader_step"]]
+        leaders = [s for r in rollouts for s in r["steps"] if s["leader_step"]]
+        one = _get(self.results, "rolling_update", "median") or {}
+        data["median"] = {
+            "total_s": median([r["total_s"] for r in rollouts]),
+            "follower_down_s": median([s["down_s"] for s in followers]),
+            "leader_down_s": median([s["down_s"] for s in leaders]),
+            "follower_step_s": median([s["step_s"] for s in followers]),
+            "leader_step_s": median([s["step_s"] for s in leaders]),
+        }
+        med = data["median"]
+        data["one_engine_median"] = {k: one.get(k) for k in med if k in one}
+        data["ratios"] = {f"{k}_vs_one_engine": ratio(med[k], one.get(k)) for k in med if k in one}
+        data["sum"] = {"whole_updates": summed_runs([r["whole_update"] for r in rollouts])}
+
+    def _hosts_rollout(self, number: int) -> dict[str, Any]:
+        # `dkron.log_level` back and forth: every container replaced, the image unchanged. (A base
+        # image change replaces each host's DockerImageCopy delete-before-replace, which takes every
+        # container down at once before the new copies load: see the report.)
+        stack = self.h
+        level = "debug" if number % 2 else "info"
+        leader = observe(stack.api_urls()).leader
+        engines = {str(n["engine"]) for n in (stack.last_outputs.get("nodes") or {}).values()}
+        stack.configure(lambda c: c.setdefault("dkron", {}).update(log_level=level))
+        with probes.RunCollector(stack.api_urls().values(), str(TICK["name"])) as runs:
+            started = time.time()
+            took, changes = stack.timed_up()
+            finished = time.time()
+            time.sleep(1.5)  # the last runs' records
+        events = sorted(
+            (
+                event
+                for ref in engines
+                for event in probes.container_events(f"dkron-iac.stack={stack.name}", started, finished, ref)
+            ),
+            key=lambda e: e["t"],
+        )
+        steps = rollout_steps(events, finished)
+        for step in steps:
+            step["leader_step"] = step["node"] == leader
+            step["host"] = PLACEMENT.get(step["node"])
+        seen = runs.runs_between(started, finished)
+        return {
+            "log_level": level,
+            "total_s": round(took, 2),
+            "replaced": changes.get("replace"),
+            "leader_before": leader,
+            "leader_after": stack.last_outputs.get("leader"),
+            "order": [s["node"] for s in steps],
+            "steps": [{k: v for k, v in s.items() if k not in ("start", "end")} for s in steps],
+            "whole_update": {"runs": seen, **missed_runs(finished - started, seen)},
+        }
+
+    def host_loss(self, data: dict[str, Any]) -> None:
+        """Stop the leader's whole host: time to a leader every survivor names, and to the next `:1` run."""
+        stack = self.h
+        if (
+            probes.wait_until(
+                lambda: len(probes.executions(stack.api_urls().values(), str(BEAT["name"]))) >= 3, 60
+            )
+            is None
+        ):
+            raise RuntimeError(f"job {BEAT['name']} never ran")
+        samples: list[dict[str, Any]] = []
+        data["samples"] = samples
+        for number in range(1, HOST_LOSSES + 1):
+            if probes.wait_until(lambda: probes.whole(stack.api_urls()), 120) is None:
+                raise RuntimeError("the cluster did not become whole again before the next host loss")
+            time.sleep(5)  # let the restarted node settle
+            samples.append(self._lose_leader_host())
+            self.say(f"host loss {number}: {samples[-1]}")
+        one = _get(self.results, "failover", "median") or {}
+        med = {
+            "new_leader_s": median([s["new_leader_s"] for s in samples]),
+            "next_run_s": median([s["next_run_s"] for s in samples]),
+            "whole_again_s": median([s["whole_again_s"] for s in samples]),
+        }
+        data["median"] = med
+        data["one_engine_median"] = {k: one.get(k) for k in ("new_leader_s", "next_run_s")}
+        data["ratios"] = {
+            f"{k}_vs_one_engine": ratio(med[k], one.get(k)) for k in ("new_leader_s", "next_run_s")
+        }
+
+    def _lose_leader_host(self) -> dict[str, Any]:
+        stack, lab = self.h, self.lab
+        assert lab is not None
+        api = stack.api_urls()
+        old = probes.agreed_leader(api)
+        if old is None:
+            raise RuntimeError("no leader every node agrees on before the host loss")
+        host = PLACEMENT[old]
+        survivors = {n: url for n, url in api.items() if n != old}
+
+        def new_leader() -> str | None:
+            leader = probes.agreed_leader(survivors)
+            return leader if leader in survivors else None
+
+        def first_run_after(t: float) -> float | None:
+            starts = [
+                start
+                for start in map(probes.started_at, probes.executions(survivors.values(), str(BEAT["name"])))
+                if start > t
+            ]
+            return min(starts) if starts else None
+
+        before, mono = time.time(), time.monotonic()
+        try:
+            lab.stop_host(host)
+            after = time.time()  # a run that starts later was scheduled by a new leader
+            elected = probes.wait_until(new_leader, 90, poll_s=0.1)
+            leader = new_leader()
+            first = None
+            if probes.wait_until(lambda: first_run_after(after), 90) is not None:
+                first = first_run_after(after)
+        finally:
+            # The machine comes back: its daemons start and dockerd restarts the node on its data.
+            back = time.monotonic()
+            lab.start_host(host)
+        whole = probes.wait_until(lambda: probes.whole(api), 120, poll_s=0.5)
+        healed = "by itself" if whole else None
+        if whole is None:
+            stack.timed_up()
+            whole = probes.wait_until(lambda: probes.whole(api), 60, poll_s=0.5)
+            healed = "after one pulumi up" if whole else "not whole"
+        return {
+            "host": host,
+            "lost": old,
+            "new_leader": leader,
+            "new_leader_s": round(elected - mono, 2) if elected else None,
+            "next_run_s": round(first - before, 2) if first else None,
+            "whole_again_s": round(whole - back, 2) if whole else None,
+            "healed": healed,
+        }
+
     # --- the run ------------------------------------------------------------------------
     def run(self) -> None:
         with self.section("machine") as data:
@@ -639,6 +891,25 @@ class Bench:
             self.rolling_updates(data)
         with self.section("failover") as data:
             self.failover(data)
+        self.run_hosts()
+
+    def run_hosts(self) -> None:
+        """The sections on the lab's hosts, with the one-engine stack gone; the lab goes down after."""
+        for stack in list(self.open_stacks):
+            with contextlib.suppress(Exception):
+                self.close_stack(stack)
+        try:
+            with self.section("hosts_formation") as data:
+                self.hosts_formation(data)
+            if self.hosts_stack is None or not self.h.last_outputs:
+                return
+            with self.section("hosts_rolling_update") as data:
+                self.hosts_rolling_updates(data)
+            with self.section("host_loss") as data:
+                self.host_loss(data)
+        finally:
+            self.close_hosts_stack()
+            self.lab_down()
 
 
 def _brief(round_: dict[str, Any]) -> str:
@@ -647,6 +918,13 @@ def _brief(round_: dict[str, Any]) -> str:
         return f"{seconds} s" if seconds is not None else str(r.get("not_whole"))
 
     return ", ".join(f"{name} {outcome(r)}" for name, r in round_.items())
+
+
+def _get(results: dict[str, Any], *path: str) -> Any:
+    value: Any = results
+    for key in path:
+        value = value.get(key) if isinstance(value, dict) else None
+    return value
 
 
 def _field(path: str, key: str, separator: str) -> str:
@@ -670,6 +948,18 @@ def _command(argv: list[str]) -> str:
     return ""
 
 
+def _root_dockerd() -> str:
+    """The PIDs of the dockerds in this machine's own network namespace: labs (this run's and
+    other work's) run dockerds in namespaces of their own, which come and go."""
+    own = os.readlink("/proc/self/ns/net")
+    pids = []
+    for pid in _command(["pidof", "dockerd"]).split():
+        with contextlib.suppress(OSError):
+            if os.readlink(f"/proc/{pid}/ns/net") == own:
+                pids.append(pid)
+    return " ".join(pids)
+
+
 def _load() -> str:
     lines = _lines("/proc/loadavg")
     return " ".join(lines[0].split()[:3]) if lines else ""
@@ -685,7 +975,12 @@ def main() -> int:
     bench = Bench()
     bench.say(f"prefix {bench.prefix}; Pulumi output in {bench.log_path}")
     try:
-        bench.run()
+        if os.environ.get("BENCH_ONLY") == "hosts":  # a quick check of the hosts sections alone
+            with bench.section("machine") as data:
+                data.update(bench.machine())
+            bench.run_hosts()
+        else:
+            bench.run()
     finally:
         # Cleanup must finish even if a second signal arrives.
         for sig in (signal.SIGTERM, signal.SIGHUP, signal.SIGINT):
@@ -701,7 +996,7 @@ def main() -> int:
             "load_average_at_end": _load(),
             "other_running_containers_at_end": others,
             "dockerd_pid_at_start": bench.dockerd_pid,
-            "dockerd_pid_at_end": _command(["pidof", "dockerd"]),
+            "dockerd_pid_at_end": _root_dockerd(),
             "pulumi_log": str(bench.log_path),
         }
         RESULTS.write_text(json.dumps(bench.results, indent=2) + "\n")
