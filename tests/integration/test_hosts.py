@@ -19,9 +19,10 @@ from __future__ import annotations
 import contextlib
 import threading
 import time
-from collections import defaultdict
+from collections import Counter
 from collections.abc import Iterator
 from dataclasses import dataclass
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
@@ -125,20 +126,13 @@ class HostsCluster:
 
 
 def _started(execution: dict[str, Any]) -> float:
-    from datetime import datetime
-
     return datetime.fromisoformat(str(execution["started_at"]).replace("Z", "+00:00")).timestamp()
 
 
 def doubled_runs(executions: list[dict[str, Any]]) -> list[int]:
     """Scheduled seconds in which `tick` ran more than once (a group is one dispatch)."""
-    by_second: dict[int, set[str]] = defaultdict(set)
-    count: dict[int, int] = defaultdict(int)
-    for execution in executions:
-        second = int(execution["group"]) // 1_000_000_000
-        by_second[second].add(str(execution["node_name"]))
-        count[second] += 1
-    return sorted(s for s in count if count[s] > 1)
+    count: Counter[int] = Counter(int(e["group"]) // 1_000_000_000 for e in executions)
+    return sorted(second for second, runs in count.items() if runs > 1)
 
 
 @pytest.fixture(scope="module")
