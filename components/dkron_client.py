@@ -14,6 +14,10 @@ from urllib.parse import quote
 
 import requests
 
+# Imported here, never inside a call: a provider process serves calls on several threads, and a
+# first import of docker on one of them races the provider being unpickled on another.
+from components.api_access import reach
+
 T = TypeVar("T")
 
 # Serf member status codes as the API reports them.
@@ -47,8 +51,6 @@ class DkronClient:
 
     def __init__(self, base_url: str, timeout_s: float = 5.0) -> None:
         """``base_url`` may name an SSH tunnel after a ``#`` (`components.api_access`)."""
-        from components.api_access import reach  # tunnels only where a URL names one
-
         self.base_url = reach(base_url).rstrip("/")
         self.timeout_s = timeout_s
         self._session = requests.Session()

@@ -18,6 +18,7 @@ from typing import Any
 import requests
 
 from components.dkron_client import MEMBER_ALIVE, DkronClient, DkronError
+from components.docker_objects.client import engine, split_locator
 from components.node_config import dkron_cli
 
 
@@ -153,7 +154,6 @@ def parse_raft_peers(text: str) -> dict[str, RaftPeer]:
 
 def restart_container(container: str, timeout_s: int = 60) -> None:
     """Restart a node's container (a container locator); SIGTERM first, so the agent leaves cleanly."""
-    from components.docker_objects.client import engine, split_locator  # docker is only needed here
 
     where, name = split_locator(container)
     with engine(where) as client:
@@ -165,7 +165,6 @@ def stopped_containers(containers: Mapping[str, str], nodes: Iterable[str]) -> d
     restarted by Docker: node -> the container's status. A container that does
     not exist (yet) is not listed, nor is anything when Docker cannot be asked
     (a host that is down or cut off is no evidence that its container stopped)."""
-    from components.docker_objects.client import engine, split_locator  # docker is only needed here
 
     found: dict[str, str] = {}
     by_engine: dict[str | None, dict[str, str]] = {}
@@ -194,7 +193,6 @@ def raft_peers(container: str) -> dict[str, RaftPeer]:
     There is no HTTP endpoint for Raft peers: ask the CLI inside the container
     (a container locator).
     """
-    from components.docker_objects.client import engine, split_locator  # docker is only needed here
 
     where, name = split_locator(container)
     with engine(where, timeout_s=20) as client:

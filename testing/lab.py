@@ -36,6 +36,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import quote
 
+from components import api_access
+
 RUN_ROOT = Path("/run/dkron-lab")
 DATA_ROOT = Path("/var/lib/dkron-lab")
 NETNS_DIR = Path("/run/netns")
@@ -593,6 +595,7 @@ def lab_session(prefix: str, subnet: str, state_dir: Path, hosts: int = 3) -> It
         lab.up()
         yield lab
     finally:
+        api_access.close_all()  # this process's API tunnels to the lab's hosts go with them
         lab.down()
 
 

@@ -26,7 +26,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import parse_qsl, urlsplit
 
-import docker.tls
+import docker  # the package, not docker.tls: its submodules import each other
 
 from components.docker_objects.errors import DockerResourceError
 
@@ -153,7 +153,7 @@ def _options(where: str, scheme: str, query: str) -> dict[str, str]:
     return options
 
 
-def tls_config(ref: EngineRef) -> docker.tls.TLSConfig:
+def tls_config(ref: EngineRef) -> docker.TLSConfig:
     """The TLS settings of a ``tcp://...?tls=DIR`` ref: client certificate and key,
     and the CA that must have signed the engine's certificate (verified)."""
     where = describe_engine(ref.ref)
@@ -165,7 +165,7 @@ def tls_config(ref: EngineRef) -> docker.tls.TLSConfig:
             )
     ca, cert, key = (str(f) for f in files)
     try:
-        return docker.tls.TLSConfig(client_cert=(cert, key), ca_cert=ca, verify=True)
+        return docker.TLSConfig(client_cert=(cert, key), ca_cert=ca, verify=True)
     except docker.errors.TLSParameterError as err:
         raise DockerResourceError(f"{where}: {err}") from err
 

@@ -74,8 +74,23 @@ def _kill_tree(pid: int) -> None:
         os.kill(pid, signal.SIGKILL)
 
 
+def _ssh_processes() -> set[int]:
+    return {pid for pid in _children(os.getpid()) if Path(f"/proc/{pid}/comm").read_text().strip() == "ssh"}
+
+
+_SSH_BEFORE: set[int] = set()
+
+
+@pytest.fixture(autouse=True)
+def _ssh_before() -> None:
+    """Ssh processes of this pytest that were there before the test (another file's tunnels)."""
+    _SSH_BEFORE.clear()
+    _SSH_BEFORE.update(_ssh_processes())
+
+
 def _ssh_children() -> list[int]:
-    return [pid for pid in _children(os.getpid()) if Path(f"/proc/{pid}/comm").read_text().strip() == "ssh"]
+    """The ssh processes the test started and left running."""
+    return sorted(_ssh_processes() - _SSH_BEFORE)
 
 
 @pytest.fixture(scope="module")
