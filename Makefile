@@ -37,7 +37,7 @@ bench: setup
 	@source scripts/env.sh && python bench/run.py
 
 lint: setup
-	@source scripts/env.sh && ruff check . && ruff format --check . && mypy components tests testing __main__.py
+	@source scripts/env.sh && ruff check . && ruff format --check . && mypy components nodeside tests testing __main__.py
 
 # Lists (YES=1: removes) every project Docker object and stack `make setup` did not make.
 clean-slate: setup

@@ -44,6 +44,7 @@ from components.node_config import (
     HTTP_PORT,
     RPC_ADDR_ENV,
     BootstrapPlan,
+    agent_command,
     node_environment,
     render_node_config,
 )
@@ -52,7 +53,7 @@ from components.spec import ClusterSpec
 from components.update_plan import UpdatePlan
 
 # What goes into the image's build context, relative to the project root.
-IMAGE_CONTEXT = ["dockerfiles", "jobs"]
+IMAGE_CONTEXT = ["dockerfiles", "jobs", "nodeside"]
 DOCKERFILE = "dockerfiles/Dockerfile"
 
 # SIGTERM makes the agent leave the cluster gracefully; Docker's default 10 s
@@ -319,7 +320,7 @@ class DkronCluster(pulumi.ComponentResource):
             image=image_id,
             network=network,
             hostname=node.name,
-            command=["dkron", "agent", "--config", CONFIG_PATH],
+            command=agent_command(spec, on_host.api_port if on_host is not None else HTTP_PORT),
             envs=environment,
             mounts=[{"volume": volume.name, "target": DATA_DIR}],
             files={CONFIG_PATH: render_node_config(spec, node, self._args.plan, on_host)},

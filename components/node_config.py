@@ -172,6 +172,33 @@ def dkron_cli(*args: str) -> list[str]:
     return ["sh", "-c", f'exec {words} ${{{RPC_ADDR_ENV}:+--rpc-addr="${RPC_ADDR_ENV}"}}']
 
 
+# The catch-up watcher (`nodeside/catchup.py`) as the node image carries it.
+CATCHUP_PACKAGE_DIR = "/opt/dkron-iac"
+CATCHUP_STATE = f"{DATA_DIR}/dkron-iac-catchup.json"
+
+
+def agent_command(spec: ClusterSpec, api_port: int = HTTP_PORT) -> list[str]:
+    """The node container's command: the agent, with the catch-up watcher beside it when on.
+
+    The agent stays the container's main process (``exec``), so stop signals
+    and the exit code are its own; the watcher, started first, ends with the
+    container. ``api_port``: where the agent's API listens in the container.
+    """
+    agent = ["dkron", "agent", "--config", CONFIG_PATH]
+    if not spec.catch_up.enabled:
+        return agent
+    settings = {
+        "CATCHUP_API": f"http://127.0.0.1:{api_port}",
+        "CATCHUP_WINDOW_S": f"{spec.catch_up.window_seconds:g}",
+        "CATCHUP_STATE": CATCHUP_STATE,
+        "PYTHONPATH": CATCHUP_PACKAGE_DIR,
+    }
+    watcher = " ".join(
+        [*(f"{key}={value}" for key, value in settings.items()), "python3 -m nodeside.catchup"]
+    )
+    return ["sh", "-c", f"{watcher} & exec {' '.join(agent)}"]
+
+
 def node_environment(spec: ClusterSpec, encrypt_key: str | None) -> dict[str, str]:
     """The node's environment: the gossip key, when gossip is encrypted.
 

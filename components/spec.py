@@ -39,6 +39,7 @@ from components.config_errors import (
     raise_problems,
     validation_lines,
 )
+from nodeside.schedule import go_duration_seconds
 
 CONFIG_KEY = "dkron-cluster:cluster"
 _ROOT = "cluster"  # where the spec's settings sit in problem lines
@@ -369,6 +370,32 @@ class PersistenceSpec(_Settings):
     )
 
 
+class CatchUpSpec(_Settings):
+    """Runs that fell due while the cluster had no leader (`components/jobs/catchup.py`)."""
+
+    enabled: bool = Field(
+        default=True,
+        description="Run a watcher beside every agent that starts such a run once when a leader is back.",
+    )
+    window: str = Field(
+        default="24h",
+        description="How old a missed run may be and still be caught up (a Go duration); a job's"
+        " metadata 'dkron-iac.catch-up-window' overrides it.",
+    )
+
+    @field_validator("window")
+    @classmethod
+    def _window(cls, value: str) -> str:
+        seconds = go_duration_seconds(value)
+        if seconds is None or seconds < 1:
+            raise ValueError("must be a Go duration of at least 1s, such as 30m, 6h or 24h")
+        return value
+
+    @property
+    def window_seconds(self) -> float:
+        return float(go_duration_seconds(self.window) or 0)
+
+
 class RolloutSettings(_Settings):
     """How changes are rolled out across the nodes."""
 
@@ -490,6 +517,9 @@ class ClusterSpec(_Settings):
     )
     placement: PlacementSpec = Field(
         default_factory=PlacementSpec, description="How nodes may be spread over the hosts."
+    )
+    catch_up: CatchUpSpec = Field(
+        default_factory=CatchUpSpec, description="Catching up runs missed while there was no leader."
     )
 
     @field_validator("name")

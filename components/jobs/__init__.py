@@ -18,7 +18,6 @@ still importable from here.
 
 from components.jobs.loading import cluster_node_tags, load_jobs, validate_jobs
 from components.jobs.payload import job_payload
-from components.jobs.schedule import check_schedule, go_duration_seconds, parse_rfc3339
 from components.jobs.spec import (
     AVAILABLE_EXECUTORS,
     AVAILABLE_PROCESSORS,
@@ -28,6 +27,7 @@ from components.jobs.spec import (
     JobConfigError,
     JobSpec,
 )
+from nodeside.schedule import check_schedule, go_duration_seconds, parse_rfc3339
 
 __all__ = [
     "AVAILABLE_EXECUTORS",

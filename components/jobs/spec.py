@@ -19,7 +19,9 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, field_validator, model_validator
 
 from components.config_errors import Problem, StackConfigError, raise_problems
-from components.jobs.schedule import (
+from nodeside.catchup import OFF_KEY as CATCH_UP_OFF_KEY
+from nodeside.catchup import WINDOW_KEY as CATCH_UP_WINDOW_KEY
+from nodeside.schedule import (
     ALLOWED_SCHEDULES,
     check_schedule,
     check_zone,
@@ -188,6 +190,18 @@ class JobSpec(BaseModel):
     def _email(cls, value: str) -> str:
         if value and not _EMAIL.match(value):
             raise ValueError("must be an email address like ops@example.com")
+        return value
+
+    @field_validator("metadata")
+    @classmethod
+    def _catch_up_metadata(cls, value: dict[str, str]) -> dict[str, str]:
+        if value.get(CATCH_UP_OFF_KEY, "on").lower() not in ("on", "off", "true", "false", "yes", "no"):
+            raise ValueError(f"{CATCH_UP_OFF_KEY!r} must be 'off' (no catch-up for this job) or 'on'")
+        window = value.get(CATCH_UP_WINDOW_KEY)
+        if window is not None and (go_duration_seconds(window) or 0) < 1:
+            raise ValueError(
+                f"{CATCH_UP_WINDOW_KEY!r} must be a Go duration of at least 1s, such as 30m or 6h"
+            )
         return value
 
     @field_validator("tags")

@@ -11,9 +11,17 @@ import re
 import zoneinfo
 from collections.abc import Mapping
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime, timedelta, tzinfo
 
-__all__ = ["ALLOWED_SCHEDULES", "check_schedule", "check_zone", "go_duration_seconds", "parse_rfc3339"]
+__all__ = [
+    "ALLOWED_SCHEDULES",
+    "check_schedule",
+    "check_zone",
+    "every_seconds",
+    "go_duration_seconds",
+    "next_due",
+    "parse_rfc3339",
+]
 
 _RFC3339 = re.compile(r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(?:\.\d+)?(?:Z|[+-]\d{2}:\d{2})$")
 _GO_DURATION_PART = re.compile(r"(\d+(?:\.\d*)?|\.\d+)(ns|us|µs|μs|ms|s|m|h)")
@@ -236,3 +244,103 @@ def check_zone(zone: str, what: str) -> None:
         raise ValueError(
             f"{what} {zone!r} is not a known time zone; use an IANA name such as 'Europe/Paris' or 'UTC'"
         ) from None
+
+
+# --- when a schedule falls due (the catch-up watcher's question) ---------------------------
+
+# Dkron's descriptors as the 6-field cron robfig/cron expands them to.
+_DESCRIPTOR_CRON = {
+    "@yearly": "0 0 0 1 1 *",
+    "@annually": "0 0 0 1 1 *",
+    "@monthly": "0 0 0 1 * *",
+    "@weekly": "0 0 0 * * 0",
+    "@daily": "0 0 0 * * *",
+    "@midnight": "0 0 0 * * *",
+    "@hourly": "0 0 * * * *",
+    "@minutely": "0 * * * * *",
+}
+
+
+def every_seconds(schedule: str) -> float | None:
+    """The interval of an ``@every`` schedule (Dkron rounds it up to 1 s); None for other forms."""
+    if not schedule.startswith("@every "):
+        return None
+    seconds = go_duration_seconds(schedule.removeprefix("@every "))
+    return None if seconds is None else max(seconds, 1.0)
+
+
+def next_due(schedule: str, job_name: str, after: datetime, timezone: str = "") -> datetime | None:
+    """The first time after ``after`` (aware) at which ``schedule`` falls due, as Dkron computes it.
+
+    Cron and descriptors are read in the schedule's ``TZ=`` zone, else the
+    job's ``timezone``, else UTC. ``@every`` counts from ``after`` (Dkron
+    counts it from when the leader scheduled the job); ``@at`` is its time if
+    still ahead; ``@manually`` never falls due. None when nothing is due
+    within five years.
+    """
+    if schedule == "@manually":
+        return None
+    if schedule.startswith("@at "):
+        at = parse_rfc3339(schedule.removeprefix("@at "))
+        return at if at > after else None
+    every = every_seconds(schedule)
+    if every is not None:
+        return after.replace(microsecond=0) + timedelta(seconds=every)
+    spec = _hashed(schedule, job_name)
+    zone_prefix = re.match(r"^(?:CRON_TZ|TZ)=(\S*) +", spec)
+    if zone_prefix:
+        timezone, spec = zone_prefix.group(1), spec[zone_prefix.end() :]
+    spec = _DESCRIPTOR_CRON.get(spec, spec)
+    zone = _zone(timezone)
+    sets = [_field_values(field, text) for field, text in zip(_FIELDS, spec.split(), strict=True)]
+    seconds, minutes, hours, (days, day_star), months, (weekdays, weekday_star) = sets
+
+    def day_matches(day: datetime) -> bool:
+        in_month, in_week = day.day in days, day.isoweekday() % 7 in weekdays
+        return in_month and in_week if day_star or weekday_star else in_month or in_week
+
+    # Walk the wall clock in the job's zone, skipping whole months, days, hours and minutes that cannot match.
+    wall = after.astimezone(zone).replace(tzinfo=None, microsecond=0) + timedelta(seconds=1)
+    last_year = wall.year + 5
+    while wall.year <= last_year:
+        if wall.month not in months[0]:
+            wall = datetime(wall.year + wall.month // 12, wall.month % 12 + 1, 1)
+        elif not day_matches(wall):
+            wall = datetime(wall.year, wall.month, wall.day) + timedelta(days=1)
+        elif wall.hour not in hours[0]:
+            wall = wall.replace(minute=0, second=0) + timedelta(hours=1)
+        elif wall.minute not in minutes[0]:
+            wall = wall.replace(second=0) + timedelta(minutes=1)
+        elif wall.second not in seconds[0]:
+            wall += timedelta(seconds=1)
+        else:
+            due = wall.replace(tzinfo=zone)
+            if due > after:
+                return due
+            wall += timedelta(seconds=1)  # a wall time repeated when the clocks went back
+    return None
+
+
+def _zone(name: str) -> tzinfo:
+    return UTC if name in ("", "UTC", "Local") else zoneinfo.ZoneInfo(name)
+
+
+def _field_values(field: _CronField, text: str) -> tuple[frozenset[int], bool]:
+    """The values one cron field allows, and whether it is a star (robfig's day rule needs that)."""
+    values: set[int] = set()
+    star = False
+    for item in text.split(","):
+        range_text, _, step_text = item.partition("/")
+        step = int(step_text) if step_text else 1
+        if range_text in ("*", "?"):
+            low, high = field.low, field.high
+            star = star or step == 1
+        else:
+            bounds = [_cron_value(field, bound) for bound in range_text.split("-")]
+            if None in bounds:
+                raise ValueError(f"{field.name} field {text!r} is not valid cron")
+            low, high = int(bounds[0] or 0), int(bounds[-1] or 0)
+            if step_text and len(bounds) == 1:
+                high = field.high
+        values.update(range(low, high + 1, step))
+    return frozenset(values), star

@@ -1,0 +1,153 @@
+"""The catch-up watcher's decisions and the schedule arithmetic under them (no cluster)."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import pytest
+
+from components.node_config import agent_command
+from components.spec import ClusterSpec
+from nodeside.catchup import OFF_KEY, WINDOW_KEY, decide, parse_time
+from nodeside.schedule import next_due
+
+UTC = UTC
+DAY = 86400.0
+
+
+def at(text: str) -> datetime:
+    return (
+        datetime.fromisoformat(text).replace(tzinfo=UTC) if "+" not in text else datetime.fromisoformat(text)
+    )
+
+
+@pytest.mark.parametrize(
+    ("schedule", "zone", "after", "due"),
+    [
+        ("@daily", "", "2026-11-30T23:59:58", "2026-12-01T00:00:00"),
+        ("0 30 2 * * *", "", "2026-12-01T02:30:00", "2026-12-02T02:30:00"),  # strictly after
+        ("*/15 * * * * *", "", "2026-12-01T10:00:01", "2026-12-01T10:00:15"),
+        ("0 0 9 * * mon-fri", "", "2026-12-04T09:00:00", "2026-12-07T09:00:00"),  # Friday -> Monday
+        ("0 0 0 13 * fri", "", "2026-12-01T00:00:00", "2026-12-04T00:00:00"),  # day 13 OR a Friday
+        ("0 0 0 13 * *", "", "2026-12-01T00:00:00", "2026-12-13T00:00:00"),  # a star day-of-week: AND
+        ("@monthly", "", "2026-12-15T00:00:00", "2027-01-01T00:00:00"),
+        ("@daily", "America/New_York", "2026-12-01T03:00:00", "2026-12-01T05:00:00"),  # midnight there
+        ("TZ=Europe/Paris 0 0 2 * * *", "America/New_York", "2026-12-01T00:00:00", "2026-12-01T01:00:00"),
+        ("@every 1m30s", "", "2026-12-01T00:00:00.700", "2026-12-01T00:01:30"),
+        ("@at 2027-01-01T00:00:00Z", "", "2026-12-01T00:00:00", "2027-01-01T00:00:00"),
+    ],
+)
+def test_next_due_follows_dkrons_reading_of_each_schedule_form(
+    schedule: str, zone: str, after: str, due: str
+) -> None:
+    assert next_due(schedule, "report", at(after), zone) == at(due)
+
+
+def test_a_schedule_that_never_falls_due_again_has_no_next_time() -> None:
+    now = at("2026-12-01T00:00:00")
+    assert next_due("@manually", "report", now) is None
+    assert next_due("@at 2026-01-01T00:00:00Z", "report", now) is None
+    assert next_due("0 0 0 30 2 *", "report", now) is None  # February 30th
+
+
+def test_hashed_fields_fall_due_where_dkron_puts_them() -> None:
+    # Dkron replaces '~' by the sum of the name's characters, per field: 'ab' = 195 -> minute 15, hour 3.
+    assert next_due("0 ~ ~ * * *", "ab", at("2026-12-01T00:00:00")) == at("2026-12-01T03:15:00")
+
+
+def test_dkron_times_parse_with_nanoseconds_and_go_zero_is_none() -> None:
+    assert parse_time("2026-12-01T02:03:04.123456789Z") == at("2026-12-01T02:03:04.123456")
+    assert parse_time("2026-12-01T02:03:04.5+01:00") == at("2026-12-01T01:03:04.5")
+    assert parse_time("0001-01-01T00:00:00Z") is None
+    assert parse_time(None) is None
+
+
+LEADER_SINCE = at("2026-12-01T12:00:00")
+NOW = LEADER_SINCE + timedelta(seconds=0.3)
+OUTAGE_FROM = LEADER_SINCE - timedelta(seconds=20)
+
+
+def job(schedule: str = "@daily", due: datetime | None = None, **fields: Any) -> dict[str, Any]:
+    next_text = (due or LEADER_SINCE - timedelta(seconds=5)).isoformat().replace("+00:00", "Z")
+    return {"name": "report", "schedule": schedule, "next": next_text, "metadata": {}, **fields}
+
+
+def test_a_run_due_while_there_was_no_leader_is_started() -> None:
+    due = LEADER_SINCE - timedelta(seconds=5)
+    decision = decide(job("0 55 11 * * *", due), NOW, LEADER_SINCE, OUTAGE_FROM, DAY)
+    assert decision is not None
+    assert (decision.action, decision.due, decision.in_window) == ("run", due, due)
+
+
+def test_a_run_due_once_the_leader_was_back_is_left_to_the_leader() -> None:
+    assert decide(job(due=LEADER_SINCE + timedelta(seconds=1)), NOW, LEADER_SINCE, OUTAGE_FROM, DAY) is None
+
+
+@pytest.mark.parametrize(
+    "fields",
+    [
+        {"disabled": True},
+        {"parent_job": "extract"},
+        {"schedule": "@manually"},
+        {"metadata": {OFF_KEY: "off"}},
+    ],
+)
+def test_jobs_that_do_not_want_a_catch_up_get_none(fields: dict[str, Any]) -> None:
+    assert decide({**job(), **fields}, NOW, LEADER_SINCE, OUTAGE_FROM, DAY) is None
+
+
+def test_a_next_time_from_long_before_the_outage_is_stale_not_missed() -> None:
+    """Re-enabled jobs keep the `next` they had when disabled: no outage lost that run."""
+    stale = OUTAGE_FROM - timedelta(hours=3)
+    assert decide(job(due=stale), NOW, LEADER_SINCE, OUTAGE_FROM, DAY) is None
+    # Without a record of the last working leader (a first start), the window alone decides.
+    decision = decide(job(due=stale), NOW, LEADER_SINCE, None, DAY)
+    assert decision is not None
+    assert decision.action == "run"
+
+
+def test_a_week_long_outage_runs_a_daily_job_once_for_its_first_due_time_in_the_window() -> None:
+    week_ago = at("2026-11-24T00:00:00")
+    decision = decide(job("@daily", week_ago), NOW, LEADER_SINCE, None, DAY)
+    assert decision is not None
+    assert (decision.action, decision.due, decision.in_window) == ("run", week_ago, at("2026-12-01T00:00:00"))
+    # A window shorter than the time since the last due time: nothing is caught up.
+    too_old = decide(job("@daily", week_ago), NOW, LEADER_SINCE, None, 6 * 3600)
+    assert too_old is not None
+    assert too_old.action == "too-old"
+
+
+def test_a_jobs_own_window_replaces_the_stacks() -> None:
+    due = LEADER_SINCE - timedelta(hours=2)
+    assert decide(job("@hourly", due, metadata={}), NOW, LEADER_SINCE, None, DAY).action == "run"  # type: ignore[union-attr]
+    tight = decide(job("@every 2h", due, metadata={WINDOW_KEY: "30m"}), NOW, LEADER_SINCE, None, DAY)
+    assert tight is not None
+    assert tight.action == "too-old"
+
+
+def test_an_every_job_is_left_alone_when_its_new_schedule_runs_it_within_a_second() -> None:
+    """Two runs in one second would look like a run twice: the leader's own run is near enough."""
+    due = LEADER_SINCE - timedelta(seconds=0.5)
+    quick = decide(job("@every 1s", due), NOW, LEADER_SINCE, OUTAGE_FROM, DAY)
+    assert quick is not None
+    assert quick.action == "imminent"
+    slow = decide(job("@every 10s", due), NOW, LEADER_SINCE, OUTAGE_FROM, DAY)
+    assert slow is not None
+    assert slow.action == "run"
+
+
+def test_the_watcher_runs_beside_the_agent_unless_turned_off() -> None:
+    on = ClusterSpec.model_validate({"name": "c", "nodes": [{"name": "n1"}], "catch_up": {"window": "6h"}})
+    command = agent_command(on, 8181)
+    assert command[:2] == ["sh", "-c"]
+    assert "CATCHUP_API=http://127.0.0.1:8181" in command[2]
+    assert "CATCHUP_WINDOW_S=21600 " in command[2]
+    assert command[2].endswith("& exec dkron agent --config /etc/dkron/dkron.yml")
+    off = ClusterSpec.model_validate({"name": "c", "nodes": [{"name": "n1"}], "catch_up": {"enabled": False}})
+    assert agent_command(off) == ["dkron", "agent", "--config", "/etc/dkron/dkron.yml"]
+
+
+def test_a_window_that_is_not_a_duration_is_refused() -> None:
+    with pytest.raises(ValueError, match="Go duration of at least 1s"):
+        ClusterSpec.model_validate({"name": "c", "nodes": [{"name": "n1"}], "catch_up": {"window": "a day"}})
