@@ -2,24 +2,30 @@
 
 Dkron never runs what fell due without a leader: the next leader schedules
 every job from the moment it takes over. This watcher runs beside the agent
-in every node's container (`python3 -m dkron_iac_jobs.catchup`, standard
-library only) and acts only on the node that leads:
+in every node's container (`python3 -m nodeside.catchup`, standard library
+only) and acts only on the node that leads:
 
-- While another node leads, it notes when it last saw a working leader
-  (also in a file on the data volume, so a restart of every node keeps it).
-- When its own node becomes leader, it reads every job. Dkron stores, at
-  each run, when the job falls due next (``next``); a ``next`` that is still
-  before this leadership began is a run nobody started. If it fell due after
-  the last working leader was seen (less a margin) and within the job's
-  window, the watcher starts the job once through the API and logs it.
+- While the cluster has a working leader, every watcher notes when it last
+  saw one and each job's next due time, also in a file on the node's data
+  volume (a node that restarts replays Raft's log, and Dkron then recomputes
+  every job's next due time from the moment of the replay: the due time the
+  outage swallowed would be gone).
+- When its own node becomes leader, it reads every job. A job's missed due
+  time is the first one after its last run (Dkron keeps when runs ended, and
+  that survives a replay), or, for a job that never ran, the next due time
+  noted before the outage. If that is before this leadership began, after
+  the last working leader was seen (less a margin: a job disabled for days
+  missed nothing in this outage), and the job's window still holds one of
+  the due times since, the watcher starts the job once through the API and
+  says so in the node's log.
 
-Why a run is never started twice for one due time: Dkron's run writes the
-job's new ``next`` through Raft before it runs anything, so once a run
-started (by Dkron or a watcher) ``next`` has moved on and no watcher sees the
-old due time again; a watcher on a node that lost leadership cannot start a
-run at all (the write needs the leader). The watcher reads the job again
-just before the run and stays away when the job's own schedule will run it
-within a second anyway.
+Why a run is never started twice for one due time: the watcher starts a
+missed run once per due time it works out; just before that it reads the
+job again and stays away if Dkron's stored next time moved (Dkron writes it
+through Raft before each run, so a run the scheduler started meanwhile
+shows) or a run is in progress; a watcher on a node that lost leadership
+cannot start a run at all (that write needs the leader); and it leaves a job
+alone when the job's own schedule runs it within a second anyway.
 
 Per job, metadata ``dkron-iac.catch-up: "off"`` turns it off and
 ``dkron-iac.catch-up-window`` (a Go duration) replaces the stack's window.
@@ -55,6 +61,8 @@ POLL_S = 0.2
 """How often the watcher asks its agent whether it leads (leadership is seen this late at most)."""
 SCAN_FOR_S = 15.0
 """How long after taking over the watcher keeps reading the jobs (the scheduler may start late)."""
+NOTE_EVERY_S = 2.0
+"""How often, while there is a leader, the watcher notes the jobs' next due times."""
 OUTAGE_MARGIN_S = 60.0
 """A leader may stop scheduling a little before it stops leading (a graceful stop): due times
 this long before the last working leader was seen still count as missed."""
@@ -95,17 +103,32 @@ def parse_time(text: object) -> datetime | None:
     return moment if moment > EPOCH else None
 
 
+def missed_due(job: Mapping[str, Any], noted_next: datetime | None) -> datetime | None:
+    """The first due time after the job's last run (or, never run, its noted next due time)."""
+    ended = [t for t in (parse_time(job.get("last_success")), parse_time(job.get("last_error"))) if t]
+    if ended:
+        schedule = str(job.get("schedule", ""))
+        every = every_seconds(schedule)
+        if every is not None:  # Dkron counts from the start of the run, on a whole second
+            return max(ended).replace(microsecond=0) + timedelta(seconds=every)
+        return next_due(schedule, str(job.get("name", "")), max(ended), str(job.get("timezone") or ""))
+    stored = parse_time(job.get("next"))
+    return min((t for t in (noted_next, stored) if t), default=None)
+
+
 def decide(
     job: Mapping[str, Any],
     now: datetime,
     leader_since: datetime,
     outage_from: datetime | None,
     window_s: float,
+    noted_next: datetime | None = None,
 ) -> Decision | None:
     """Whether ``job`` missed a run while there was no leader, and what to do about it.
 
     ``leader_since``: when this node's leadership began (as seen); ``outage_from``:
-    when a working leader was last seen before it (None if never).
+    when a working leader was last seen before it (None if never); ``noted_next``:
+    the job's next due time as noted then.
     """
     name = str(job.get("name", ""))
     schedule = str(job.get("schedule", ""))
@@ -114,7 +137,7 @@ def decide(
         return None
     if str(metadata.get(OFF_KEY, "")).lower() in ("off", "false", "no"):
         return None
-    due = parse_time(job.get("next"))
+    due = missed_due(job, noted_next)
     if due is None or due >= leader_since:
         return None  # not missed: the leader's own schedule has it
     if outage_from is not None and due < outage_from - timedelta(seconds=OUTAGE_MARGIN_S):
@@ -184,31 +207,47 @@ class Api:
         status, body = self.call("GET", f"/v1/jobs/{urllib.parse.quote(name, safe='')}")
         return body if status == 200 and isinstance(body, dict) else None
 
+    def running(self) -> set[str]:
+        """Jobs with an execution in progress anywhere in the cluster."""
+        status, body = self.call("GET", "/v1/busy")
+        if status != 200 or not isinstance(body, list):
+            return set()
+        return {str(execution.get("job_name")) for execution in body if isinstance(execution, dict)}
+
     def run(self, name: str) -> int:
         status, _ = self.call("POST", f"/v1/jobs/{urllib.parse.quote(name, safe='')}/run", timeout=30.0)
         return status
 
 
-class LeaderSeen:
-    """When this node last saw a working leader, kept on the data volume across restarts."""
+class Notes:
+    """What this node saw while the cluster had a working leader, kept on the data volume."""
 
     def __init__(self, path: Path | None) -> None:
         self.path = path
-        self.at: datetime | None = None
+        self.leader_seen_at: datetime | None = None
+        self.next: dict[str, datetime] = {}
         self._written = 0.0
         if path is not None and path.exists():
             try:
-                self.at = parse_time(json.loads(path.read_text()).get("leader_seen_at"))
+                saved = json.loads(path.read_text())
+                self.leader_seen_at = parse_time(saved.get("leader_seen_at"))
+                self.next = {k: t for k, v in saved.get("next", {}).items() if (t := parse_time(v))}
             except (OSError, ValueError, AttributeError):
-                self.at = None
+                pass
 
-    def saw(self, now: datetime) -> None:
-        self.at = now
+    def saw_leader(self, now: datetime, jobs: list[dict[str, Any]] | None = None) -> None:
+        self.leader_seen_at = now
+        if jobs is not None:
+            self.next = {str(j["name"]): t for j in jobs if (t := parse_time(j.get("next")))}
         if self.path is not None and time.monotonic() - self._written > 2.0:
             self._written = time.monotonic()
+            saved = {
+                "leader_seen_at": now.isoformat(),
+                "next": {k: v.isoformat() for k, v in self.next.items()},
+            }
             try:
                 tmp = self.path.with_suffix(".tmp")
-                tmp.write_text(json.dumps({"leader_seen_at": now.isoformat()}))
+                tmp.write_text(json.dumps(saved))
                 tmp.replace(self.path)
             except OSError:
                 pass
@@ -220,13 +259,32 @@ def log(event: str, **fields: object) -> None:
     print(f"{LOG_PREFIX} {event} {json.dumps(text, sort_keys=True)}", flush=True)
 
 
-def catch_up(
-    api: Api, leader_since: datetime, outage_from: datetime | None, window_s: float, done: set[str]
-) -> None:
-    """Start each job this leadership found missed, once; ``done`` holds ``job@due`` already handled."""
+def parse_log(text: str) -> list[dict[str, Any]]:
+    """The watcher's lines in a node's log, as dicts with their ``event`` (for tests and status)."""
+    found = []
+    for line in text.splitlines():
+        _, sep, rest = line.partition(LOG_PREFIX)
+        if not sep:
+            continue
+        event, _, fields = rest.strip().partition(" ")
+        try:
+            found.append({"event": event, **json.loads(fields or "{}")})
+        except ValueError:
+            continue
+    return found
+
+
+def catch_up(api: Api, leader_since: datetime, noted: Notes, window_s: float, done: set[str]) -> None:
+    """Start each job this leadership found missed, once; ``done`` holds ``job@due`` already handled.
+
+    ``noted``: what was noted before this leadership began.
+    """
     now = datetime.now(UTC)
-    for job in api.jobs():
-        decision = decide(job, now, leader_since, outage_from, window_s)
+    jobs = api.jobs()
+    running: set[str] | None = None
+    for job in jobs:
+        name = str(job.get("name", ""))
+        decision = decide(job, now, leader_since, noted.leader_seen_at, window_s, noted.next.get(name))
         if decision is None:
             continue
         key = f"{decision.job}@{decision.due.isoformat()}"
@@ -236,22 +294,23 @@ def catch_up(
             done.add(key)
             log(decision.action, job=decision.job, due=decision.due, window_s=window_s)
             continue
-        again = api.job(decision.job)  # what another run may have changed meanwhile
-        if again is None or parse_time(again.get("next")) != decision.due:
+        running = api.running() if running is None else running
+        again = api.job(decision.job)  # a run started meanwhile moved the stored next time
+        if decision.job in running or again is None or again.get("next") != job.get("next"):
             done.add(key)
             continue
         started = datetime.now(UTC)
         status = api.run(decision.job)
         if status in (200, 202):
             done.add(key)
-            late = (started - (decision.in_window or decision.due)).total_seconds()
+            due = decision.in_window or decision.due
             log(
                 "run",
                 job=decision.job,
-                due=decision.in_window,
+                due=due,
                 first_missed=decision.due,
                 started=started,
-                late_s=round(late, 3),
+                late_s=round((started - due).total_seconds(), 3),
             )
         else:  # e.g. the scheduler has not started yet: the next scan tries again
             log("retry", job=decision.job, due=decision.due, status=status)
@@ -261,25 +320,44 @@ def main() -> None:
     api = Api(os.environ.get(API_ENV, "http://127.0.0.1:8080"))
     window_s = float(os.environ.get(WINDOW_ENV, "86400"))
     state = os.environ.get(STATE_ENV, "")
-    seen = LeaderSeen(Path(state) if state else None)
-    log("watching", api=api.base, window_s=window_s, leader_seen_at=seen.at)
+    notes = Notes(Path(state) if state else None)
+    log("watching", api=api.base, window_s=window_s, leader_seen_at=notes.leader_seen_at)
     leader_since: datetime | None = None
-    outage_from: datetime | None = None
+    noted = Notes(None)
     done: set[str] = set()
+    last_note = 0.0
+    # A restarted node replays Raft's log: what it sees at first is not what the outage swallowed.
+    # With notes from before, it notes nothing until a leader has been there for a while.
+    first_leader: float | None = None if notes.leader_seen_at else time.monotonic() - SCAN_FOR_S
+
+    def note(now: datetime) -> None:
+        nonlocal last_note
+        if first_leader is None or time.monotonic() - first_leader < SCAN_FOR_S:
+            return
+        if time.monotonic() - last_note > NOTE_EVERY_S:
+            last_note = time.monotonic()
+            notes.saw_leader(now, api.jobs())
+        else:
+            notes.saw_leader(now)
+
     while True:
         try:
             now = datetime.now(UTC)
             if api.leads():
+                first_leader = first_leader or time.monotonic()
                 if leader_since is None:
-                    leader_since, outage_from = now, seen.at
-                    log("leading", since=leader_since, leader_seen_at=outage_from)
+                    leader_since = now
+                    noted = Notes(None)  # what was true before this leadership
+                    noted.leader_seen_at, noted.next = notes.leader_seen_at, dict(notes.next)
+                    log("leading", since=leader_since, leader_seen_at=noted.leader_seen_at)
                 if now - leader_since < timedelta(seconds=SCAN_FOR_S):
-                    catch_up(api, leader_since, outage_from, window_s, done)
-                seen.saw(now)
+                    catch_up(api, leader_since, noted, window_s, done)
+                note(now)
             else:
                 leader_since = None
                 if api.has_leader():
-                    seen.saw(now)
+                    first_leader = first_leader or time.monotonic()
+                    note(now)
         except OSError:
             pass  # the agent is starting or stopping: ask again
         except Exception as err:  # noqa: BLE001 (the watcher outlives a surprise; it says what it was)
