@@ -66,8 +66,9 @@ NOTE_EVERY_S = 2.0
 OUTAGE_MARGIN_S = 60.0
 """A leader may stop scheduling a little before it stops leading (a graceful stop): due times
 this long before the last working leader was seen still count as missed."""
-IMMINENT_S = 1.0
-"""A job its own schedule runs within this long is left to it (two runs in one second otherwise)."""
+IMMINENT_S = 0.25
+"""A catch-up must start at least this long before the second in which the job's own schedule runs
+it next (due times are whole seconds): never two runs of a job in one second."""
 EPOCH = datetime(2000, 1, 1, tzinfo=UTC)
 
 
@@ -77,7 +78,8 @@ class Decision:
 
     job: str
     action: str
-    """``run``, ``too-old`` (missed, but outside its window) or ``imminent``."""
+    """``run``, ``too-old`` (missed, but outside its window), ``imminent`` (the job's own schedule
+    runs it in a moment) or ``wait`` (a due time still ahead that the new schedule skips)."""
     due: datetime
     """The due time Dkron stored and nobody ran."""
     in_window: datetime | None = None
@@ -138,15 +140,22 @@ def decide(
     if str(metadata.get(OFF_KEY, "")).lower() in ("off", "false", "no"):
         return None
     due = missed_due(job, noted_next)
-    if due is None or due >= leader_since:
+    if due is None:
+        return None
+    regular = _regular_run(job, now, leader_since)
+    if every_seconds(schedule) is None and due >= leader_since:
         return None  # not missed: the leader's own schedule has it
+    if due >= regular - timedelta(seconds=IMMINENT_S):
+        return None  # served by the leader's own schedule (an @every job restarts when a leader takes over)
+    if due > now:  # an @every due time the new leader's schedule skips: caught up when it is due
+        return Decision(name, "wait", due)
     if outage_from is not None and due < outage_from - timedelta(seconds=OUTAGE_MARGIN_S):
         return None  # stale: it was disabled then, or its schedule changed; no outage lost it
     window = go_duration_seconds(str(metadata.get(WINDOW_KEY, ""))) or window_s
     in_window = _first_due_from(job, due, now - timedelta(seconds=window))
-    if in_window is None or in_window >= leader_since:
+    if in_window is None or in_window > now:
         return Decision(name, "too-old", due)
-    if _regular_run(job, now, leader_since) - now < timedelta(seconds=IMMINENT_S):
+    if regular - now < timedelta(seconds=IMMINENT_S):
         return Decision(name, "imminent", due, in_window)
     return Decision(name, "run", due, in_window)
 
@@ -274,14 +283,15 @@ def parse_log(text: str) -> list[dict[str, Any]]:
     return found
 
 
-def catch_up(api: Api, leader_since: datetime, noted: Notes, window_s: float, done: set[str]) -> None:
+def catch_up(api: Api, leader_since: datetime, noted: Notes, window_s: float, done: set[str]) -> bool:
     """Start each job this leadership found missed, once; ``done`` holds ``job@due`` already handled.
 
-    ``noted``: what was noted before this leadership began.
+    ``noted``: what was noted before this leadership began. True while a due time is still ahead.
     """
     now = datetime.now(UTC)
     jobs = api.jobs()
     running: set[str] | None = None
+    waiting = False
     for job in jobs:
         name = str(job.get("name", ""))
         decision = decide(job, now, leader_since, noted.leader_seen_at, window_s, noted.next.get(name))
@@ -289,6 +299,9 @@ def catch_up(api: Api, leader_since: datetime, noted: Notes, window_s: float, do
             continue
         key = f"{decision.job}@{decision.due.isoformat()}"
         if key in done:
+            continue
+        if decision.action == "wait":
+            waiting = True
             continue
         if decision.action != "run":
             done.add(key)
@@ -314,6 +327,7 @@ def catch_up(api: Api, leader_since: datetime, noted: Notes, window_s: float, do
             )
         else:  # e.g. the scheduler has not started yet: the next scan tries again
             log("retry", job=decision.job, due=decision.due, status=status)
+    return waiting
 
 
 def main() -> None:
@@ -325,6 +339,7 @@ def main() -> None:
     leader_since: datetime | None = None
     noted = Notes(None)
     done: set[str] = set()
+    waiting = False
     last_note = 0.0
     # A restarted node replays Raft's log: what it sees at first is not what the outage swallowed.
     # With notes from before, it notes nothing until a leader has been there for a while.
@@ -350,11 +365,11 @@ def main() -> None:
                     noted = Notes(None)  # what was true before this leadership
                     noted.leader_seen_at, noted.next = notes.leader_seen_at, dict(notes.next)
                     log("leading", since=leader_since, leader_seen_at=noted.leader_seen_at)
-                if now - leader_since < timedelta(seconds=SCAN_FOR_S):
-                    catch_up(api, leader_since, noted, window_s, done)
+                if waiting or now - leader_since < timedelta(seconds=SCAN_FOR_S):
+                    waiting = catch_up(api, leader_since, noted, window_s, done)
                 note(now)
             else:
-                leader_since = None
+                leader_since, waiting = None, False
                 if api.has_leader():
                     first_leader = first_leader or time.monotonic()
                     note(now)

@@ -121,12 +121,16 @@ def test_a_week_long_outage_runs_a_daily_job_once_for_its_first_due_time_in_the_
 def test_a_jobs_own_window_replaces_the_stacks() -> None:
     due = LEADER_SINCE - timedelta(hours=2)
     assert decide(job("@hourly", due, metadata={}), NOW, LEADER_SINCE, None, DAY).action == "run"  # type: ignore[union-attr]
-    tight = decide(job("@every 2h", due, metadata={WINDOW_KEY: "30m"}), NOW, LEADER_SINCE, None, DAY)
+    # Due at 9:00 and 11:00 with no leader; at 12:00 a 30-minute window holds neither.
+    three_hours_ago = LEADER_SINCE - timedelta(hours=3)
+    tight = decide(
+        job("@every 2h", three_hours_ago, metadata={WINDOW_KEY: "30m"}), NOW, LEADER_SINCE, None, DAY
+    )
     assert tight is not None
     assert tight.action == "too-old"
 
 
-def test_an_every_job_is_left_alone_when_its_new_schedule_runs_it_within_a_second() -> None:
+def test_an_every_job_is_left_alone_when_its_new_schedule_runs_it_within_the_second() -> None:
     """Two runs in one second would look like a run twice: the leader's own run is near enough."""
     due = LEADER_SINCE - timedelta(seconds=0.5)
     quick = decide(job("@every 1s", due), NOW, LEADER_SINCE, OUTAGE_FROM, DAY)
@@ -151,3 +155,35 @@ def test_the_watcher_runs_beside_the_agent_unless_turned_off() -> None:
 def test_a_window_that_is_not_a_duration_is_refused() -> None:
     with pytest.raises(ValueError, match="Go duration of at least 1s"):
         ClusterSpec.model_validate({"name": "c", "nodes": [{"name": "n1"}], "catch_up": {"window": "a day"}})
+
+
+def test_missed_due_times_come_from_the_last_run_which_survives_a_replay() -> None:
+    """After a restart Dkron recomputes `next` from the replay; the last run's end is kept."""
+    replayed_next = (LEADER_SINCE + timedelta(days=1)).isoformat()
+    ran = job("0 55 11 * * *", last_success="2026-11-30T11:55:01.5Z", next=replayed_next)
+    outage_from = at("2026-12-01T11:54:30")  # the last working leader was seen before it was due
+    decision = decide(ran, NOW, LEADER_SINCE, outage_from, DAY)
+    assert decision is not None
+    assert (decision.action, decision.due) == ("run", at("2026-12-01T11:55:00"))
+    # Never run: the next due time noted before the outage.
+    never = job("0 55 11 * * *", next=replayed_next)
+    assert decide(never, NOW, LEADER_SINCE, outage_from, DAY) is None
+    noted = decide(never, NOW, LEADER_SINCE, outage_from, DAY, noted_next=at("2026-12-01T11:55:00"))
+    assert noted is not None
+    assert noted.action == "run"
+
+
+def test_an_every_due_time_the_new_schedule_skips_waits_for_its_time() -> None:
+    """A leader that took over at 12:00 runs `@every 10s` first at 12:00:09; 12:00:04 is caught up then."""
+    ran = job("@every 10s", last_success="2026-12-01T11:59:54.2Z")
+    early = decide(ran, NOW, LEADER_SINCE, OUTAGE_FROM, DAY)
+    assert early is not None
+    assert (early.action, early.due) == ("wait", at("2026-12-01T12:00:04"))
+    later = decide(ran, at("2026-12-01T12:00:04.1"), LEADER_SINCE, OUTAGE_FROM, DAY)
+    assert later is not None
+    assert later.action == "run"
+    # Due when the leader's own first run is less than a quarter second away: left to it.
+    close = job("@every 10s", last_success="2026-12-01T11:59:58.9Z")
+    imminent = decide(close, at("2026-12-01T12:00:08.9"), LEADER_SINCE, OUTAGE_FROM, DAY)
+    assert imminent is not None
+    assert imminent.action == "imminent"
