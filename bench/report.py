@@ -153,13 +153,17 @@ def _summary(results: Results) -> list[str]:
             "runs of an `@every 2s` job due during the steps; a quiet window before: missed"
             f" {_runs(ru.get('quiet_window'))}",
             f"missed {_runs(_get(ru, 'sum', 'follower_steps'))} in follower steps,"
-            f" {_runs(_get(ru, 'sum', 'leader_steps'))} in leader steps",
+            f" {_runs(_get(ru, 'sum', 'leader_steps'))} in leader steps; due times left without a run:"
+            f" {_get(ru, 'due_times_missed', 'follower_steps')} (follower steps),"
+            f" {_get(ru, 'due_times_missed', 'leader_steps')} (leader steps);"
+            f" {len(ru.get('catch_up_late_s') or [])} runs caught up, late by"
+            f" {_s(ru.get('catch_up_late_median_s'))} (median)",
         ],
         [
             "Leader killed (median)",
             f"new leader after {_s(fo.get('new_leader_s'))}; next run of a `:1` job after {_s(fo.get('next_run_s'))}",
             "the job's schedule: every 1 s",
-            "—",
+            f"due times left without a run: {fo.get('due_times_missed', '—')}",
         ],
         *_hosts_summary(results),
         [
@@ -378,7 +382,12 @@ def _rolling(results: Results) -> list[str]:
         " the distinct execution groups that started in it, and missed = expected - seen (at least 0;"
         " summed over windows before subtracting). *Whole update* is the window from the start of"
         " `pulumi up` to its end; the *before* row counts the same over a quiet window just before the"
-        " first update, as a check of the method.",
+        " first update, as a check of the method. That count cannot tell a late run from a missed one;"
+        " *due times missed* can: each run makes the next one due 2 s later (Dkron stores it as the"
+        " job's `next`), and a gap of two intervals or more between runs left due times with no run,"
+        " unless the run that ends the gap is one the catch-up watcher started (its log says when), which"
+        " serves the gap's due times at once. *Caught up* lists how late each catch-up run started after"
+        " the due time it served.",
         "",
     ]
     out += _failed(results, "rolling_update")
@@ -396,6 +405,8 @@ def _rolling(results: Results) -> list[str]:
                 _runs(ro.get("follower_steps")),
                 _runs(ro.get("leader_step")),
                 _runs(ro.get("whole_update")),
+                ro.get("due_times_missed", "—"),
+                ", ".join(f"{c['late_s']:.2f}" for c in ro.get("catch_ups") or []) or "none",
                 f"{ro.get('leader_before')} → {ro.get('leader_after')}",
             ]
         )
@@ -412,6 +423,8 @@ def _rolling(results: Results) -> list[str]:
                 "",
                 _runs(quiet),
                 "",
+                "",
+                "",
             ],
         )
     total = r.get("sum") or {}
@@ -424,6 +437,8 @@ def _rolling(results: Results) -> list[str]:
             f"**{_runs(total.get('follower_steps'))}**",
             f"**{_runs(total.get('leader_steps'))}**",
             f"**{_runs(total.get('whole_updates'))}**",
+            f"**{_get(r, 'due_times_missed', 'whole_updates')}**",
+            "",
             "",
         ]
     )
@@ -436,6 +451,8 @@ def _rolling(results: Results) -> list[str]:
             "Runs missed of expected, follower steps",
             "… leader step",
             "… whole update",
+            "Due times missed",
+            "Caught up, late by (s)",
             "Leader before → after",
         ],
         rows,
@@ -450,7 +467,18 @@ def _rolling(results: Results) -> list[str]:
         "",
     ]
     out += _table(
-        ["Update", "Node", "Role", "Stopping", "Down", "Step", "Runs expected", "Runs seen", "Missed"],
+        [
+            "Update",
+            "Node",
+            "Role",
+            "Stopping",
+            "Down",
+            "Step",
+            "Runs expected",
+            "Runs seen",
+            "Missed",
+            "Due times missed",
+        ],
         [
             [
                 number,
@@ -462,6 +490,7 @@ def _rolling(results: Results) -> list[str]:
                 _n(s.get("expected_runs")),
                 s.get("runs"),
                 _n(s.get("missed")),
+                s.get("due_times_missed", "—"),
             ]
             for number, ro in enumerate(rollouts, 1)
             for s in ro.get("steps") or []
@@ -479,7 +508,10 @@ def _failover(results: Results) -> list[str]:
         " survivor names the same new leader (polled every 0.1 s). *Next run*: from the kill to the"
         " `started_at` of the first run, after the kill, of a job `@every 1s` with tags `server: true:1`."
         " After each sample the killed container is started again, and the next kill waits until the"
-        " cluster is whole and 5 s more.",
+        " cluster is whole and 5 s more. *Due times missed* counts, as in section 3, the job's due times"
+        " that no run served (a gap ended by a catch-up run counts none); *caught up* says how late the"
+        " catch-up watcher's run started, or *imminent* when the new leader's own first run was due"
+        " within the same second and the watcher left it to that.",
         "",
     ]
     out += _failed(results, "failover")
@@ -487,13 +519,44 @@ def _failover(results: Results) -> list[str]:
     if samples:
         med = r.get("median") or {}
         rows = [
-            [i, s["killed"], s.get("new_leader"), _s(s.get("new_leader_s")), _s(s.get("next_run_s"))]
+            [
+                i,
+                s["killed"],
+                s.get("new_leader"),
+                _s(s.get("new_leader_s")),
+                _s(s.get("next_run_s")),
+                s.get("due_times_missed", "—"),
+                ", ".join(
+                    f"{c['late_s']:.2f} s" if c["action"] == "run" else c["action"]
+                    for c in s.get("catch_ups") or []
+                )
+                or "none",
+            ]
             for i, s in enumerate(samples, 1)
         ]
         rows.append(
-            ["**median**", "", "", f"**{_s(med.get('new_leader_s'))}**", f"**{_s(med.get('next_run_s'))}**"]
+            [
+                "**median**",
+                "",
+                "",
+                f"**{_s(med.get('new_leader_s'))}**",
+                f"**{_s(med.get('next_run_s'))}**",
+                f"**{r.get('due_times_missed', '—')}** (sum)",
+                "",
+            ]
         )
-        out += _table(["Kill", "Killed", "New leader", "New leader after", "Next run after"], rows)
+        out += _table(
+            [
+                "Kill",
+                "Killed",
+                "New leader",
+                "New leader after",
+                "Next run after",
+                "Due times missed",
+                "Caught up",
+            ],
+            rows,
+        )
     return out
 
 

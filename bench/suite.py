@@ -42,7 +42,16 @@ from components import naming
 from components.dkron_client import DkronClient
 from components.docker_objects import engine
 from components.health import observe
-from testing.harness import ROOT, SETUP_VERSIONS, TestStack, _remove_docker_objects, free_port_block
+from testing.harness import (
+    ROOT,
+    SETUP_VERSIONS,
+    TestStack,
+    _remove_docker_objects,
+    caught_up_starts,
+    free_port_block,
+    missed_due_times,
+    watcher_lines,
+)
 from testing.lab import Lab
 
 TAGS = {"python": "daily"}
@@ -70,7 +79,9 @@ TICK = {  # runs through the rolling updates
     "executor": "shell",
     "executor_config": {"command": "true"},
 }
+TICK_EVERY_S = 2.0
 BEAT = {**TICK, "name": "bench-beat", "schedule": "@every 1s"}  # runs through the failovers
+BEAT_EVERY_S = 1.0
 
 
 def bulk_jobs(prefix: str, count: int) -> list[dict[str, Any]]:
@@ -560,6 +571,13 @@ class Bench:
             "leader_steps": summed_runs(leaders),
             "whole_updates": summed_runs([r["whole_update"] for r in rollouts]),
         }
+        data["due_times_missed"] = {
+            "follower_steps": sum(s["due_times_missed"] for s in followers),
+            "leader_steps": sum(s["due_times_missed"] for s in leaders),
+            "whole_updates": sum(r["due_times_missed"] for r in rollouts),
+        }
+        data["catch_up_late_s"] = [c["late_s"] for r in rollouts for c in r["catch_ups"]]
+        data["catch_up_late_median_s"] = median(data["catch_up_late_s"])
 
     def _rollout(self, number: int) -> dict[str, Any]:
         stack = self.s
@@ -577,12 +595,27 @@ class Bench:
             time.sleep(1.5)  # the last runs' records
         events = probes.container_events(f"dkron-iac.stack={stack.name}", started, finished)
         steps = rollout_steps(events, finished)
+        lines = watcher_lines([stack.container(n) for n in stack.node_names()], started)
+        caught_up = caught_up_starts(lines, str(TICK["name"]))
+        starts = sorted(runs.runs.values())
         for step in steps:
             step["leader_step"] = step["node"] == leader
             step["runs"] = runs.runs_between(step["start"], step["end"])
             step.update(missed_runs(step["end"] - step["start"], step["runs"]))
+            # The gap a step opens ends with a run after it: take runs a little past its end.
+            around = [
+                t for t in starts if step["start"] - TICK_EVERY_S <= t <= step["end"] + 2 * TICK_EVERY_S
+            ]
+            step["due_times_missed"] = missed_due_times(around, TICK_EVERY_S, caught_up)
         seen = runs.runs_between(started, finished)
+        during = [t for t in starts if started - TICK_EVERY_S <= t <= finished + TICK_EVERY_S]
         return {
+            "catch_ups": [
+                {"late_s": line["late_s"], "due": line["due"]}
+                for line in lines
+                if line["event"] == "run" and line["job"] == TICK["name"]
+            ],
+            "due_times_missed": missed_due_times(during, TICK_EVERY_S, caught_up),
             "base_image": base,
             "total_s": round(took, 2),
             "replaced": changes.get("replace"),
@@ -615,6 +648,7 @@ class Bench:
             "new_leader_s": median([s["new_leader_s"] for s in samples]),
             "next_run_s": median([s["next_run_s"] for s in samples]),
         }
+        data["due_times_missed"] = sum(s["due_times_missed"] for s in samples)
 
     def _kill_leader(self) -> dict[str, Any]:
         stack = self.s
@@ -646,13 +680,28 @@ class Bench:
             first = None
             if probes.wait_until(lambda: first_run_after(after), 90) is not None:
                 first = first_run_after(after)
+            time.sleep(2 * BEAT_EVERY_S + 1)  # the runs that follow the gap, and their records
             # Bring the node back on its data, as a restart after a crash would.
             container.start()
+        lines = watcher_lines([stack.container(n) for n in survivors], before)
+        starts = sorted(
+            t
+            for t in map(probes.started_at, probes.executions(survivors.values(), str(BEAT["name"])))
+            if before - 2 * BEAT_EVERY_S <= t
+        )
         return {
             "killed": old,
             "new_leader": leader,
             "new_leader_s": round(elected - mono, 2) if elected else None,
             "next_run_s": round(first - before, 2) if first else None,
+            "due_times_missed": missed_due_times(
+                starts, BEAT_EVERY_S, caught_up_starts(lines, str(BEAT["name"]))
+            ),
+            "catch_ups": [
+                {"late_s": line["late_s"], "action": line["event"]}
+                for line in lines
+                if line.get("job") == BEAT["name"] and line["event"] in ("run", "imminent")
+            ],
         }
 
     # --- several hosts -----------------------------------------------------------------------

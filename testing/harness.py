@@ -11,6 +11,8 @@ from __future__ import annotations
 
 import contextlib
 import io
+import itertools
+import math
 import random
 import socket
 import subprocess
@@ -18,6 +20,7 @@ import sys
 import time
 import uuid
 from collections.abc import Callable, Iterator
+from datetime import datetime
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -28,6 +31,7 @@ from pulumi import automation as auto
 from components import naming
 from components.dkron_client import DkronClient
 from components.docker_objects import engine
+from nodeside.catchup import parse_log
 
 ROOT = Path(__file__).resolve().parents[1]
 STACKS = ROOT / "stacks"
@@ -276,3 +280,44 @@ def test_stack(nodes: list[dict[str, Any]], **settings: Any) -> Iterator[TestSta
         yield stack
     finally:
         stack.close()
+
+
+# --- catch-up ------------------------------------------------------------------------------
+
+
+def watcher_lines(containers: list[str], since: float, engine_ref: str | None = None) -> list[dict[str, Any]]:
+    """What the catch-up watchers logged since ``since`` in these containers (gone ones are skipped)."""
+    lines: list[dict[str, Any]] = []
+    with engine(engine_ref) as client:
+        for name in containers:
+            with contextlib.suppress(docker.errors.NotFound):
+                text = client.containers.get(name).logs(since=int(since)).decode(errors="replace")
+                lines += [
+                    {"container": name, **line} for line in parse_log(text) if line["event"] != "watching"
+                ]
+    return lines
+
+
+def caught_up_starts(lines: list[dict[str, Any]], job: str) -> list[float]:
+    """When the watchers started a catch-up run of ``job`` (Unix time)."""
+    return [
+        datetime.fromisoformat(line["started"]).timestamp()
+        for line in lines
+        if line["event"] == "run" and line["job"] == job
+    ]
+
+
+def missed_due_times(starts: list[float], every_s: float, caught_up: list[float]) -> int:
+    """Due times of an `@every` job that no run served.
+
+    Each run makes the next one due ``every_s`` later (Dkron stores it as the
+    job's ``next``); a run that starts later than that serves it late, but a
+    gap of two intervals or more between runs left due times with no run,
+    unless the run that ends the gap is a catch-up (``caught_up``: when a
+    watcher started one), which serves the outage's due times at once.
+    """
+    missed = 0
+    for earlier, later in itertools.pairwise(sorted(starts)):
+        if not any(0 <= later - c < 1.5 for c in caught_up):
+            missed += max(0, math.floor((later - earlier) / every_s) - 1)
+    return missed

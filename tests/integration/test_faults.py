@@ -32,7 +32,6 @@ from __future__ import annotations
 
 import contextlib
 import ipaddress
-import itertools
 import json
 import math
 import os
@@ -55,14 +54,17 @@ from components.dkron_client import DkronClient, DkronError
 from components.docker_objects import engine
 from components.health import observe
 from components.job_provider import managed_job
-from nodeside.catchup import OFF_KEY, WINDOW_KEY, parse_log
+from nodeside.catchup import OFF_KEY, WINDOW_KEY
 from testing.harness import (
     ROOT,
     TestStack,
+    caught_up_starts,
     derived_base_image,
     eventually,
     free_port_block,
+    missed_due_times,
     remove_image,
+    watcher_lines,
 )
 
 NODES = [{"name": "f1"}, {"name": "f2"}, {"name": "f3"}]
@@ -329,36 +331,8 @@ def _heal(faults: Faults, record: dict[str, Any], self_heal_s: float = SELF_HEAL
 
 
 def _watcher_lines(stack: TestStack, since: float) -> list[dict[str, Any]]:
-    """What the catch-up watchers logged about runs since ``since`` (every node's log)."""
-    lines: list[dict[str, Any]] = []
-    with engine() as client:
-        for node in stack.node_names():
-            with contextlib.suppress(docker.errors.NotFound):
-                text = (
-                    client.containers.get(stack.container(node))
-                    .logs(since=int(since))
-                    .decode(errors="replace")
-                )
-                lines += [
-                    {"node": node, **line} for line in parse_log(text) if line["event"] not in ("watching",)
-                ]
-    return lines
-
-
-def missed_due_times(starts: list[float], every_s: float, caught_up: list[float]) -> int:
-    """Due times of an `@every` job that no run served.
-
-    Each run makes the next one due ``every_s`` later (Dkron stores it as the
-    job's ``next``); a run that starts later than that serves it late, but a
-    gap of two intervals or more between runs left due times with no run,
-    unless the run that ends the gap is a catch-up (``caught_up``: when a
-    watcher started one), which serves the outage's due times at once.
-    """
-    missed = 0
-    for earlier, later in itertools.pairwise(starts):
-        if not any(0 <= later - c < 1.5 for c in caught_up):
-            missed += max(0, math.floor((later - earlier) / every_s) - 1)
-    return missed
+    """What the catch-up watchers logged since ``since`` (every node's log)."""
+    return watcher_lines([stack.container(n) for n in stack.node_names()], since)
 
 
 def _addresses(stack: TestStack) -> dict[str, str | None]:
@@ -744,11 +718,7 @@ def test_one_server_job_double_runs_across_the_faults(faults: Faults) -> None:
     for record in recorder.faults:
         end = record.get("healed_at", time.time())
         window = [e for e in executions if record["at"] <= _started(e) <= end]
-        caught_up = [
-            datetime.fromisoformat(line["started"]).timestamp()
-            for line in record.get("catch_ups", [])
-            if line["event"] == "run" and line["job"] == "beat"
-        ]
+        caught_up = caught_up_starts(record.get("catch_ups", []), "beat")
         beats = [
             t
             for t in recorder.beat_starts()
@@ -762,7 +732,7 @@ def test_one_server_job_double_runs_across_the_faults(faults: Faults) -> None:
             "beat_runs": len(beats),
             "beat_missed": missed_due_times(beats, BEAT_EVERY_S, caught_up),
             "catch_ups": [
-                {k: line.get(k) for k in ("node", "job", "due", "late_s")}
+                {k: line.get(k) for k in ("container", "job", "due", "late_s")}
                 for line in record.get("catch_ups", [])
                 if line["event"] == "run"
             ],
