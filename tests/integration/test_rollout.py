@@ -15,6 +15,7 @@ import threading
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
+from datetime import datetime
 from typing import Any
 
 import docker
@@ -23,7 +24,15 @@ from pulumi import automation as auto
 
 from components.docker_objects import engine
 from components.health import observe
-from testing.harness import TestStack, derived_base_image, eventually, remove_image
+from testing.harness import (
+    TestStack,
+    caught_up_starts,
+    derived_base_image,
+    eventually,
+    missed_due_times,
+    remove_image,
+    watcher_lines,
+)
 
 NODES: list[dict[str, Any]] = [
     {"name": "n1", "tags": {"python": "daily"}},
@@ -127,19 +136,18 @@ def images_in_use(stack: TestStack) -> tuple[set[str], set[str]]:
         return labelled, running
 
 
-def tick_runs(stack: TestStack, since: float, until: float) -> int:
-    from datetime import datetime
+def tick_executions(stack: TestStack) -> list[dict[str, Any]]:
+    for node in stack.node_names():
+        with contextlib.suppress(Exception), stack.client(node) as client:
+            return list(client.executions("tick"))
+    return []
 
+
+def tick_runs(stack: TestStack, since: float, until: float) -> int:
     def started(e: dict[str, Any]) -> float:
         return datetime.fromisoformat(e["started_at"].replace("Z", "+00:00")).timestamp()
 
-    def runs() -> list[dict[str, Any]]:
-        for node in stack.node_names():
-            with contextlib.suppress(Exception), stack.client(node) as client:
-                return client.executions("tick")
-        return []
-
-    groups = {e["group"] for e in runs() if since <= started(e) < until}
+    groups = {e["group"] for e in tick_executions(stack) if since <= started(e) < until}
     return len(groups)
 
 
@@ -183,8 +191,8 @@ def test_image_change_rolls_one_node_at_a_time_leader_last(cluster: TestStack) -
         assert end <= start, f"{node} was still down when {next_node} went down: {spans}"
     assert spans[-1][2] == leader_before, f"leader {leader_before} not last: {spans}"
 
-    # Missed runs of the @every 2s job, per step: from the node going down to
-    # the next node going down (or the end). Dkron does not catch up.
+    # Runs of the @every 2s job, per step: from the node going down to the next
+    # node going down (or the end). Dkron does not catch up; the watcher does.
     report = {}
     bounds = [start for start, _, _ in spans] + [timeline.finished]
     for (start, end, node), step_end in zip(spans, bounds[1:], strict=True):
@@ -203,6 +211,16 @@ def test_image_change_rolls_one_node_at_a_time_leader_last(cluster: TestStack) -
     # The job ran again after the rollout.
     finished = time.time()
     eventually("tick runs after the rollout", lambda: tick_runs(cluster, finished, time.time() + 60) > 0, 30)
+    # No due time was left without a run (the leader step's gap ends with a caught-up run), and
+    # no run happened twice.
+    groups = sorted({int(e["group"]) for e in tick_executions(cluster)})
+    starts = [g / 1e9 for g in groups if timeline.started - 4 <= g / 1e9]
+    lines = watcher_lines([cluster.container(n) for n in cluster.node_names()], timeline.started)
+    caught_up = caught_up_starts(lines, "tick")
+    print("CATCH_UPS", json.dumps([line for line in lines if line["event"] in ("run", "imminent")]))
+    assert missed_due_times(starts, 2.0, caught_up) == 0, (starts, lines)
+    seconds = [g // 1_000_000_000 for g in groups]
+    assert len(seconds) == len(set(seconds)), f"tick ran twice in one second: {groups}"
 
 
 def test_tag_change_on_one_node_replaces_only_that_node(cluster: TestStack) -> None:
