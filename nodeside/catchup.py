@@ -236,37 +236,67 @@ class Api:
 
 
 class Notes:
-    """What this node saw while the cluster had a working leader, kept on the data volume."""
+    """What this node saw while the cluster had a working leader, kept on the data volume.
+
+    ``next`` holds, per job, its schedule and the first due time not yet served.
+    A node that restarts replays Raft's log, and Dkron recomputes every job's
+    next due time from the moment of the replay, skipping the due times the
+    outage swallowed; so a noted due time stays until the job has run since it
+    (or its schedule changed), even when Dkron now says later.
+    """
 
     def __init__(self, path: Path | None) -> None:
         self.path = path
         self.leader_seen_at: datetime | None = None
-        self.next: dict[str, datetime] = {}
+        self.next: dict[str, tuple[str, datetime]] = {}
         self._written = 0.0
         if path is not None and path.exists():
             try:
                 saved = json.loads(path.read_text())
                 self.leader_seen_at = parse_time(saved.get("leader_seen_at"))
-                self.next = {k: t for k, v in saved.get("next", {}).items() if (t := parse_time(v))}
-            except (OSError, ValueError, AttributeError):
+                self.next = {
+                    name: (str(schedule), due)
+                    for name, (schedule, text) in saved.get("next", {}).items()
+                    if (due := parse_time(text))
+                }
+            except (OSError, ValueError, TypeError, AttributeError):
                 pass
 
-    def saw_leader(self, now: datetime, jobs: list[dict[str, Any]] | None = None) -> None:
-        self.leader_seen_at = now
-        if jobs is not None:
-            self.next = {str(j["name"]): t for j in jobs if (t := parse_time(j.get("next")))}
-        if self.path is not None and time.monotonic() - self._written > 2.0:
-            self._written = time.monotonic()
-            saved = {
-                "leader_seen_at": now.isoformat(),
-                "next": {k: v.isoformat() for k, v in self.next.items()},
-            }
-            try:
-                tmp = self.path.with_suffix(".tmp")
-                tmp.write_text(json.dumps(saved))
-                tmp.replace(self.path)
-            except OSError:
-                pass
+    def due(self, name: str) -> datetime | None:
+        return self.next[name][1] if name in self.next else None
+
+    def note_jobs(self, jobs: list[dict[str, Any]]) -> None:
+        noted: dict[str, tuple[str, datetime]] = {}
+        for job in jobs:
+            name, schedule, due = str(job["name"]), str(job.get("schedule", "")), parse_time(job.get("next"))
+            if due is None:
+                continue
+            before = self.next.get(name)
+            ran = max(
+                (t for t in (parse_time(job.get(k)) for k in ("last_success", "last_error")) if t),
+                default=None,
+            )
+            if before and before[0] == schedule and before[1] < due and (ran is None or ran < before[1]):
+                due = before[1]  # not served yet: Dkron's later time is a replay's
+            noted[name] = (schedule, due)
+        self.next = noted
+
+    def save(self, leader_seen_at: datetime | None) -> None:
+        if leader_seen_at is not None:
+            self.leader_seen_at = leader_seen_at
+        if self.path is None or time.monotonic() - self._written < 2.0:
+            return
+        self._written = time.monotonic()
+        saved = {
+            "leader_seen_at": self.leader_seen_at.isoformat() if self.leader_seen_at else None,
+            "next": {name: [schedule, due.isoformat()] for name, (schedule, due) in self.next.items()},
+        }
+        try:
+            tmp = self.path.with_suffix(".tmp")
+            tmp.write_text(json.dumps(saved))
+            tmp.replace(self.path)
+        except OSError:
+            pass
 
 
 def log(event: str, **fields: object) -> None:
@@ -301,7 +331,7 @@ def catch_up(api: Api, leader_since: datetime, noted: Notes, window_s: float, do
     waiting = False
     for job in jobs:
         name = str(job.get("name", ""))
-        decision = decide(job, now, leader_since, noted.leader_seen_at, window_s, noted.next.get(name))
+        decision = decide(job, now, leader_since, noted.leader_seen_at, window_s, noted.due(name))
         if decision is None:
             continue
         key = f"{decision.job}@{decision.due.isoformat()}"
@@ -348,19 +378,17 @@ def main() -> None:
     done: set[str] = set()
     waiting = False
     last_note = 0.0
-    # A restarted node replays Raft's log: what it sees at first is not what the outage swallowed.
-    # With notes from before, it notes nothing until a leader has been there for a while.
+    # A restarted node's watcher keeps the last working leader it saw before the restart until
+    # a leader has been back for a while: a leader that comes and goes at start-up is not one.
     first_leader: float | None = None if notes.leader_seen_at else time.monotonic() - SCAN_FOR_S
 
     def note(now: datetime) -> None:
         nonlocal last_note
-        if first_leader is None or time.monotonic() - first_leader < SCAN_FOR_S:
-            return
         if time.monotonic() - last_note > NOTE_EVERY_S:
             last_note = time.monotonic()
-            notes.saw_leader(now, api.jobs())
-        else:
-            notes.saw_leader(now)
+            notes.note_jobs(api.jobs())
+        settled = first_leader is not None and time.monotonic() - first_leader >= SCAN_FOR_S
+        notes.save(now if settled else None)
 
     while True:
         try:

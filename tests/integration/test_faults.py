@@ -148,6 +148,9 @@ class Recorder:
     stack: TestStack
     executions: dict[str, dict[str, Any]] = field(default_factory=dict)
     beats: dict[str, dict[str, Any]] = field(default_factory=dict)
+    # What the catch-up watchers logged, read every few seconds: a container a fault or
+    # an update replaces takes its log with it.
+    watcher: dict[str, dict[str, Any]] = field(default_factory=dict)
     leaders: list[tuple[float, str | None]] = field(default_factory=list)
     faults: list[dict[str, Any]] = field(default_factory=list)
     polls: int = 0
@@ -171,6 +174,7 @@ class Recorder:
             # Dkron keeps the last 100 executions: at one a second, every few seconds is plenty.
             if time.monotonic() - last_executions >= 3:
                 self.collect()
+                self.collect_watcher_lines()
                 last_executions = time.monotonic()
             self._stop.wait(1)
 
@@ -198,6 +202,21 @@ class Recorder:
                         )
                         kept[key] = execution
             return
+
+    def collect_watcher_lines(self) -> None:
+        with contextlib.suppress(Exception):  # the engine may be restarting
+            lines = watcher_lines(
+                [self.stack.container(n) for n in self.stack.node_names()], time.time() - 120
+            )
+            with self._lock:
+                for line in lines:
+                    self.watcher[json.dumps(line, sort_keys=True)] = line
+
+    def watcher_lines_between(self, since: float, until: float) -> list[dict[str, Any]]:
+        self.collect_watcher_lines()
+        with self._lock:
+            lines = list(self.watcher.values())
+        return [line for line in lines if "started" in line and since <= _iso(line["started"]) <= until]
 
     def beat_starts(self) -> list[float]:
         with self._lock:
@@ -360,6 +379,10 @@ def _wait_whole(stack: TestStack, timeout_s: float) -> bool:
     except AssertionError:
         return False
     return True
+
+
+def _iso(text: str) -> float:
+    return datetime.fromisoformat(text).timestamp()
 
 
 def _started(execution: dict[str, Any]) -> float:
@@ -718,7 +741,8 @@ def test_one_server_job_double_runs_across_the_faults(faults: Faults) -> None:
     for record in recorder.faults:
         end = record.get("healed_at", time.time())
         window = [e for e in executions if record["at"] <= _started(e) <= end]
-        caught_up = caught_up_starts(record.get("catch_ups", []), "beat")
+        lines = recorder.watcher_lines_between(record["at"] - 2 * BEAT_EVERY_S, end + 2 * BEAT_EVERY_S)
+        caught_up = caught_up_starts(lines, "beat")
         beats = [
             t
             for t in recorder.beat_starts()
@@ -733,7 +757,7 @@ def test_one_server_job_double_runs_across_the_faults(faults: Faults) -> None:
             "beat_missed": missed_due_times(beats, BEAT_EVERY_S, caught_up),
             "catch_ups": [
                 {k: line.get(k) for k in ("container", "job", "due", "late_s")}
-                for line in record.get("catch_ups", [])
+                for line in lines
                 if line["event"] == "run"
             ],
         }

@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import Any
 
 import pytest
 
 from components.node_config import agent_command
 from components.spec import ClusterSpec
-from nodeside.catchup import OFF_KEY, WINDOW_KEY, decide, parse_time
+from nodeside.catchup import OFF_KEY, WINDOW_KEY, Notes, decide, parse_time
 from nodeside.schedule import next_due
 
 UTC = UTC
@@ -187,3 +188,30 @@ def test_an_every_due_time_the_new_schedule_skips_waits_for_its_time() -> None:
     imminent = decide(close, at("2026-12-01T12:00:08.9"), LEADER_SINCE, OUTAGE_FROM, DAY)
     assert imminent is not None
     assert imminent.action == "imminent"
+
+
+def test_a_noted_due_time_outlives_the_later_one_a_replay_computes_until_the_job_runs() -> None:
+    notes = Notes(None)
+    due = "2026-12-01T11:55:00Z"
+    notes.note_jobs([{"name": "report", "schedule": "0 55 11 * * *", "next": due}])
+    replayed = {"name": "report", "schedule": "0 55 11 * * *", "next": "2026-12-02T11:55:00Z"}
+    notes.note_jobs([replayed])
+    assert notes.due("report") == at("2026-12-01T11:55:00")
+    # Once it ran after that due time, Dkron's next time is the one to note.
+    notes.note_jobs([{**replayed, "last_success": "2026-12-01T12:00:01Z"}])
+    assert notes.due("report") == at("2026-12-02T11:55:00")
+    # A new schedule replaces what was noted for the old one; a job gone is forgotten.
+    notes.note_jobs([{**replayed, "schedule": "0 0 13 * * *", "next": "2026-12-01T13:00:00Z"}])
+    assert notes.due("report") == at("2026-12-01T13:00:00")
+    notes.note_jobs([])
+    assert notes.due("report") is None
+
+
+def test_notes_survive_a_restart_in_their_file(tmp_path: Path) -> None:
+    path = tmp_path / "notes.json"
+    notes = Notes(path)
+    notes.note_jobs([{"name": "report", "schedule": "@daily", "next": "2026-12-02T00:00:00Z"}])
+    notes.save(at("2026-12-01T12:00:00"))
+    again = Notes(path)
+    assert again.leader_seen_at == at("2026-12-01T12:00:00")
+    assert again.due("report") == at("2026-12-02T00:00:00")
