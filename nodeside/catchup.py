@@ -231,7 +231,7 @@ class Api:
         return {str(execution.get("job_name")) for execution in body if isinstance(execution, dict)}
 
     def run(self, name: str) -> int:
-        status, _ = self.call("POST", f"/v1/jobs/{urllib.parse.quote(name, safe='')}/run", timeout=30.0)
+        status, _ = self.call("POST", f"/v1/jobs/{urllib.parse.quote(name, safe='')}/run", timeout=10.0)
         return status
 
 
@@ -320,10 +320,13 @@ def parse_log(text: str) -> list[dict[str, Any]]:
     return found
 
 
-def catch_up(api: Api, leader_since: datetime, noted: Notes, window_s: float, done: set[str]) -> bool:
-    """Start each job this leadership found missed, once; ``done`` holds ``job@due`` already handled.
+def catch_up(
+    api: Api, leader_since: datetime, noted: Notes, window_s: float, done: set[str], held: dict[str, float]
+) -> bool:
+    """Start each job this leadership found missed, once; ``done`` holds ``job@due`` already handled,
+    ``held`` those to look at again later (monotonic time).
 
-    ``noted``: what was noted before this leadership began. True while a due time is still ahead.
+    ``noted``: what was noted before this leadership began. True while something is left to look at.
     """
     now = datetime.now(UTC)
     jobs = api.jobs()
@@ -344,13 +347,29 @@ def catch_up(api: Api, leader_since: datetime, noted: Notes, window_s: float, do
             done.add(key)
             log(decision.action, job=decision.job, due=decision.due, window_s=window_s)
             continue
+        if held.get(key, 0.0) > time.monotonic():
+            waiting = True
+            continue
         running = api.running() if running is None else running
-        again = api.job(decision.job)  # a run started meanwhile moved the stored next time
-        if decision.job in running or again is None or again.get("next") != job.get("next"):
+        if decision.job in running:
             done.add(key)
+            log("running", job=decision.job, due=decision.due)
+            continue
+        again = api.job(decision.job)
+        if again is None or again.get("next") != job.get("next"):
+            # A run started meanwhile moves the stored next time, and so does a leader still
+            # applying Raft's log: look again in a second, when either shows (a run as its last run).
+            held[key] = time.monotonic() + 1.0
+            waiting = True
             continue
         started = datetime.now(UTC)
-        status = api.run(decision.job)
+        try:
+            status = api.run(decision.job)
+        except OSError as err:  # it may have started: the next look sees its run, or tries again
+            held[key] = time.monotonic() + 2.0
+            waiting = True
+            log("retry", job=decision.job, due=decision.due, error=repr(err))
+            continue
         if status in (200, 202):
             done.add(key)
             due = decision.in_window or decision.due
@@ -363,6 +382,8 @@ def catch_up(api: Api, leader_since: datetime, noted: Notes, window_s: float, do
                 late_s=round((started - due).total_seconds(), 3),
             )
         else:  # e.g. the scheduler has not started yet: the next scan tries again
+            held[key] = time.monotonic() + 0.5
+            waiting = True
             log("retry", job=decision.job, due=decision.due, status=status)
     return waiting
 
@@ -376,6 +397,7 @@ def main() -> None:
     leader_since: datetime | None = None
     noted = Notes(None)
     done: set[str] = set()
+    held: dict[str, float] = {}
     waiting = False
     last_note = 0.0
     # A restarted node's watcher keeps the last working leader it saw before the restart until
@@ -401,7 +423,7 @@ def main() -> None:
                     noted.leader_seen_at, noted.next = notes.leader_seen_at, dict(notes.next)
                     log("leading", since=leader_since, leader_seen_at=noted.leader_seen_at)
                 if waiting or now - leader_since < timedelta(seconds=SCAN_FOR_S):
-                    waiting = catch_up(api, leader_since, noted, window_s, done)
+                    waiting = catch_up(api, leader_since, noted, window_s, done, held)
                 note(now)
             else:
                 leader_since, waiting = None, False
