@@ -265,8 +265,11 @@ class Notes:
     def due(self, name: str) -> datetime | None:
         return self.next[name][1] if name in self.next else None
 
-    def note_jobs(self, jobs: list[dict[str, Any]]) -> None:
-        noted: dict[str, tuple[str, datetime]] = {}
+    def note_jobs(self, jobs: list[dict[str, Any]], now: datetime) -> None:
+        """Note the jobs' next due times. A job missing from ``jobs`` keeps its note for two days:
+        a node still applying Raft's log lists only some jobs."""
+        forget = now - timedelta(days=2)
+        noted = {name: note for name, note in self.next.items() if note[1] > forget}
         for job in jobs:
             name, schedule, due = str(job["name"]), str(job.get("schedule", "")), parse_time(job.get("next"))
             if due is None:
@@ -408,7 +411,7 @@ def main() -> None:
         nonlocal last_note
         if time.monotonic() - last_note > NOTE_EVERY_S:
             last_note = time.monotonic()
-            notes.note_jobs(api.jobs())
+            notes.note_jobs(api.jobs(), now)
         settled = first_leader is not None and time.monotonic() - first_leader >= SCAN_FOR_S
         notes.save(now if settled else None)
 

@@ -193,24 +193,27 @@ def test_an_every_due_time_the_new_schedule_skips_waits_for_its_time() -> None:
 def test_a_noted_due_time_outlives_the_later_one_a_replay_computes_until_the_job_runs() -> None:
     notes = Notes(None)
     due = "2026-12-01T11:55:00Z"
-    notes.note_jobs([{"name": "report", "schedule": "0 55 11 * * *", "next": due}])
+    notes.note_jobs([{"name": "report", "schedule": "0 55 11 * * *", "next": due}], NOW)
     replayed = {"name": "report", "schedule": "0 55 11 * * *", "next": "2026-12-02T11:55:00Z"}
-    notes.note_jobs([replayed])
+    notes.note_jobs([replayed], NOW)
+    assert notes.due("report") == at("2026-12-01T11:55:00")
+    # A node still applying the log lists some jobs only: the others keep their notes.
+    notes.note_jobs([], NOW)
     assert notes.due("report") == at("2026-12-01T11:55:00")
     # Once it ran after that due time, Dkron's next time is the one to note.
-    notes.note_jobs([{**replayed, "last_success": "2026-12-01T12:00:01Z"}])
+    notes.note_jobs([{**replayed, "last_success": "2026-12-01T12:00:01Z"}], NOW)
     assert notes.due("report") == at("2026-12-02T11:55:00")
-    # A new schedule replaces what was noted for the old one; a job gone is forgotten.
-    notes.note_jobs([{**replayed, "schedule": "0 0 13 * * *", "next": "2026-12-01T13:00:00Z"}])
+    # A new schedule replaces what was noted for the old one; a job gone for two days is forgotten.
+    notes.note_jobs([{**replayed, "schedule": "0 0 13 * * *", "next": "2026-12-01T13:00:00Z"}], NOW)
     assert notes.due("report") == at("2026-12-01T13:00:00")
-    notes.note_jobs([])
+    notes.note_jobs([], NOW + timedelta(days=3))
     assert notes.due("report") is None
 
 
 def test_notes_survive_a_restart_in_their_file(tmp_path: Path) -> None:
     path = tmp_path / "notes.json"
     notes = Notes(path)
-    notes.note_jobs([{"name": "report", "schedule": "@daily", "next": "2026-12-02T00:00:00Z"}])
+    notes.note_jobs([{"name": "report", "schedule": "@daily", "next": "2026-12-02T00:00:00Z"}], NOW)
     notes.save(at("2026-12-01T12:00:00"))
     again = Notes(path)
     assert again.leader_seen_at == at("2026-12-01T12:00:00")
