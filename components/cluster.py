@@ -225,24 +225,24 @@ class DkronCluster(pulumi.ComponentResource):
         )
 
         gates: list[pulumi.CustomResource] = []
-        previous_gate: pulumi.Resource | None = None
-        previous_container: pulumi.Resource | None = None
+        removal: pulumi.Resource | None = None
         for node_name in update.dead:
-            previous_gate = self._remove(node_name, [previous_gate] if previous_gate else [])
-            gates.append(previous_gate)
+            removal = self._remove(node_name, [removal] if removal else [])
+            gates.append(removal)
+        # Each container starts after the step `update.after` names: a gate
+        # when rolling, a container otherwise (see `start_after`).
+        steps_of: dict[str, tuple[DockerContainer, NodeGate]] = {}
         for node_name in update.order:
-            # While forming, start nodes one after another (each container is
-            # up before the next starts): Dkron bootstraps on member-join
-            # events, which a node only sees once its event loop runs.
+            before = update.after[node_name]
             after: list[pulumi.Resource] = []
-            if update.rolling and previous_gate is not None:
-                after = [previous_gate]
-            elif not update.rolling and previous_container is not None:
-                after = [previous_container]
-            previous_container, previous_gate = self._declare_node(
+            if before is not None:
+                after = [steps_of[before][1] if update.rolling else steps_of[before][0]]
+            elif update.rolling and removal is not None:
+                after = [removal]
+            steps_of[node_name] = self._declare_node(
                 node_name, after, image.image_id, network_name, environment
             )
-            gates.append(previous_gate)
+            gates.append(steps_of[node_name][1])
 
         steps: list[pulumi.CustomResource] = list(gates)
         for node_name in update.live_removed:

@@ -225,6 +225,11 @@ def observe_live(api_urls: Mapping[str, str], removed_urls: Mapping[str, str]) -
     return LiveView.of(view, dead)
 
 
+# How often a wait asks again. A poll is a few local HTTP calls (and one
+# `docker exec` once a leader is agreed); a node rejoins in well under a
+# second, so a longer interval is most of a rollout step's wait.
+POLL_S = 0.2
+
 # How long an expected node's container may stay stopped before a wait gives up
 # (Docker restarts crashed containers itself; a `docker restart` stops one briefly).
 STOPPED_GRACE_S = 10.0
@@ -236,7 +241,7 @@ def wait_until_healthy(
     expected: Sequence[str],
     timeout_s: float,
     what: str,
-    poll_s: float = 1.0,
+    poll_s: float = POLL_S,
     on_stall: Callable[[ClusterView], None] | None = None,
     stall_after_s: float = 15.0,
     stopped_grace_s: float = STOPPED_GRACE_S,

@@ -132,6 +132,22 @@ def gate_expectation(order: Sequence[str], position: int, alive_now: set[str], r
     return sorted(n for i, n in enumerate(order) if i <= position or n in alive_now)
 
 
+def start_after(order: Sequence[str], rolling: bool, forming: bool) -> dict[str, str | None]:
+    """The node whose step each node's container waits for (None: it starts at once).
+
+    Rolling: the node before it, behind that node's gate. Without a leader,
+    the node before it, once that node's container runs. Forming a new
+    cluster: the first node alone, then every other one together once it
+    runs. Dkron bootstraps on member-join events, which a node handles only
+    once its event loop runs; servers that all meet before that wait forever
+    (three `docker run`s at once stall in some rounds). A running first node
+    sees every later one join, the last of them with all the servers there.
+    """
+    if forming and not rolling:
+        return {n: (order[0] if i else None) for i, n in enumerate(order)}
+    return {n: (order[i - 1] if i else None) for i, n in enumerate(order)}
+
+
 @dataclass(frozen=True)
 class UpdatePlan:
     """Everything `DkronCluster` needs to declare an update, as plain data."""
@@ -161,6 +177,9 @@ class UpdatePlan:
     """Configured nodes whose API did not answer."""
     order: tuple[str, ...]
     """The order nodes are declared and replaced in: down ones first, the leader last."""
+    after: Mapping[str, str | None]
+    """The node whose step each node's container waits for: its gate when
+    rolling, else its container (`start_after`)."""
     expected: Mapping[str, tuple[str, ...]]
     """What each node's gate waits to see whole once that node has started."""
     nudge: str
@@ -294,6 +313,7 @@ def plan_update(
         alive=frozenset(alive),
         down=frozenset(live.down),
         order=tuple(order),
+        after=start_after(order, rolling, forming=bootstrap.state == "new"),
         expected=expected,
         # The last of those that formed the cluster: the same for the stack's
         # life, so a gate's `nudge` never shows as a change.

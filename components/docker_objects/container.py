@@ -40,7 +40,10 @@ from components.docker_objects.provider import ENGINE_FIELD, TYPE_MODULE, Docker
 
 __all__ = ["DockerContainer", "DockerContainerProvider", "HealthcheckSpec", "MountSpec", "PortSpec"]
 
-_SETTLE_S = 1.0  # a started container must still be up this long after
+# A started container must still be up this long after. A process that cannot
+# start (bad config, missing file) exits well within it; every step that
+# replaces a node waits it out once, so it is kept short.
+_SETTLE_S = 0.5
 _POLL_S = 0.25
 _RESTART_POLICIES = ("no", "always", "unless-stopped", "on-failure")
 _PROTOCOLS = ("tcp", "udp")

@@ -459,7 +459,7 @@ def test_no_container_input_comes_from_a_sibling_container(
 # --- ordering --------------------------------------------------------------------------
 
 
-def test_new_stack_starts_every_node_each_container_after_the_previous_one(
+def test_new_stack_starts_the_first_node_then_the_others_together_after_it(
     graph: Graph, nodes: FakeNodes, project_root: Path
 ) -> None:
     cluster = deploy(cluster_spec(), project_root, nodes.live())
@@ -467,7 +467,7 @@ def test_new_stack_starts_every_node_each_container_after_the_previous_one(
     assert cluster.rollout_order == list(NODES)
     containers = graph.of("DockerContainer")
     assert [c.plain_inputs["hostname"] for c in containers] == list(NODES)
-    assert [c.depends_on for c in containers] == [set(), {containers[0].urn}, {containers[1].urn}]
+    assert [c.depends_on for c in containers] == [set(), {containers[0].urn}, {containers[0].urn}]
     gates = {g.plain_inputs["node"]: g.plain_inputs for g in graph.of("NodeGate")}
     assert {n: g["expected"] for n, g in gates.items()} == {n: list(NODES) for n in NODES}
     # Only the last node started may restart one to kick a stalled bootstrap.

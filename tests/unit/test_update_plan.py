@@ -66,11 +66,26 @@ def test_a_new_stack_has_no_leader_and_starts_every_node_in_config_order() -> No
     assert p.earlier == {}
 
 
+def test_forming_starts_the_first_node_alone_and_the_others_together_after_it() -> None:
+    assert plan().after == {"node1": None, "node2": "node1", "node3": "node1"}
+
+
+def test_a_formed_cluster_without_a_leader_starts_its_nodes_one_after_another() -> None:
+    # Every node down: the cluster formed once, so this is no first formation.
+    spec = cluster_spec()
+    bootstrap = bootstrap_plan(spec, {"state": "formed", "members": list(NODES)})
+    p = plan_update(spec, bootstrap, recorded(*NODES), {}, SUBNET, LiveView(down=frozenset(NODES)))
+
+    assert not p.rolling
+    assert p.after == {"node1": None, "node2": "node1", "node3": "node2"}
+
+
 def test_rolling_goes_one_node_at_a_time_the_leader_last() -> None:
     p = plan(live=running("node2"))
 
     assert p.rolling
     assert p.order == ("node1", "node3", "node2")
+    assert p.after == {"node1": None, "node3": "node1", "node2": "node3"}
     assert p.expected == {n: ALL for n in NODES}
     # The nudging node is the last of those that formed the cluster, whoever leads.
     assert p.nudge == "node3"
