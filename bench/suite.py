@@ -698,7 +698,7 @@ class Bench:
                 starts, BEAT_EVERY_S, caught_up_starts(lines, str(BEAT["name"]))
             ),
             "catch_ups": [
-                {"late_s": line["late_s"], "action": line["event"]}
+                {"late_s": line.get("late_s"), "action": line["event"]}
                 for line in lines
                 if line.get("job") == BEAT["name"] and line["event"] in ("run", "imminent")
             ],
