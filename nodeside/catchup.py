@@ -105,15 +105,21 @@ def parse_time(text: object) -> datetime | None:
     return moment if moment > EPOCH else None
 
 
+def last_run(job: Mapping[str, Any]) -> datetime | None:
+    """When the job's last run ended (Dkron keeps it through a replay), None if it never ran."""
+    ended = [t for t in (parse_time(job.get("last_success")), parse_time(job.get("last_error"))) if t]
+    return max(ended, default=None)
+
+
 def missed_due(job: Mapping[str, Any], noted_next: datetime | None) -> datetime | None:
     """The first due time after the job's last run (or, never run, its noted next due time)."""
-    ended = [t for t in (parse_time(job.get("last_success")), parse_time(job.get("last_error"))) if t]
-    if ended:
+    ended = last_run(job)
+    if ended is not None:
         schedule = str(job.get("schedule", ""))
         every = every_seconds(schedule)
         if every is not None:  # Dkron counts from the start of the run, on a whole second
-            return max(ended).replace(microsecond=0) + timedelta(seconds=every)
-        return next_due(schedule, str(job.get("name", "")), max(ended), str(job.get("timezone") or ""))
+            return ended.replace(microsecond=0) + timedelta(seconds=every)
+        return next_due(schedule, str(job.get("name", "")), ended, str(job.get("timezone") or ""))
     stored = parse_time(job.get("next"))
     return min((t for t in (noted_next, stored) if t), default=None)
 
@@ -262,6 +268,12 @@ class Notes:
             except (OSError, ValueError, TypeError, AttributeError):
                 pass
 
+    def copy(self) -> Notes:
+        """What is noted now, apart from the file (what a new leadership decides on)."""
+        copied = Notes(None)
+        copied.leader_seen_at, copied.next = self.leader_seen_at, dict(self.next)
+        return copied
+
     def due(self, name: str) -> datetime | None:
         return self.next[name][1] if name in self.next else None
 
@@ -275,10 +287,7 @@ class Notes:
             if due is None:
                 continue
             before = self.next.get(name)
-            ran = max(
-                (t for t in (parse_time(job.get(k)) for k in ("last_success", "last_error")) if t),
-                default=None,
-            )
+            ran = last_run(job)
             if before and before[0] == schedule and before[1] < due and (ran is None or ran < before[1]):
                 due = before[1]  # not served yet: Dkron's later time is a replay's
             noted[name] = (schedule, due)
@@ -422,8 +431,7 @@ def main() -> None:
                 first_leader = first_leader or time.monotonic()
                 if leader_since is None:
                     leader_since = now
-                    noted = Notes(None)  # what was true before this leadership
-                    noted.leader_seen_at, noted.next = notes.leader_seen_at, dict(notes.next)
+                    noted = notes.copy()  # what was true before this leadership
                     log("leading", since=leader_since, leader_seen_at=noted.leader_seen_at)
                 if waiting or now - leader_since < timedelta(seconds=SCAN_FOR_S):
                     waiting = catch_up(api, leader_since, noted, window_s, done, held)
