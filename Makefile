@@ -3,7 +3,7 @@ SHELL := /bin/bash
 STACK ?= dev
 PYTEST_ARGS ?=
 
-.PHONY: setup up preview refresh destroy outputs test test-unit lint bench clean-slate lab-up lab-down
+.PHONY: setup up preview refresh destroy outputs jobs-export test test-unit lint bench clean-slate lab-up lab-down
 
 setup:
 	@scripts/setup.sh
@@ -24,6 +24,10 @@ destroy: setup
 outputs:
 	@scripts/setup.sh >&2
 	@scripts/stack.sh outputs $(STACK)
+
+# Jobs in the stack's cluster that it does not declare (or JOBS=a,b), written as a job file (OUT=path).
+jobs-export: setup
+	@source scripts/env.sh && python scripts/jobs_export.py $(STACK) $(if $(JOBS),--jobs $(JOBS),) $(if $(OUT),--out $(OUT),)
 
 # All tests: fast unit tests, then real integration tests on the local Docker.
 test: setup

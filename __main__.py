@@ -16,8 +16,9 @@ from components.cluster import (
 )
 from components.config_errors import StackConfigError
 from components.health import observe_live
-from components.job_set import check_secret_env, declare_jobs
-from components.jobs import cluster_node_tags, load_jobs, validate_jobs
+from components.job_changes import job_changes, job_summary
+from components.job_set import check_secret_env, declare_jobs, declared_bodies, live_jobs
+from components.jobs import cluster_node_tags, load_job_settings, load_jobs, validate_jobs
 from components.membership import UnsafeRemoval, check_removal_safe, removed_nodes
 from components.node_config import bootstrap_plan
 from components.placement import place_nodes
@@ -63,6 +64,7 @@ def main() -> None:
         jobs = load_jobs(stack, spec.jobs, spec.job_files, PROJECT_ROOT)
         validate_jobs(stack, jobs, cluster_node_tags(spec), dkron_version=spec.image.dkron_version)
         check_secret_env(stack, jobs)
+        job_settings = load_job_settings(stack, pulumi.Config().get_object("jobs"))
         previous = previous_outputs(project, stack)
         check_version_change(stack, spec, previous.get("dkron_version"))
         previous_nodes = previous.get("nodes") or {}
@@ -96,7 +98,13 @@ def main() -> None:
 
     # The cluster as the update finds it (who leads, who is down, which removed
     # nodes are dead), read live once: it decides the shape of the resource graph.
-    live = observe_live(*observation_targets(spec, previous_nodes, placements))
+    api_urls, removed_urls = observation_targets(spec, previous_nodes, placements)
+    live = observe_live(api_urls, removed_urls)
+    # What happens to each job, said before the resource list (see `change_summary`).
+    # A new cluster has no jobs yet; a deployed one is asked.
+    in_dkron = live_jobs(list(api_urls.values())) if previous_nodes else {}
+    changes = job_changes(declared_bodies(jobs), in_dkron, previous.get("jobs") or [])
+    pulumi.log.info(job_summary(changes, stack, job_settings.prune_unmanaged))
     update = plan_update(spec, plan, previous_nodes, previous.get("removed") or {}, subnet, live, placements)
     cluster = DkronCluster(
         "dkron",
@@ -109,7 +117,13 @@ def main() -> None:
             previous_image=previous.get("image") or {},
         ),
     )
-    managed = declare_jobs(jobs, list(cluster.api_urls.values()), cluster.ready, parent=cluster)
+    declare_jobs(
+        jobs,
+        list(cluster.api_urls.values()),
+        cluster.ready,
+        parent=cluster,
+        prune_unmanaged=job_settings.prune_unmanaged,
+    )
 
     pulumi.export("leader", cluster.leader)
     pulumi.export("nodes", cluster.nodes)
@@ -119,7 +133,7 @@ def main() -> None:
     pulumi.export("network", cluster.network)
     pulumi.export("image", cluster.image)
     pulumi.export("removed", cluster.removed)
-    pulumi.export("jobs", sorted(managed))
+    pulumi.export("jobs", sorted(job.name for job in jobs))
 
 
 main()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Sequence
 from typing import Any
 
@@ -122,10 +123,9 @@ def render(results: Results) -> str:
 def _summary(results: Results) -> list[str]:
     f = _get(results, "formation", "median") or {}
     ratios = f.get("ratios") or {}
-    nc0, nc100 = (
-        _get(results, "no_change_0_jobs", "median_s") or {},
-        _get(results, "no_change_100_jobs", "median_s") or {},
-    )
+    nc0, nc100, nc500 = (_get(results, f"no_change_{k}_jobs", "median_s") or {} for k in (0, 100, 500))
+    one5, one500 = (_get(results, f"one_change_{k}_jobs", "median_s") for k in (5, 500))
+    r2000 = results.get("register_2000_jobs") or {}
     ru = _get(results, "rolling_update") or {}
     fo = _get(results, "failover", "median") or {}
     r100, r500 = results.get("register_100_jobs") or {}, results.get("register_500_jobs") or {}
@@ -139,12 +139,15 @@ def _summary(results: Results) -> list[str]:
             f"{_x(ratios.get('pulumi_up_vs_blog_script'))} blog; {_x(ratios.get('pulumi_up_vs_raw_docker_run'))} raw",
         ],
         [
-            "No-change `preview` / `up --refresh`, 0 jobs → 100 jobs",
+            "No-change `preview` / `up --refresh`, 0 → 100 → 500 jobs",
             f"{_s(nc0.get('preview'))} / {_s(nc0.get('up_refresh'))} → "
-            f"{_s(nc100.get('preview'))} / {_s(nc100.get('up_refresh'))}",
+            f"{_s(nc100.get('preview'))} / {_s(nc100.get('up_refresh'))} → "
+            f"{_s(nc500.get('preview'))} / {_s(nc500.get('up_refresh'))}",
             "the same stack with 0 jobs",
             f"{_x(_ratio(nc100.get('preview'), nc0.get('preview')))} /"
-            f" {_x(_ratio(nc100.get('up_refresh'), nc0.get('up_refresh')))}",
+            f" {_x(_ratio(nc100.get('up_refresh'), nc0.get('up_refresh')))} →"
+            f" {_x(_ratio(nc500.get('preview'), nc0.get('preview')))} /"
+            f" {_x(_ratio(nc500.get('up_refresh'), nc0.get('up_refresh')))}",
         ],
         [
             "Rolling update of 3 nodes (median)",
@@ -167,10 +170,19 @@ def _summary(results: Results) -> list[str]:
         ],
         *_hosts_summary(results),
         [
-            "Register 100 / 500 jobs",
-            f"`pulumi up` {_s(r100.get('pulumi_up_s'))} / {_s(r500.get('pulumi_up_s'))}",
-            f"REST loop {_s(r100.get('rest_loop_s'))} / {_s(r500.get('rest_loop_s'))}",
-            f"{_x(r100.get('ratio_pulumi_vs_rest'))} / {_x(r500.get('ratio_pulumi_vs_rest'))}",
+            "Register 100 / 500 / 2000 jobs",
+            f"`pulumi up` {_s(r100.get('pulumi_up_s'))} / {_s(r500.get('pulumi_up_s'))}"
+            f" / {_s(r2000.get('pulumi_up_s'))}",
+            f"REST loop {_s(r100.get('rest_loop_s'))} / {_s(r500.get('rest_loop_s'))}"
+            f" / {_s(r2000.get('rest_loop_s'))}",
+            f"{_x(r100.get('ratio_pulumi_vs_rest'))} / {_x(r500.get('ratio_pulumi_vs_rest'))}"
+            f" / {_x(r2000.get('ratio_pulumi_vs_rest'))}",
+        ],
+        [
+            "One job changed among 5 / 500 (`up --refresh`, median)",
+            f"{_s(one5)} / {_s(one500)}",
+            "the same change among 5 jobs",
+            f"{_x(_ratio(one500, one5))}",
         ],
         [
             "Memory per node at rest, 0 → 100 → 500 jobs",
@@ -329,12 +341,12 @@ def _no_change(results: Results) -> list[str]:
         f"Each operation {_repeats(results)} times on the formed cluster, interleaved; median, then every"
         " run. `preview` is `pulumi preview --diff` (as `make preview`), `up --refresh` is `make up`,"
         " `up` the same without refresh. The jobs are declared in the stack config (`cluster.jobs`),"
-        " one `DkronJob` resource each.",
+        " all of them one `DkronJobSet` resource.",
         "",
     ]
-    out += _failed(results, "no_change_0_jobs", "no_change_100_jobs")
+    out += _failed(results, "no_change_0_jobs", "no_change_100_jobs", "no_change_500_jobs")
     rows = []
-    for key in ("no_change_0_jobs", "no_change_100_jobs"):
+    for key in ("no_change_0_jobs", "no_change_100_jobs", "no_change_500_jobs"):
         r = results.get(key) or {}
         if not r.get("runs"):
             continue
@@ -351,13 +363,14 @@ def _no_change(results: Results) -> list[str]:
         )
     out += _table(["Jobs", "preview", "up --refresh", "up", "Changes reported"], rows)
     base = _get(results, "no_change_0_jobs", "median_s") or {}
-    more = _get(results, "no_change_100_jobs", "median_s") or {}
-    if base and more:
-        parts = [
-            f"`{k.replace('_', ' --')}` {_x(_ratio(more[k], base[k]))}"
-            for k in ("preview", "up_refresh", "up")
-        ]
-        out += [f"100 jobs against none: {', '.join(parts)}.", ""]
+    for count in (100, 500):
+        more = _get(results, f"no_change_{count}_jobs", "median_s") or {}
+        if base and more:
+            parts = [
+                f"`{k.replace('_', ' --')}` {_x(_ratio(more[k], base[k]))}"
+                for k in ("preview", "up_refresh", "up")
+            ]
+            out += [f"{count} jobs against none: {', '.join(parts)}.", ""]
     return out
 
 
@@ -566,13 +579,22 @@ def _registration(results: Results) -> list[str]:
         "",
         "On the same cluster, each starting from no jobs: a plain loop of `DkronClient.upsert_job` against"
         " node1 (then a loop of `delete_job`), then the same number of jobs declared in the stack config"
-        " and `pulumi up --refresh`, which makes one `DkronJob` resource per job; its provider also reads"
-        " each job back and compares it with what was sent. Removing them is one more `pulumi up`.",
+        " and `pulumi up --refresh`. All jobs are one `DkronJobSet` resource: its provider writes the jobs"
+        " that changed, 8 requests at a time, parents before children, then reads every job back with one"
+        " `GET /v1/jobs` and compares each with what was sent. Removing them is one more `pulumi up`.",
         "",
     ]
-    out += _failed(results, "register_100_jobs", "register_500_jobs", "delete_100_jobs", "delete_500_jobs")
+    out += _failed(
+        results,
+        "register_100_jobs",
+        "register_500_jobs",
+        "register_2000_jobs",
+        "delete_100_jobs",
+        "delete_500_jobs",
+        "delete_2000_jobs",
+    )
     rows = []
-    for count in (100, 500):
+    for count in (100, 500, 2000):
         r = results.get(f"register_{count}_jobs") or {}
         d = results.get(f"delete_{count}_jobs") or {}
         if not r.get("rest_loop_s"):
@@ -600,6 +622,50 @@ def _registration(results: Results) -> list[str]:
         ],
         rows,
     )
+    out += _growth(results)
+    out += _one_change(results)
+    return out
+
+
+def _growth(results: Results) -> list[str]:
+    """How each method's time grows with the count: seconds per extra job between the sizes."""
+    points = [(c, results.get(f"register_{c}_jobs") or {}) for c in (100, 500, 2000)]
+    points = [(c, r) for c, r in points if r.get("pulumi_up_s") and r.get("rest_loop_s")]
+    lines = []
+    for (c1, r1), (c2, r2) in itertools.pairwise(points):
+        per_up = (r2["pulumi_up_s"] - r1["pulumi_up_s"]) / (c2 - c1) * 1000
+        per_rest = (r2["rest_loop_s"] - r1["rest_loop_s"]) / (c2 - c1) * 1000
+        lines.append(
+            f"- {c1} → {c2} jobs: `pulumi up` {per_up:.1f} ms per extra job, REST loop {per_rest:.1f} ms."
+        )
+    if not lines:
+        return []
+    return ["How the time grows with the count:", "", *lines, ""]
+
+
+def _one_change(results: Results) -> list[str]:
+    rows = []
+    for count in (5, 500):
+        r = results.get(f"one_change_{count}_jobs") or {}
+        if r.get("runs"):
+            rows.append(
+                [
+                    count,
+                    f"**{_s(r['median_s'])}** ({', '.join(_n(v) for v in r['runs'])})",
+                    "none" if not r.get("unexpected_changes") else f"{r['unexpected_changes']}",
+                ]
+            )
+    if not rows:
+        return _failed(results, "one_change_5_jobs", "one_change_500_jobs")
+    out = [
+        "One job's schedule changed among 5 and among 500 declared jobs, `pulumi up --refresh` (as `make up`):",
+        "",
+    ]
+    out += _failed(results, "one_change_5_jobs", "one_change_500_jobs")
+    out += _table(["Jobs", "`up --refresh`", "Other changes reported"], rows)
+    five, many = (_get(results, f"one_change_{c}_jobs", "median_s") for c in (5, 500))
+    if five and many:
+        out += [f"Among 500 against among 5: {_x(_ratio(many, five))}.", ""]
     return out
 
 

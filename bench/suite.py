@@ -531,6 +531,26 @@ class Bench:
             ratio_pulumi_vs_rest=ratio(up_s, rest_s),
         )
 
+    def one_change(self, data: dict[str, Any], count: int) -> None:
+        """One job's schedule changed among `count` declared jobs: `up --refresh` (as `make up`), median of RUNS.
+
+        The stack must hold `bulk_jobs("job", count)` already (or this declares them first)."""
+        jobs = bulk_jobs("job", count)
+        if sorted(j["name"] for j in jobs) != sorted(self.s.last_outputs.get("jobs") or []):
+            self.s.set_jobs(jobs)
+            self.s.timed_up()
+        times: list[float] = []
+        unexpected: list[dict[str, Any]] = []
+        for run in range(RUNS):
+            changed = [dict(j) for j in jobs]
+            changed[count // 2] = {**changed[count // 2], "schedule": f"@every {25 + run}h"}
+            self.s.set_jobs(changed)
+            took, changes = self.s.timed_up()
+            times.append(round(took, 2))
+            if changed(changes) != {"update": 1}:
+                unexpected.append(changed(changes))
+        data.update(jobs=count, runs=times, median_s=median(times), unexpected_changes=unexpected)
+
     def remove_jobs(self, data: dict[str, Any], keep: list[dict[str, Any]]) -> None:
         """`pulumi up` that deletes the bulk jobs (and declares `keep`)."""
         self.s.set_jobs(keep)
@@ -922,6 +942,10 @@ class Bench:
             self.no_change(data, 0)
         with self.section("memory_0_jobs") as data:
             self.memory(data, 0)
+        with self.section("one_change_5_jobs") as data:
+            self.one_change(data, 5)
+        with self.section("delete_5_jobs") as data:
+            self.remove_jobs(data, [])
         with self.section("register_100_jobs") as data:
             self.registration(data, 100)
         with self.section("no_change_100_jobs") as data:
@@ -932,9 +956,17 @@ class Bench:
             self.remove_jobs(data, [])
         with self.section("register_500_jobs") as data:
             self.registration(data, 500)
+        with self.section("no_change_500_jobs") as data:
+            self.no_change(data, 500)
+        with self.section("one_change_500_jobs") as data:
+            self.one_change(data, 500)
         with self.section("memory_500_jobs") as data:
             self.memory(data, 500)
         with self.section("delete_500_jobs") as data:
+            self.remove_jobs(data, [])
+        with self.section("register_2000_jobs") as data:
+            self.registration(data, 2000)
+        with self.section("delete_2000_jobs") as data:
             self.remove_jobs(data, [TICK])
         with self.section("rolling_update") as data:
             self.rolling_updates(data)

@@ -51,7 +51,7 @@ from __future__ import annotations
 
 import os
 import time
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from datetime import UTC
 from typing import Any, TypeVar
 
@@ -126,6 +126,19 @@ _REFRESH_UNREACHABLE_S = 5.0
 _DOWN_MEMO_S = 60.0
 _down_since: dict[tuple[str, ...], float] = {}
 _POLL_S = 0.25
+
+
+# Jobs a `DkronJobSet` has written in this provider process. A stack deployed
+# before the job set had one `DkronJob` per job; the update that moves it to
+# the set creates the set first and deletes those resources last (the engine
+# deletes what the program no longer declares after every other step), and
+# all dynamic resources of an update share one provider process.
+_handed_over: set[str] = set()
+
+
+def hand_over(names: Iterable[str]) -> None:
+    """Note that a job set manages these jobs now (see ``DkronJobProvider.delete``)."""
+    _handed_over.update(names)
 
 
 class DkronJobError(RuntimeError):
@@ -206,7 +219,7 @@ def job_from_live(live: Mapping[str, Any], declared: Mapping[str, Any] | None = 
     return body
 
 
-def _mismatch_message(sent: Mapping[str, Any], stored: Mapping[str, Any]) -> str:
+def mismatch_message(sent: Mapping[str, Any], stored: Mapping[str, Any]) -> str:
     parts = []
     sent_leaves = dict(_leaves("job", managed_job(sent)))
     stored_leaves = dict(_leaves("job", managed_job(stored)))
@@ -221,7 +234,7 @@ def _mismatch_message(sent: Mapping[str, Any], stored: Mapping[str, Any]) -> str
 # --- talking to the cluster ----------------------------------------------------------
 
 
-def _api_urls(props: Mapping[str, Any]) -> list[str]:
+def api_urls_of(props: Mapping[str, Any]) -> list[str]:
     urls = [str(url) for url in props.get("api_urls") or []]
     if not urls:
         urls = [url.strip() for url in os.environ.get(API_URL_ENV, "").split(",") if url.strip()]
@@ -233,11 +246,11 @@ def _api_urls(props: Mapping[str, Any]) -> list[str]:
     return urls
 
 
-def _timeout_s(props: Mapping[str, Any]) -> float:
+def timeout_of(props: Mapping[str, Any]) -> float:
     return float(props.get("timeout_s") or DEFAULT_TIMEOUT_S)
 
 
-def _on_any_node(urls: Sequence[str], action: Callable[[DkronClient], T]) -> T:
+def on_any_node(urls: Sequence[str], action: Callable[[DkronClient], T]) -> T:
     """``action`` on the first node that answers; the last failure if none does.
 
     Connection failures and 5xx answers move on to the next node; a 4xx answer
@@ -266,7 +279,7 @@ def _server_fields(live: Mapping[str, Any] | None) -> dict[str, Any]:
 def _get(urls: Sequence[str], name: str, timeout_s: float) -> dict[str, Any] | None:
     return retry(
         f"reading Dkron job {name!r}",
-        lambda: _on_any_node(urls, lambda client: client.get_job(name)),
+        lambda: on_any_node(urls, lambda client: client.get_job(name)),
         timeout_s=timeout_s,
     )
 
@@ -304,7 +317,7 @@ def _write(urls: Sequence[str], job: Mapping[str, Any], timeout_s: float) -> dic
             raise
         return client.base_url
 
-    writer = retry(f"writing Dkron job {name!r}", lambda: _on_any_node(urls, upsert), timeout_s=timeout_s)
+    writer = retry(f"writing Dkron job {name!r}", lambda: on_any_node(urls, upsert), timeout_s=timeout_s)
     # Read back from the node that took the write first: it forwarded the write
     # to the leader, and its replica catches up within moments.
     readers = [writer, *(url for url in urls if url.rstrip("/") != writer)]
@@ -320,12 +333,12 @@ def _write(urls: Sequence[str], job: Mapping[str, Any], timeout_s: float) -> dic
     if live is None:
         raise DkronJobError(f"Dkron accepted job {name!r} but does not return it on {writer}")
     raise DkronJobError(
-        f"Dkron stored job {name!r} differently from what was sent ({_mismatch_message(job, live)});"
+        f"Dkron stored job {name!r} differently from what was sent ({mismatch_message(job, live)});"
         " this Dkron version may not support one of these fields"
     )
 
 
-def _delete(urls: Sequence[str], name: str, timeout_s: float) -> None:
+def delete_job(urls: Sequence[str], name: str, timeout_s: float) -> None:
     """Delete the job; a job that is already gone is fine."""
 
     def delete(client: DkronClient) -> None:
@@ -343,13 +356,13 @@ def _delete(urls: Sequence[str], name: str, timeout_s: float) -> None:
             )
         raise DkronError(f"DELETE of job {name!r} on {client.base_url} failed (no leader?)", 503)
 
-    retry(f"deleting Dkron job {name!r}", lambda: _on_any_node(urls, delete), timeout_s=timeout_s)
+    retry(f"deleting Dkron job {name!r}", lambda: on_any_node(urls, delete), timeout_s=timeout_s)
 
 
 # --- the provider ---------------------------------------------------------------------
 
 
-def _wire_job(job: Mapping[str, Any]) -> dict[str, Any]:
+def wire_job(job: Mapping[str, Any]) -> dict[str, Any]:
     """The job body as Dkron's JSON decoder takes it.
 
     Numbers reach the provider process as floats (the engine's wire format has
@@ -363,9 +376,9 @@ def _wire_job(job: Mapping[str, Any]) -> dict[str, Any]:
 
 def _inputs(props: Mapping[str, Any]) -> dict[str, Any]:
     return {
-        "api_urls": _api_urls(props),
-        "job": _wire_job(props["job"]),
-        "timeout_s": int(_timeout_s(props)),
+        "api_urls": api_urls_of(props),
+        "job": wire_job(props["job"]),
+        "timeout_s": int(timeout_of(props)),
     }
 
 
@@ -403,7 +416,7 @@ class DkronJobProvider(ResourceProvider):
         replaces = [path for path in changed if path == "job.name"]
         connection = not is_known(news.get("api_urls")) or (
             sorted(olds.get("api_urls") or []) != sorted(news.get("api_urls") or [])
-            or _timeout_s(olds) != _timeout_s(news)
+            or timeout_of(olds) != timeout_of(news)
         )
         return DiffResult(
             changes=bool(changed or connection),
@@ -421,7 +434,7 @@ class DkronJobProvider(ResourceProvider):
         except DkronJobError:
             # Create must leave nothing behind when it fails.
             if not existed:
-                _delete(urls, name, timeout)
+                delete_job(urls, name, timeout)
             raise
         return CreateResult(name, {**inputs, **_server_fields(live)})
 
@@ -437,10 +450,14 @@ class DkronJobProvider(ResourceProvider):
         return UpdateResult({**inputs, **_server_fields(live)})
 
     def delete(self, id_: str, props: dict[str, Any]) -> None:
-        _delete(_api_urls(props), id_, _timeout_s(props))
+        if id_ in _handed_over:
+            # A `DkronJobSet` of the same update wrote this job and manages it
+            # now: dropping this older resource must leave the job in Dkron.
+            return
+        delete_job(api_urls_of(props), id_, timeout_of(props))
 
     def read(self, id_: str, props: dict[str, Any]) -> ReadResult:
-        urls, timeout = _api_urls(props), _timeout_s(props)
+        urls, timeout = api_urls_of(props), timeout_of(props)
         try:
             live = _refresh_get(urls, id_, timeout)
         except DkronUnavailable:

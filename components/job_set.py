@@ -1,34 +1,18 @@
-"""The stack's jobs as `DkronJob` resources, created once the cluster is ready."""
+"""The stack's jobs as one `DkronJobSet`, written once the cluster is ready."""
 
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import Any
 
 import pulumi
+import requests
 from pulumi.runtime.config import get_config, is_config_secret
 
 from components.config_errors import in_stack
-from components.job_provider import DkronJob
-from components.jobs import JobConfigError, JobSpec
-
-
-def parents_first(jobs: Sequence[JobSpec]) -> list[JobSpec]:
-    """Jobs ordered so each comes after its parent (validation ruled out cycles)."""
-    by_name = {job.name: job for job in jobs}
-    ordered: list[JobSpec] = []
-    placed: set[str] = set()
-
-    def place(job: JobSpec) -> None:
-        if job.name in placed:
-            return
-        if job.parent_job in by_name:
-            place(by_name[job.parent_job])
-        placed.add(job.name)
-        ordered.append(job)
-
-    for job in jobs:
-        place(job)
-    return ordered
+from components.dkron_client import DkronClient, DkronError
+from components.job_set_provider import DkronJobSet
+from components.jobs import JobConfigError, JobSpec, job_payload
 
 
 def _full_key(key: str) -> str:
@@ -74,33 +58,59 @@ def _secret(key: str) -> pulumi.Output[str]:
     return pulumi.Config(namespace).require_secret(name)
 
 
+def _secret_body(job: JobSpec) -> pulumi.Output[dict[str, Any]]:
+    values = pulumi.Output.all(**{var: _secret(key) for var, key in job.secret_env.items()})
+    return values.apply(lambda resolved: job_payload(job, resolved))
+
+
+def declared_bodies(jobs: Sequence[JobSpec]) -> dict[str, dict[str, Any]]:
+    """Each job's body as it will be sent, secret env values in (for comparing only, never shown).
+
+    ``check_secret_env`` must have passed: every key it names is set.
+    """
+    bodies = {}
+    for job in jobs:
+        values = {var: str(get_config(_full_key(key))) for var, key in job.secret_env.items()}
+        bodies[job.name] = job_payload(job, values)
+    return bodies
+
+
+def live_jobs(api_urls: Sequence[str]) -> dict[str, dict[str, Any]] | None:
+    """The jobs in Dkron, from the first node that answers; None if none does."""
+    for url in api_urls:
+        with DkronClient(url, timeout_s=5.0) as client:
+            try:
+                return {str(job["name"]): job for job in client.list_jobs()}
+            except (DkronError, requests.RequestException):
+                continue
+    return None
+
+
 def declare_jobs(
     jobs: Sequence[JobSpec],
     api_urls: Sequence[str],
     ready: Sequence[pulumi.Resource],
     parent: pulumi.Resource,
-) -> dict[str, DkronJob]:
-    """One `DkronJob` per job, after every node gate and after its parent job.
+    prune_unmanaged: bool = False,
+) -> DkronJobSet:
+    """One `DkronJobSet` for every job, after every node gate.
 
     `secret_env` values come from the stack's secret config keys the job names
     (`pulumi config set --secret <key> <value>`; a key without a namespace is
-    the project's), so they stay secrets. ``check_secret_env`` must have
-    passed first: it fails the program on a key that is missing or that holds a
-    plain-text value.
+    the project's): the bodies of jobs with any go in the set's `secret_jobs`,
+    a secret. ``check_secret_env`` must have passed first: it fails the program
+    on a key that is missing or that holds a plain-text value.
     """
-    resources: dict[str, DkronJob] = {}
-    for job in parents_first(jobs):
-        after = list(ready)
-        if job.parent_job:
-            after.append(resources[job.parent_job])
-        resources[job.name] = DkronJob(
-            f"job-{job.name}",
-            job,
-            api_urls=list(api_urls),
-            secret_env={var: _secret(key) for var, key in job.secret_env.items()},
-            # Destroying the cluster takes its jobs with it (they live in the
-            # nodes' data): no API calls then, which also works when the
-            # containers are already gone.
-            opts=pulumi.ResourceOptions(parent=parent, depends_on=after, deleted_with=parent),
-        )
-    return resources
+    plain = {job.name: job_payload(job) for job in jobs if not job.secret_env}
+    secret = {job.name: _secret_body(job) for job in jobs if job.secret_env}
+    return DkronJobSet(
+        "jobs",
+        jobs=plain,
+        secret_jobs=pulumi.Output.from_input(secret),
+        api_urls=list(api_urls),
+        prune_unmanaged=prune_unmanaged,
+        # Destroying the cluster takes its jobs with it (they live in the
+        # nodes' data): no API calls then, which also works when the
+        # containers are already gone.
+        opts=pulumi.ResourceOptions(parent=parent, depends_on=list(ready), deleted_with=parent),
+    )

@@ -131,6 +131,7 @@ class TestStack:
             **settings,
         }
         self.config_file = STACKS / f"Pulumi.{self.name}.yaml"
+        self.project_config: dict[str, Any] = {}
         self._write_config()
         self.stack = auto.create_or_select_stack(stack_name=self.name, work_dir=str(ROOT))
         self.log: list[str] = []
@@ -141,8 +142,19 @@ class TestStack:
         existing: dict[str, Any] = {}
         if self.config_file.exists():
             existing = yaml.safe_load(self.config_file.read_text()) or {}
-        existing.setdefault("config", {})["dkron-cluster:cluster"] = self.cluster
+        config = existing.setdefault("config", {})
+        config["dkron-cluster:cluster"] = self.cluster
+        for key, value in self.project_config.items():
+            if value is None:
+                config.pop(f"dkron-cluster:{key}", None)
+            else:
+                config[f"dkron-cluster:{key}"] = value
         self.config_file.write_text(yaml.safe_dump(existing, sort_keys=False))
+
+    def set_project_config(self, key: str, value: Any) -> None:
+        """Set (None: remove) a project config key besides `cluster`, e.g. `jobs`."""
+        self.project_config[key] = value
+        self._write_config()
 
     def configure(self, change: Callable[[dict[str, Any]], None]) -> None:
         """Edit the cluster config the way a user edits the stack file."""

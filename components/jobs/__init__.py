@@ -16,7 +16,13 @@ This package was the module ``components/jobs.py``; every name it exported is
 still importable from here.
 """
 
-from components.jobs.loading import cluster_node_tags, load_jobs, validate_jobs
+from components.jobs.loading import (
+    JobSettings,
+    cluster_node_tags,
+    load_job_settings,
+    load_jobs,
+    validate_jobs,
+)
 from components.jobs.payload import job_payload
 from components.jobs.spec import (
     AVAILABLE_EXECUTORS,
@@ -36,11 +42,13 @@ __all__ = [
     "JOB_NAME",
     "SHELL_CONFIG_KEYS",
     "JobConfigError",
+    "JobSettings",
     "JobSpec",
     "check_schedule",
     "cluster_node_tags",
     "go_duration_seconds",
     "job_payload",
+    "load_job_settings",
     "load_jobs",
     "parse_rfc3339",
     "validate_jobs",

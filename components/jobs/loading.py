@@ -12,13 +12,13 @@ from pathlib import Path
 from typing import Any
 
 import yaml
-from pydantic import ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from components.config_errors import Problem, describe, in_stack, validation_lines
 from components.jobs.spec import JobConfigError, JobSpec
 from components.spec import ClusterSpec, version_key
 
-__all__ = ["cluster_node_tags", "load_jobs", "validate_jobs"]
+__all__ = ["JobSettings", "cluster_node_tags", "load_job_settings", "load_jobs", "validate_jobs"]
 
 # First Dkron release that stores starts_at; older servers drop it silently.
 _STARTS_AT_SINCE = (4, 0, 9)
@@ -72,6 +72,35 @@ def load_jobs(
     if problems:
         raise JobConfigError(problems)
     return specs
+
+
+class JobSettings(BaseModel):
+    """How the stack treats jobs as a whole (stack config key ``jobs``)."""
+
+    # Not strict: `pulumi config set --path jobs.prune_unmanaged true` may store a string.
+    model_config = ConfigDict(extra="forbid")
+
+    prune_unmanaged: bool = Field(
+        default=False,
+        description="Delete jobs in Dkron that the stack does not declare (a preview lists them first).",
+    )
+
+
+def _settings_problems(error: Any, path: str) -> list[str] | None:
+    if error["type"] == "extra_forbidden":
+        allowed = f"unknown jobs setting; allowed: {', '.join(JobSettings.model_fields)}"
+        return [describe(path, error.get("input"), allowed)]
+    if not error["loc"]:
+        return [describe(path, error.get("input"), "must be a mapping, e.g. {prune_unmanaged: true}")]
+    return None
+
+
+def load_job_settings(stack: str, raw: Any) -> JobSettings:
+    """The stack's ``jobs`` settings (all defaults when the key is absent)."""
+    try:
+        return JobSettings.model_validate(raw if raw is not None else {})
+    except ValidationError as exc:
+        raise JobConfigError(validation_lines(stack, "jobs", exc, _settings_problems)) from None
 
 
 def cluster_node_tags(cluster: ClusterSpec) -> dict[str, dict[str, str]]:

@@ -110,7 +110,8 @@ def test_the_jobs_module_keeps_its_old_names() -> None:
     old_names = ast.literal_eval(exported)
     jobs = importlib.import_module("components.jobs")
     assert old_names
-    assert sorted(jobs.__all__) == sorted(old_names)
+    # New names may join; none of the old ones may go.
+    assert set(old_names) <= set(jobs.__all__)
     assert all(hasattr(jobs, name) for name in old_names)
 
 

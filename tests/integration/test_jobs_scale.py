@@ -1,0 +1,248 @@
+"""Hundreds of jobs and jobs made by hand, on a real three-node cluster.
+
+- 500 jobs (parents and children among them) in one `pulumi up`, each on every
+  node as declared; one of them changed: the preview names that job and field
+  alone; no change: nothing to do; one invalid job among 500 fails the preview
+  with its name and field, and nothing is written.
+- Jobs made through the API: the preview lists them, `make jobs-export` writes
+  them as a job file, the stack takes them over with one edit and no change,
+  and `jobs.prune_unmanaged` deletes the ones left undeclared.
+"""
+
+from __future__ import annotations
+
+import copy
+import re
+import subprocess
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+from pulumi import automation as auto
+
+from components.job_provider import managed_job
+from testing.harness import ROOT, TestStack, eventually
+
+pytestmark = pytest.mark.integration
+
+NODES = [{"name": "n1"}, {"name": "n2"}, {"name": "n3"}]
+COUNT = 500
+
+
+def bulk(count: int) -> list[dict[str, Any]]:
+    """`count` jobs; every tenth has the one before it as parent."""
+    jobs: list[dict[str, Any]] = []
+    for i in range(count):
+        job: dict[str, Any] = {
+            "name": f"bulk-{i:03d}",
+            "executor": "shell",
+            "executor_config": {"command": f"echo {i}"},
+        }
+        if i % 10 == 9:
+            job["parent_job"] = f"bulk-{i - 1:03d}"
+        else:
+            job["schedule"] = f"@every {24 + i % 5}h"
+        jobs.append(job)
+    return jobs
+
+
+@pytest.fixture(scope="module")
+def stack() -> Iterator[TestStack]:
+    test_stack = TestStack(NODES)
+    try:
+        test_stack.up(refresh=False)
+        yield test_stack
+    finally:
+        test_stack.close()
+
+
+def _set_jobs(stack: TestStack, jobs: list[dict[str, Any]]) -> None:
+    stack.configure(lambda cluster: cluster.__setitem__("jobs", copy.deepcopy(jobs)))
+
+
+def _changes(preview: auto.PreviewResult) -> dict[str, int]:
+    return {str(getattr(op, "value", op)): count for op, count in preview.change_summary.items() if count}
+
+
+def _said(preview: auto.PreviewResult, *lines: str) -> None:
+    for line in lines:
+        # The program's messages reach the Automation API on stderr (`make preview` joins the two).
+        said = preview.stdout + preview.stderr
+        assert line in said, f"{line!r} not in the preview:\n{said[-3000:]}"
+
+
+def _live(stack: TestStack, node: str) -> dict[str, dict[str, Any]]:
+    with stack.client(node) as client:
+        return {str(job["name"]): job for job in client.list_jobs()}
+
+
+def _all_as_declared(
+    stack: TestStack, jobs: list[dict[str, Any]], extra: frozenset[str] = frozenset()
+) -> bool:
+    """Every node holds exactly `jobs` (plus `extra` names), each as declared."""
+    for node in stack.node_names():
+        live = _live(stack, node)
+        missing = [j["name"] for j in jobs if j["name"] not in live]
+        wrong = [
+            j["name"] for j in jobs if j["name"] in live and managed_job(live[j["name"]]) != managed_job(j)
+        ]
+        unexpected = set(live) - {j["name"] for j in jobs} - extra
+        if missing or wrong or unexpected:
+            raise AssertionError(
+                f"{node}: missing {missing[:5]}, not as declared {wrong[:5]}, unexpected {sorted(unexpected)[:5]}"
+            )
+    return True
+
+
+def test_five_hundred_jobs_in_one_up_then_one_changed_then_none(stack: TestStack) -> None:
+    jobs = bulk(COUNT)
+    _set_jobs(stack, jobs)
+    preview = stack.preview()
+    _said(preview, f"job changes: {COUNT} new; 0 unchanged", "+ bulk-000: new", "+ bulk-499: new")
+
+    started = time.monotonic()
+    outputs = stack.up()
+    print(f"JOBS500 up took {time.monotonic() - started:.1f}s")
+    assert len(outputs["jobs"]) == COUNT
+    eventually(f"all {COUNT} jobs on every node", lambda: _all_as_declared(stack, jobs), 60)
+    parent = _live(stack, "n2")["bulk-008"]
+    assert parent["dependent_jobs"] == ["bulk-009"], parent
+
+    # One job changed among 500: the preview names it and its field, nothing else.
+    changed = copy.deepcopy(jobs)
+    changed[123]["schedule"] = "@every 2h"
+    _set_jobs(stack, changed)
+    preview = stack.preview()
+    _said(preview, f"job changes: 1 changed; {COUNT - 1} unchanged", "~ bulk-123: schedule")
+    assert set(re.findall(r"[~+-] (bulk-\d+):", preview.stdout + preview.stderr)) == {"bulk-123"}
+    assert _changes(preview).get("update") == 1
+    started = time.monotonic()
+    stack.up()
+    print(f"JOBS500 one change took {time.monotonic() - started:.1f}s")
+    eventually("the changed job on every node", lambda: _all_as_declared(stack, changed), 30)
+
+    started = time.monotonic()
+    preview = stack.preview()
+    print(f"JOBS500 no-change preview took {time.monotonic() - started:.1f}s")
+    assert set(_changes(preview)) == {"same"}
+    _said(preview, f"no job changes ({COUNT} jobs)")
+
+
+def test_one_invalid_job_among_five_hundred_fails_the_preview_and_writes_nothing(stack: TestStack) -> None:
+    before = copy.deepcopy(stack.cluster["jobs"])
+    assert len(before) == COUNT, "the previous test left its jobs"
+    broken = copy.deepcopy(before)
+    broken[321]["schedule"] = "every day"
+    broken.append(
+        {"name": "new-one", "schedule": "@daily", "executor": "shell", "executor_config": {"command": "true"}}
+    )
+    _set_jobs(stack, broken)
+    try:
+        with pytest.raises(auto.CommandError) as failed:
+            stack.up()
+        assert "cluster.jobs[321].schedule = 'every day'" in str(failed.value)
+        assert "new-one" not in _live(stack, "n1")
+        _all_as_declared(stack, before)
+    finally:
+        _set_jobs(stack, before)
+
+
+def _export(stack: TestStack, out: Path, jobs: str = "") -> subprocess.CompletedProcess[str]:
+    """`make jobs-export` as a user runs it."""
+    args = ["make", "jobs-export", f"STACK={stack.name}", f"OUT={out}"]
+    if jobs:
+        args.append(f"JOBS={jobs}")
+    return subprocess.run(args, cwd=ROOT, capture_output=True, text=True, check=False)
+
+
+def test_jobs_made_by_hand_are_listed_exported_taken_over_and_pruned(
+    stack: TestStack, tmp_path: Path
+) -> None:
+    declared = [
+        {"name": "kept", "schedule": "@daily", "executor": "shell", "executor_config": {"command": "true"}}
+    ]
+    _set_jobs(stack, declared)
+    stack.up()
+    by_hand: list[dict[str, Any]] = [
+        {
+            "name": "hand-parent",
+            "schedule": "0 15 3 * * *",
+            "timezone": "Europe/Paris",
+            "owner": "ops",
+            "tags": {"server": "true:1"},
+            "metadata": {"team": "ops"},
+            "retries": 2,
+            "concurrency": "forbid",
+            "executor": "shell",
+            "executor_config": {"command": "echo parent", "shell": "true", "timeout": "30s"},
+        },
+        {
+            "name": "hand-child",
+            "parent_job": "hand-parent",
+            "executor": "shell",
+            "executor_config": {"command": "echo child"},
+        },
+        {
+            "name": "hand-http",
+            "schedule": "@every 6h",
+            "disabled": True,
+            "executor": "http",
+            "executor_config": {"method": "GET", "url": "http://127.0.0.1:9/", "expectCode": "200"},
+        },
+        {"name": "stray", "schedule": "@hourly", "executor": "shell", "executor_config": {"command": "true"}},
+    ]
+    with stack.client("n1") as client:
+        for job in by_hand:
+            client.upsert_job(job)
+    eventually("the hand-made jobs on every node", lambda: _all_as_declared(stack, [*declared, *by_hand]), 30)
+
+    # The preview lists what no stack declares (make preview refreshes first, as here).
+    stack.stack.refresh(on_output=stack._echo, color="never")
+    _said(
+        stack.preview(),
+        "jobs in Dkron that no stack declares (4), left alone: hand-child, hand-http, hand-parent, stray",
+    )
+
+    # Exported by name; the child's parent comes along.
+    out = tmp_path / "taken-over.yaml"
+    done = _export(stack, out, "hand-child,hand-http")
+    assert done.returncode == 0, done.stderr
+    assert "also exporting 'hand-parent'" in done.stdout
+    assert f"pulumi config set --stack {stack.name} --path 'cluster.job_files[0]' {out}" in done.stdout
+    written = yaml.safe_load(out.read_text())["jobs"]
+    assert [job["name"] for job in written] == ["hand-child", "hand-http", "hand-parent"]
+    assert all("status" not in job and "next" not in job and "success_count" not in job for job in written)
+    # Asking again for a file that exists does not overwrite it.
+    again = _export(stack, out, "stray")
+    assert again.returncode == 2
+    assert "exists" in again.stderr
+
+    # One edit (the job file added) and the three are taken over with no change at all.
+    stack.configure(lambda cluster: cluster.__setitem__("job_files", [str(out)]))
+    preview = stack.preview()
+    _said(
+        preview,
+        "= hand-child: taken over, no change",
+        "= hand-http: taken over, no change",
+        "= hand-parent: taken over, no change",
+        "left alone: stray",
+    )
+    assert set(_changes(preview)) == {"same"}, _changes(preview)
+    outputs = stack.up()
+    assert outputs["jobs"] == ["hand-child", "hand-http", "hand-parent", "kept"]
+
+    # Pruning: the preview lists the job to delete first, the up deletes it alone.
+    stack.set_project_config("jobs", {"prune_unmanaged": True})
+    stack.stack.refresh(on_output=stack._echo, color="never")
+    preview = stack.preview()
+    _said(preview, "- stray: delete (no stack declares it; jobs.prune_unmanaged is on)")
+    assert _changes(preview).get("update") == 1
+    stack.up()
+    eventually("stray pruned, the rest kept", lambda: _all_as_declared(stack, [*declared, *by_hand[:3]]), 30)
+    nothing = _export(stack, tmp_path / "none.yaml")
+    assert nothing.returncode == 0, nothing.stderr
+    assert "nothing to export" in nothing.stdout
+    assert set(_changes(stack.preview())) == {"same"}
