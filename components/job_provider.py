@@ -250,23 +250,31 @@ def timeout_of(props: Mapping[str, Any]) -> float:
     return float(props.get("timeout_s") or DEFAULT_TIMEOUT_S)
 
 
-def on_any_node(urls: Sequence[str], action: Callable[[DkronClient], T]) -> T:
+def on_any_node(
+    urls: Sequence[str],
+    action: Callable[[DkronClient], T],
+    client_for: Callable[[str], DkronClient] | None = None,
+) -> T:
     """``action`` on the first node that answers; the last failure if none does.
 
     Connection failures and 5xx answers move on to the next node; a 4xx answer
-    is final. ``retry`` around this rides out a leader election.
+    is final. ``retry`` around this rides out a leader election. Each call
+    makes and closes its own clients, unless ``client_for`` lends them.
     """
     last: Exception | None = None
     for url in urls:
-        with DkronClient(url) as client:
-            try:
-                return action(client)
-            except DkronError as err:
-                if not err.retryable:
-                    raise
-                last = err
-            except (requests.ConnectionError, requests.Timeout) as err:
-                last = err
+        client = client_for(url) if client_for else DkronClient(url)
+        try:
+            return action(client)
+        except DkronError as err:
+            if not err.retryable:
+                raise
+            last = err
+        except (requests.ConnectionError, requests.Timeout) as err:
+            last = err
+        finally:
+            if client_for is None:
+                client.close()
     assert last is not None
     raise last
 

@@ -50,7 +50,6 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import pulumi
-import requests
 from pulumi.dynamic import (
     CheckFailure,
     CheckResult,
@@ -73,6 +72,7 @@ from components.job_provider import (
     job_from_live,
     managed_job,
     mismatch_message,
+    on_any_node,
     timeout_of,
     wire_job,
 )
@@ -174,22 +174,6 @@ def levels(jobs: Mapping[str, Mapping[str, Any]]) -> list[list[str]]:
 # --- talking to the cluster ----------------------------------------------------------------
 
 
-def _on_any_node(urls: Sequence[str], action: Callable[[DkronClient], Any], clients: _Clients) -> Any:
-    """``action`` on the first node that answers (see ``job_provider.on_any_node``)."""
-    last: Exception | None = None
-    for url in urls:
-        try:
-            return action(clients.get(url))
-        except DkronError as err:
-            if not err.retryable:
-                raise
-            last = err
-        except (requests.ConnectionError, requests.Timeout) as err:
-            last = err
-    assert last is not None
-    raise last
-
-
 class _Clients:
     """One Dkron client per node and thread, kept for the whole operation."""
 
@@ -214,7 +198,7 @@ class _Clients:
 def _list(urls: Sequence[str], timeout_s: float, clients: _Clients) -> dict[str, dict[str, Any]]:
     jobs = retry(
         "listing Dkron jobs",
-        lambda: _on_any_node(urls, lambda client: client.list_jobs(), clients),
+        lambda: on_any_node(urls, lambda client: client.list_jobs(), clients.get),
         timeout_s=timeout_s,
     )
     return {str(job["name"]): job for job in jobs}
@@ -236,7 +220,7 @@ def _write_one(urls: Sequence[str], job: Mapping[str, Any], timeout_s: float, cl
                 raise DkronJobError(f"Dkron refused job {name!r}: {err}") from err
             raise
 
-    retry(f"writing Dkron job {name!r}", lambda: _on_any_node(urls, upsert, clients), timeout_s=timeout_s)
+    retry(f"writing Dkron job {name!r}", lambda: on_any_node(urls, upsert, clients.get), timeout_s=timeout_s)
 
 
 def _in_parallel(names: Sequence[str], action: Callable[[str], None]) -> dict[str, Exception]:
@@ -483,8 +467,6 @@ class DkronJobSet(Resource, module="dkron", name="DkronJobSet"):
         # field instead (`components.job_changes`).
         opts = pulumi.ResourceOptions.merge(
             opts,
-            pulumi.ResourceOptions(
-                additional_secret_outputs=["secret_jobs"], hide_diffs=["jobs"]
-            ),
+            pulumi.ResourceOptions(additional_secret_outputs=["secret_jobs"], hide_diffs=["jobs"]),
         )
         super().__init__(DkronJobSetProvider(), resource_name, props, opts)

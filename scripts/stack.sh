@@ -25,6 +25,8 @@ MSG
   exit 2
 fi
 pulumi stack select --create "$stack" --non-interactive >/dev/null
+# An update killed half way leaves its lock behind; one of a process that is gone is removed.
+python "$ROOT/scripts/stale_locks.py" "$stack"
 case "$action" in
   up) exec pulumi up --yes --refresh --non-interactive --stack "$stack" ;;
   # The diff display prints diagnostics, the program's node-by-node summary

@@ -12,7 +12,9 @@
 from __future__ import annotations
 
 import copy
+import os
 import re
+import signal
 import subprocess
 import time
 from collections.abc import Iterator
@@ -128,6 +130,52 @@ def test_five_hundred_jobs_in_one_up_then_one_changed_then_none(stack: TestStack
     preview = stack.preview()
     print(f"JOBS500 no-change preview took {time.monotonic() - started:.1f}s")
     assert set(_changes(preview)) == {"same"}
+    _said(preview, f"no job changes ({COUNT} jobs)")
+
+
+def test_an_update_killed_half_way_is_finished_by_the_next_up(stack: TestStack) -> None:
+    before = copy.deepcopy(stack.cluster["jobs"])
+    assert len(before) == COUNT, "the previous test left its jobs"
+    after = copy.deepcopy(before)
+    for job in after:
+        job["executor_config"] = {"command": f"{job['executor_config']['command']} v2"}
+    _set_jobs(stack, after)
+
+    def rewritten() -> int:
+        live = _live(stack, "n1")
+        return sum(
+            live[j["name"]]["executor_config"].get("command") == j["executor_config"]["command"]
+            for j in after
+        )
+
+    # `make up` as a user runs it, killed (CLI, program and providers at once) once
+    # the first jobs are rewritten: a crash in the middle of the job set's update.
+    up = subprocess.Popen(
+        ["make", "up", f"STACK={stack.name}"],
+        cwd=ROOT,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,
+    )
+    try:
+        done = eventually("the first jobs rewritten", lambda: rewritten() or None, 120, poll_s=0.05)
+    finally:
+        os.killpg(up.pid, signal.SIGKILL)
+        up.wait()
+    left = rewritten()
+    print(f"CRASH killed with {done} of {COUNT} jobs rewritten ({left} once everything stopped)")
+    assert left < COUNT, "the update finished before the kill: it tested nothing"
+
+    # The next `make up` removes the dead process's lock, finds the state of the last
+    # finished update, and does what is left.
+    again = subprocess.run(
+        ["make", "up", f"STACK={stack.name}"], cwd=ROOT, capture_output=True, text=True, check=False
+    )
+    assert again.returncode == 0, again.stdout[-2000:] + again.stderr[-2000:]
+    assert "removed the update lock of process" in again.stderr, again.stderr[-2000:]
+    eventually(f"all {COUNT} jobs as declared on every node", lambda: _all_as_declared(stack, after), 60)
+    preview = stack.preview()
+    assert set(_changes(preview)) == {"same"}, _changes(preview)
     _said(preview, f"no job changes ({COUNT} jobs)")
 
 

@@ -244,7 +244,8 @@ def test_an_edit_made_through_the_api_shows_in_preview_and_up_reverts_it(stack: 
     changes = _changes(preview)
     assert changes.get("update") == 1, changes
     assert set(changes) <= {"update", "same"}, changes
-    _said(preview, "~ backup: executor_config.command, schedule")
+    # The hand edit dropped the timeout too: three fields differ from the declared job.
+    _said(preview, "~ backup: executor_config.command, executor_config.timeout, schedule")
 
     stack.up()
     _wait_declared(stack, BACKUP)
