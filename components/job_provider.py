@@ -306,24 +306,34 @@ def _refresh_get(urls: Sequence[str], name: str, timeout_s: float) -> dict[str, 
     return live
 
 
+def send_job(client: DkronClient, job: Mapping[str, Any], missing_parent: str) -> str:
+    """Upsert ``job`` through ``client``; the node's URL.
+
+    A refusal that asking again would only repeat (4xx) becomes ``DkronJobError``;
+    ``missing_parent`` says what to do when Dkron lacks the job's parent.
+    """
+    name = str(job["name"])
+    try:
+        client.upsert_job(dict(job))
+    except DkronError as err:
+        if err.status == 404 and job.get("parent_job"):
+            raise DkronJobError(
+                f"Dkron has no parent job {job['parent_job']!r} for job {name!r}; create the parent"
+                f" first ({missing_parent})"
+            ) from err
+        if not err.retryable:
+            raise DkronJobError(f"Dkron refused job {name!r}: {err}") from err
+        raise
+    return client.base_url
+
+
 def _write(urls: Sequence[str], job: Mapping[str, Any], timeout_s: float) -> dict[str, Any]:
     """Upsert ``job`` and return it as Dkron stored it."""
     name = str(job["name"])
     deadline = time.monotonic() + timeout_s
 
     def upsert(client: DkronClient) -> str:
-        try:
-            client.upsert_job(dict(job))
-        except DkronError as err:
-            if err.status == 404 and job.get("parent_job"):
-                raise DkronJobError(
-                    f"Dkron has no parent job {job['parent_job']!r} for job {name!r}; create the parent"
-                    " first (declare the child with depends_on its parent's DkronJob)"
-                ) from err
-            if not err.retryable:
-                raise DkronJobError(f"Dkron refused job {name!r}: {err}") from err
-            raise
-        return client.base_url
+        return send_job(client, job, "declare the child with depends_on its parent's DkronJob")
 
     writer = retry(f"writing Dkron job {name!r}", lambda: on_any_node(urls, upsert), timeout_s=timeout_s)
     # Read back from the node that took the write first: it forwarded the write

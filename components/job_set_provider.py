@@ -61,7 +61,7 @@ from pulumi.dynamic import (
     UpdateResult,
 )
 
-from components.dkron_client import DkronClient, DkronError, DkronUnavailable, retry
+from components.dkron_client import DkronClient, DkronUnavailable, retry
 from components.job_provider import (
     DEFAULT_TIMEOUT_S,
     DkronJobError,
@@ -73,6 +73,7 @@ from components.job_provider import (
     managed_job,
     mismatch_message,
     on_any_node,
+    send_job,
     timeout_of,
     wire_job,
 )
@@ -207,18 +208,8 @@ def _list(urls: Sequence[str], timeout_s: float, clients: _Clients) -> dict[str,
 def _write_one(urls: Sequence[str], job: Mapping[str, Any], timeout_s: float, clients: _Clients) -> None:
     name = str(job["name"])
 
-    def upsert(client: DkronClient) -> None:
-        try:
-            client.upsert_job(dict(job))
-        except DkronError as err:
-            if err.status == 404 and job.get("parent_job"):
-                raise DkronJobError(
-                    f"job {name!r}: Dkron has no parent job {job['parent_job']!r}"
-                    " (declare the parent in this stack, or create it first)"
-                ) from err
-            if not err.retryable:
-                raise DkronJobError(f"Dkron refused job {name!r}: {err}") from err
-            raise
+    def upsert(client: DkronClient) -> str:
+        return send_job(client, job, "declare the parent in this stack")
 
     retry(f"writing Dkron job {name!r}", lambda: on_any_node(urls, upsert, clients.get), timeout_s=timeout_s)
 

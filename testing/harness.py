@@ -10,6 +10,7 @@ carries the stack's label, so a failed test leaves nothing behind.
 from __future__ import annotations
 
 import contextlib
+import copy
 import io
 import itertools
 import math
@@ -97,6 +98,19 @@ def remove_image(tag: str) -> None:
         client.images.remove(tag, force=True)
 
 
+def preview_ops(preview: auto.PreviewResult) -> dict[str, int]:
+    """The preview's resource operations that happen at least once (`same` included)."""
+    return {str(getattr(op, "value", op)): count for op, count in preview.change_summary.items() if count}
+
+
+def assert_previewed(preview: auto.PreviewResult, *lines: str) -> None:
+    """The preview printed each of `lines` (the program's messages, such as the job summary,
+    reach the Automation API on stderr; `make preview` joins the two)."""
+    said = preview.stdout + preview.stderr
+    for line in lines:
+        assert line in said, f"{line!r} not in the preview:\n{said[-3000:]}"
+
+
 def eventually(what: str, check: Callable[[], T | None], timeout_s: float = 60, poll_s: float = 1) -> T:
     """Poll `check` until it returns something truthy; fail naming `what`."""
     deadline = time.monotonic() + timeout_s
@@ -150,6 +164,10 @@ class TestStack:
             else:
                 config[f"dkron-cluster:{key}"] = value
         self.config_file.write_text(yaml.safe_dump(existing, sort_keys=False))
+
+    def set_jobs(self, jobs: list[dict[str, Any]]) -> None:
+        """Declare exactly `jobs` in the stack's `cluster.jobs`."""
+        self.configure(lambda cluster: cluster.__setitem__("jobs", copy.deepcopy(jobs)))
 
     def set_project_config(self, key: str, value: Any) -> None:
         """Set (None: remove) a project config key besides `cluster`, e.g. `jobs`."""

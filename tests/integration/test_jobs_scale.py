@@ -26,7 +26,7 @@ import yaml
 from pulumi import automation as auto
 
 from components.job_provider import managed_job
-from testing.harness import ROOT, TestStack, eventually
+from testing.harness import ROOT, TestStack, assert_previewed, eventually, preview_ops
 
 pytestmark = pytest.mark.integration
 
@@ -61,21 +61,6 @@ def stack() -> Iterator[TestStack]:
         test_stack.close()
 
 
-def _set_jobs(stack: TestStack, jobs: list[dict[str, Any]]) -> None:
-    stack.configure(lambda cluster: cluster.__setitem__("jobs", copy.deepcopy(jobs)))
-
-
-def _changes(preview: auto.PreviewResult) -> dict[str, int]:
-    return {str(getattr(op, "value", op)): count for op, count in preview.change_summary.items() if count}
-
-
-def _said(preview: auto.PreviewResult, *lines: str) -> None:
-    for line in lines:
-        # The program's messages reach the Automation API on stderr (`make preview` joins the two).
-        said = preview.stdout + preview.stderr
-        assert line in said, f"{line!r} not in the preview:\n{said[-3000:]}"
-
-
 def _live(stack: TestStack, node: str) -> dict[str, dict[str, Any]]:
     with stack.client(node) as client:
         return {str(job["name"]): job for job in client.list_jobs()}
@@ -101,9 +86,9 @@ def _all_as_declared(
 
 def test_five_hundred_jobs_in_one_up_then_one_changed_then_none(stack: TestStack) -> None:
     jobs = bulk(COUNT)
-    _set_jobs(stack, jobs)
+    stack.set_jobs(jobs)
     preview = stack.preview()
-    _said(preview, f"job changes: {COUNT} new; 0 unchanged", "+ bulk-000: new", "+ bulk-499: new")
+    assert_previewed(preview, f"job changes: {COUNT} new; 0 unchanged", "+ bulk-000: new", "+ bulk-499: new")
 
     started = time.monotonic()
     outputs = stack.up()
@@ -116,11 +101,11 @@ def test_five_hundred_jobs_in_one_up_then_one_changed_then_none(stack: TestStack
     # One job changed among 500: the preview names it and its field, nothing else.
     changed = copy.deepcopy(jobs)
     changed[123]["schedule"] = "@every 2h"
-    _set_jobs(stack, changed)
+    stack.set_jobs(changed)
     preview = stack.preview()
-    _said(preview, f"job changes: 1 changed; {COUNT - 1} unchanged", "~ bulk-123: schedule")
+    assert_previewed(preview, f"job changes: 1 changed; {COUNT - 1} unchanged", "~ bulk-123: schedule")
     assert set(re.findall(r"[~+-] (bulk-\d+):", preview.stdout + preview.stderr)) == {"bulk-123"}
-    assert _changes(preview).get("update") == 1
+    assert preview_ops(preview).get("update") == 1
     started = time.monotonic()
     stack.up()
     print(f"JOBS500 one change took {time.monotonic() - started:.1f}s")
@@ -129,8 +114,8 @@ def test_five_hundred_jobs_in_one_up_then_one_changed_then_none(stack: TestStack
     started = time.monotonic()
     preview = stack.preview()
     print(f"JOBS500 no-change preview took {time.monotonic() - started:.1f}s")
-    assert set(_changes(preview)) == {"same"}
-    _said(preview, f"no job changes ({COUNT} jobs)")
+    assert set(preview_ops(preview)) == {"same"}
+    assert_previewed(preview, f"no job changes ({COUNT} jobs)")
 
 
 def test_an_update_killed_half_way_is_finished_by_the_next_up(stack: TestStack) -> None:
@@ -139,7 +124,7 @@ def test_an_update_killed_half_way_is_finished_by_the_next_up(stack: TestStack) 
     after = copy.deepcopy(before)
     for job in after:
         job["executor_config"] = {"command": f"{job['executor_config']['command']} v2"}
-    _set_jobs(stack, after)
+    stack.set_jobs(after)
 
     def rewritten() -> int:
         live = _live(stack, "n1")
@@ -175,8 +160,8 @@ def test_an_update_killed_half_way_is_finished_by_the_next_up(stack: TestStack) 
     assert "removed the update lock of process" in again.stderr, again.stderr[-2000:]
     eventually(f"all {COUNT} jobs as declared on every node", lambda: _all_as_declared(stack, after), 60)
     preview = stack.preview()
-    assert set(_changes(preview)) == {"same"}, _changes(preview)
-    _said(preview, f"no job changes ({COUNT} jobs)")
+    assert set(preview_ops(preview)) == {"same"}, preview_ops(preview)
+    assert_previewed(preview, f"no job changes ({COUNT} jobs)")
 
 
 def test_one_invalid_job_among_five_hundred_fails_the_preview_and_writes_nothing(stack: TestStack) -> None:
@@ -187,7 +172,7 @@ def test_one_invalid_job_among_five_hundred_fails_the_preview_and_writes_nothing
     broken.append(
         {"name": "new-one", "schedule": "@daily", "executor": "shell", "executor_config": {"command": "true"}}
     )
-    _set_jobs(stack, broken)
+    stack.set_jobs(broken)
     try:
         with pytest.raises(auto.CommandError) as failed:
             stack.up()
@@ -195,7 +180,7 @@ def test_one_invalid_job_among_five_hundred_fails_the_preview_and_writes_nothing
         assert "new-one" not in _live(stack, "n1")
         _all_as_declared(stack, before)
     finally:
-        _set_jobs(stack, before)
+        stack.set_jobs(before)
 
 
 def _export(stack: TestStack, out: Path, jobs: str = "") -> subprocess.CompletedProcess[str]:
@@ -212,7 +197,7 @@ def test_jobs_made_by_hand_are_listed_exported_taken_over_and_pruned(
     declared = [
         {"name": "kept", "schedule": "@daily", "executor": "shell", "executor_config": {"command": "true"}}
     ]
-    _set_jobs(stack, declared)
+    stack.set_jobs(declared)
     stack.up()
     by_hand: list[dict[str, Any]] = [
         {
@@ -249,7 +234,7 @@ def test_jobs_made_by_hand_are_listed_exported_taken_over_and_pruned(
 
     # The preview lists what no stack declares (make preview refreshes first, as here).
     stack.stack.refresh(on_output=stack._echo, color="never")
-    _said(
+    assert_previewed(
         stack.preview(),
         "jobs in Dkron that no stack declares (4), left alone: hand-child, hand-http, hand-parent, stray",
     )
@@ -271,14 +256,14 @@ def test_jobs_made_by_hand_are_listed_exported_taken_over_and_pruned(
     # One edit (the job file added) and the three are taken over with no change at all.
     stack.configure(lambda cluster: cluster.__setitem__("job_files", [str(out)]))
     preview = stack.preview()
-    _said(
+    assert_previewed(
         preview,
         "= hand-child: taken over, no change",
         "= hand-http: taken over, no change",
         "= hand-parent: taken over, no change",
         "left alone: stray",
     )
-    assert set(_changes(preview)) == {"same"}, _changes(preview)
+    assert set(preview_ops(preview)) == {"same"}, preview_ops(preview)
     outputs = stack.up()
     assert outputs["jobs"] == ["hand-child", "hand-http", "hand-parent", "kept"]
 
@@ -286,11 +271,21 @@ def test_jobs_made_by_hand_are_listed_exported_taken_over_and_pruned(
     stack.set_project_config("jobs", {"prune_unmanaged": True})
     stack.stack.refresh(on_output=stack._echo, color="never")
     preview = stack.preview()
-    _said(preview, "- stray: delete (no stack declares it; jobs.prune_unmanaged is on)")
-    assert _changes(preview).get("update") == 1
+    assert_previewed(preview, "- stray: delete (no stack declares it; jobs.prune_unmanaged is on)")
+    assert preview_ops(preview).get("update") == 1
     stack.up()
     eventually("stray pruned, the rest kept", lambda: _all_as_declared(stack, [*declared, *by_hand[:3]]), 30)
+    # A rename replaces the job: the preview says so, the up creates the new name and deletes the old.
+    renamed = [{**declared[0], "name": "kept-renamed"}]
+    stack.set_jobs(renamed)
+    assert_previewed(
+        stack.preview(),
+        "+- kept -> kept-renamed: renamed, so replaced (creates kept-renamed, deletes kept;",
+    )
+    stack.up()
+    eventually("kept renamed", lambda: _all_as_declared(stack, [*renamed, *by_hand[:3]]), 30)
+
     nothing = _export(stack, tmp_path / "none.yaml")
     assert nothing.returncode == 0, nothing.stderr
     assert "nothing to export" in nothing.stdout
-    assert set(_changes(stack.preview())) == {"same"}
+    assert set(preview_ops(stack.preview())) == {"same"}

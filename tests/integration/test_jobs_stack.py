@@ -32,7 +32,7 @@ from pulumi import automation as auto
 
 from components.docker_objects import engine
 from components.health import observe
-from testing.harness import TestStack, eventually
+from testing.harness import TestStack, assert_previewed, eventually, preview_ops
 
 NODES = [{"name": "n1"}, {"name": "n2"}, {"name": "n3"}]
 ONE_SERVER = {"server": "true:1"}
@@ -86,10 +86,6 @@ def stack() -> Iterator[TestStack]:
 
 
 # --- helpers --------------------------------------------------------------------------
-
-
-def _set_jobs(stack: TestStack, jobs: list[dict[str, Any]]) -> None:
-    stack.configure(lambda cluster: cluster.__setitem__("jobs", copy.deepcopy(jobs)))
 
 
 def _api(stack: TestStack, nodes: list[str] | None = None) -> dict[str, str]:
@@ -148,24 +144,12 @@ def _wait_gone(stack: TestStack, name: str, timeout_s: float = 30) -> None:
     eventually(f"job {name!r} gone from every node", check, timeout_s, poll_s=0.5)
 
 
-def _said(preview: auto.PreviewResult, *lines: str) -> None:
-    """The preview's job summary holds each of `lines`."""
-    for line in lines:
-        # The program's messages reach the Automation API on stderr (`make preview` joins the two).
-        said = preview.stdout + preview.stderr
-        assert line in said, f"{line!r} not in the preview:\n{said[-3000:]}"
-
-
-def _changes(preview: auto.PreviewResult) -> dict[str, int]:
-    return {str(getattr(op, "value", op)): count for op, count in preview.change_summary.items() if count}
-
-
 def _op_counts(changes: Mapping[auto.OpType, int] | None) -> dict[str, int]:
     # Typed as OpType keys, but they are the plain strings of the engine's JSON (OpType is a str enum).
     return {op: count for op, count in (changes or {}).items()}
 
 
-def _last_update_changes(stack: TestStack) -> dict[str, int]:
+def _last_updatepreview_ops(stack: TestStack) -> dict[str, int]:
     history = stack.stack.history(page_size=1)
     assert history, "the stack has no update history"
     return _op_counts(history[0].resource_changes)
@@ -197,7 +181,7 @@ def _whole(stack: TestStack) -> bool:
 
 
 def test_declared_jobs_are_created_updated_and_deleted(stack: TestStack) -> None:
-    _set_jobs(stack, [BACKUP, REPORT])
+    stack.set_jobs([BACKUP, REPORT])
     outputs = stack.up()
     assert outputs["jobs"] == ["backup", "report"]
     _wait_declared(stack, BACKUP)
@@ -205,24 +189,24 @@ def test_declared_jobs_are_created_updated_and_deleted(stack: TestStack) -> None
 
     # Change one job's schedule and command: the preview names the job and its fields, the up makes it.
     changed = {**BACKUP, "schedule": "@every 2h", "executor_config": {"command": "echo backup v2"}}
-    _set_jobs(stack, [changed, REPORT])
+    stack.set_jobs([changed, REPORT])
     preview = stack.preview()
-    assert _changes(preview).get("update") == 1
-    _said(
+    assert preview_ops(preview).get("update") == 1
+    assert_previewed(
         preview,
         "job changes: 1 changed; 1 unchanged",
         "~ backup: executor_config.command, executor_config.timeout, schedule",
     )
     assert "~ report" not in preview.stdout + preview.stderr
     stack.up()
-    assert _last_update_changes(stack).get("update") == 1, _last_update_changes(stack)
+    assert _last_updatepreview_ops(stack).get("update") == 1, _last_updatepreview_ops(stack)
     backup = _wait_declared(stack, changed)["n1"]
     assert backup["executor_config"] == {"command": "echo backup v2"}  # the old timeout is gone too
     _wait_declared(stack, REPORT)
 
     # Remove one from the config: it is deleted from Dkron, the other stays.
-    _set_jobs(stack, [changed])
-    _said(stack.preview(), "- report: delete")
+    stack.set_jobs([changed])
+    assert_previewed(stack.preview(), "- report: delete")
     outputs = stack.up()
     assert outputs["jobs"] == ["backup"]
     _wait_gone(stack, "report")
@@ -230,7 +214,7 @@ def test_declared_jobs_are_created_updated_and_deleted(stack: TestStack) -> None
 
 
 def test_an_edit_made_through_the_api_shows_in_preview_and_up_reverts_it(stack: TestStack) -> None:
-    _set_jobs(stack, [BACKUP])
+    stack.set_jobs([BACKUP])
     stack.up()
     _wait_declared(stack, BACKUP)
 
@@ -241,28 +225,28 @@ def test_an_edit_made_through_the_api_shows_in_preview_and_up_reverts_it(stack: 
 
     stack.stack.refresh(on_output=stack._echo, color="never")
     preview = stack.preview()
-    changes = _changes(preview)
+    changes = preview_ops(preview)
     assert changes.get("update") == 1, changes
     assert set(changes) <= {"update", "same"}, changes
     # The hand edit dropped the timeout too: three fields differ from the declared job.
-    _said(preview, "~ backup: executor_config.command, executor_config.timeout, schedule")
+    assert_previewed(preview, "~ backup: executor_config.command, executor_config.timeout, schedule")
 
     stack.up()
     _wait_declared(stack, BACKUP)
-    assert set(_changes(stack.preview())) == {"same"}
+    assert set(preview_ops(stack.preview())) == {"same"}
 
 
 def test_a_job_deleted_through_the_api_is_recreated_by_up(stack: TestStack) -> None:
-    _set_jobs(stack, [BACKUP])
+    stack.set_jobs([BACKUP])
     with stack.client("n3") as client:
         assert client.delete_job("backup")
     _wait_gone(stack, "backup")
 
     stack.stack.refresh(on_output=stack._echo, color="never")
-    _said(stack.preview(), "+ backup: new")
+    assert_previewed(stack.preview(), "+ backup: new")
     stack.up(refresh=True)
     _wait_declared(stack, BACKUP)
-    assert _last_update_changes(stack).get("update") == 1, _last_update_changes(stack)
+    assert _last_updatepreview_ops(stack).get("update") == 1, _last_updatepreview_ops(stack)
 
 
 def test_a_job_made_by_hand_is_adopted_when_declared(stack: TestStack) -> None:
@@ -277,7 +261,7 @@ def test_a_job_made_by_hand_is_adopted_when_declared(stack: TestStack) -> None:
     with stack.client("n1") as client:
         client.upsert_job(by_hand)
     _wait_declared(stack, by_hand)
-    _said(
+    assert_previewed(
         stack.preview(),
         "jobs in Dkron that no stack declares (1), left alone: adopted",
         f"take them over: make jobs-export STACK={stack.name} JOBS=adopted",
@@ -291,8 +275,10 @@ def test_a_job_made_by_hand_is_adopted_when_declared(stack: TestStack) -> None:
         "executor": "shell",
         "executor_config": {"command": "echo declared"},
     }
-    _set_jobs(stack, [BACKUP, declared])
-    _said(stack.preview(), "= adopted: taken over, changes executor_config.command, executor_config.env,")
+    stack.set_jobs([BACKUP, declared])
+    assert_previewed(
+        stack.preview(), "= adopted: taken over, changes executor_config.command, executor_config.env,"
+    )
     outputs = stack.up()
     assert outputs["jobs"] == ["adopted", "backup"]
     live = _wait_declared(stack, declared)
@@ -301,11 +287,11 @@ def test_a_job_made_by_hand_is_adopted_when_declared(stack: TestStack) -> None:
         assert not job.get("metadata"), (node, job.get("metadata"))
         assert not job.get("retries"), (node, job.get("retries"))
         assert job["executor_config"] == {"command": "echo declared"}, node
-    assert set(_changes(stack.preview())) == {"same"}
+    assert set(preview_ops(stack.preview())) == {"same"}
 
 
 def test_a_child_job_runs_after_its_parent_succeeds(stack: TestStack) -> None:
-    _set_jobs(stack, [BACKUP, PARENT, CHILD])
+    stack.set_jobs([BACKUP, PARENT, CHILD])
     stack.up()
     parent = _wait_declared(stack, PARENT)
     _wait_declared(stack, CHILD)
@@ -327,7 +313,7 @@ def test_a_child_job_runs_after_its_parent_succeeds(stack: TestStack) -> None:
     assert _instant(child_run["started_at"]) >= _instant(parent_run["finished_at"]), (parent_run, child_run)
 
     # Removing both: the child goes first (Dkron refuses to delete a parent with children).
-    _set_jobs(stack, [BACKUP])
+    stack.set_jobs([BACKUP])
     outputs = stack.up()
     assert outputs["jobs"] == ["backup"]
     _wait_gone(stack, "child-job")
@@ -350,7 +336,7 @@ def _chain(version: str, length: int = 15) -> list[dict[str, Any]]:
 
 
 def test_job_updates_issued_while_the_leader_is_killed_complete(stack: TestStack) -> None:
-    _set_jobs(stack, [BACKUP, *_chain("v1")])
+    stack.set_jobs([BACKUP, *_chain("v1")])
     stack.up(refresh=False)
     old_leader = observe(_api(stack)).leader
     assert old_leader in stack.node_names()
@@ -361,7 +347,7 @@ def test_job_updates_issued_while_the_leader_is_killed_complete(stack: TestStack
     # killed as the update starts and the later writes are issued while
     # there is no leader, or a new one is being elected.
     chain = _chain("v2")
-    _set_jobs(stack, [BACKUP, *chain])
+    stack.set_jobs([BACKUP, *chain])
     started = time.monotonic()
     marks: dict[str, float] = {}
     done: list[float] = []
@@ -438,7 +424,7 @@ def test_up_with_refresh_brings_back_a_cluster_whose_containers_are_all_gone(sta
     eventually("the cluster whole again", lambda: _whole(stack), 60)
     for job in jobs:
         _wait_declared(stack, job)
-    assert set(_changes(stack.preview())) == {"same"}
+    assert set(preview_ops(stack.preview())) == {"same"}
 
 
 def test_a_hundred_jobs_in_one_up(stack: TestStack) -> None:
@@ -453,8 +439,8 @@ def test_a_hundred_jobs_in_one_up(stack: TestStack) -> None:
     ]
     names = [job["name"] for job in jobs]
     declared_before = [job["name"] for job in stack.cluster.get("jobs", [])]
-    _set_jobs(stack, jobs)
-    _said(
+    stack.set_jobs(jobs)
+    assert_previewed(
         stack.preview(),
         *(f"+ {name}: new" for name in names),
         *(f"- {name}: delete" for name in declared_before),
@@ -465,7 +451,7 @@ def test_a_hundred_jobs_in_one_up(stack: TestStack) -> None:
     print(f"JOBS100 up took {took:.1f}s")
 
     assert outputs["jobs"] == names
-    assert _last_update_changes(stack).get("update") == 1, _last_update_changes(stack)
+    assert _last_updatepreview_ops(stack).get("update") == 1, _last_updatepreview_ops(stack)
 
     def all_there() -> bool:
         for node in stack.node_names():
@@ -479,7 +465,7 @@ def test_a_hundred_jobs_in_one_up(stack: TestStack) -> None:
 
     eventually("all 100 jobs on every node", all_there, 60, poll_s=1)
     started = time.monotonic()
-    assert set(_changes(stack.preview())) == {"same"}
+    assert set(preview_ops(stack.preview())) == {"same"}
     print(f"JOBS100 no-change preview took {time.monotonic() - started:.1f}s")
 
 
@@ -492,20 +478,20 @@ def test_a_secret_env_key_that_is_missing_or_plain_text_fails_the_preview(stack:
         "executor_config": {"command": "true"},
         "secret_env": {"TOKEN": "absent_token"},
     }
-    _set_jobs(stack, [*before, job])
+    stack.set_jobs([*before, job])
     with pytest.raises(auto.CommandError) as missing:
         stack.preview()
     assert "pulumi config set --secret dkron-cluster:absent_token <value>" in str(missing.value)
 
     stack.stack.set_config("dkron-cluster:plain_token", auto.ConfigValue("not-hidden", secret=False))
     try:
-        _set_jobs(stack, [*before, {**job, "secret_env": {"TOKEN": "plain_token"}}])
+        stack.set_jobs([*before, {**job, "secret_env": {"TOKEN": "plain_token"}}])
         with pytest.raises(auto.CommandError) as plain:
             stack.preview()
         assert "dkron-cluster:plain_token is in plain text" in str(plain.value)
     finally:
         stack.stack.remove_config("dkron-cluster:plain_token")
-        _set_jobs(stack, before)
+        stack.set_jobs(before)
 
 
 def test_a_secret_env_value_reaches_the_job_but_not_the_state(stack: TestStack) -> None:
@@ -524,7 +510,7 @@ def test_a_secret_env_value_reaches_the_job_but_not_the_state(stack: TestStack) 
         # A key without a namespace is the project's; one with a namespace is taken as written.
         "secret_env": {"TOKEN": "job_token", "OTHER": "dkron-cluster:other_token"},
     }
-    _set_jobs(stack, [job])
+    stack.set_jobs([job])
     started = time.monotonic()
     outputs = stack.up()
     print(f"DELETE100 removing the 100 jobs (and adding one) took {time.monotonic() - started:.1f}s")
@@ -555,7 +541,7 @@ def test_a_secret_env_value_reaches_the_job_but_not_the_state(stack: TestStack) 
     # A refresh reads the job (env included) back from Dkron: still no plain text.
     stack.up(refresh=True)
     no_plaintext("after a refresh")
-    assert set(_changes(stack.preview())) == {"same"}
+    assert set(preview_ops(stack.preview())) == {"same"}
 
     with stack.client("n3") as client:
         client.run_job("uses-secret")
