@@ -580,7 +580,7 @@ def _registration(results: Results) -> list[str]:
         "On the same cluster, each starting from no jobs: a plain loop of `DkronClient.upsert_job` against"
         " node1 (then a loop of `delete_job`), then the same number of jobs declared in the stack config"
         " and `pulumi up --refresh`. All jobs are one `DkronJobSet` resource: its provider writes the jobs"
-        " that changed, 8 requests at a time, parents before children, then reads every job back with one"
+        " that changed, 16 requests at a time to the leader, parents before children, then reads every job back with one"
         " `GET /v1/jobs` and compares each with what was sent. Removing them is one more `pulumi up`.",
         "",
     ]

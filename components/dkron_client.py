@@ -102,6 +102,10 @@ class DkronClient:
         result: dict[str, Any] = response.json()
         return result
 
+    def is_leader(self) -> bool:
+        """Whether this agent leads the cluster now (Dkron answers 404 on a follower)."""
+        return self._request("GET", "/v1/isleader").status_code == 200
+
     # --- jobs ----------------------------------------------------------------
     def list_jobs(self) -> list[dict[str, Any]]:
         result: list[dict[str, Any]] = self._request("GET", "/v1/jobs").json()
