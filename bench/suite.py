@@ -542,9 +542,9 @@ class Bench:
         times: list[float] = []
         unexpected: list[dict[str, Any]] = []
         for run in range(RUNS):
-            changed = [dict(j) for j in jobs]
-            changed[count // 2] = {**changed[count // 2], "schedule": f"@every {25 + run}h"}
-            self.s.set_jobs(changed)
+            edited = [dict(j) for j in jobs]
+            edited[count // 2] = {**edited[count // 2], "schedule": f"@every {25 + run}h"}
+            self.s.set_jobs(edited)
             took, changes = self.s.timed_up()
             times.append(round(took, 2))
             if changed(changes) != {"update": 1}:

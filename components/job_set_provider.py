@@ -269,7 +269,7 @@ class _Session:
         return _list(self.urls, self.timeout_s if timeout_s is None else timeout_s, self.clients)
 
     def write(self, jobs: Mapping[str, Mapping[str, Any]]) -> None:
-        """Write ``jobs``, parents first, and check Dkron stored each as sent."""
+        """Write ``jobs``, a level of the parent tree at a time, parents first."""
         for level in levels(jobs):
             failures = _in_parallel(
                 level, lambda name: _write_one(self.urls, jobs[name], self.timeout_s, self.clients)
