@@ -35,6 +35,7 @@ from pathlib import Path
 from typing import Any, TextIO
 
 import docker
+import yaml
 from pulumi.automation import EngineEvent
 
 from bench import baselines, probes, report
@@ -162,7 +163,11 @@ class BenchStack(TestStack):
         return {n: self.container(n) for n in self.node_names()}
 
     def set_jobs(self, jobs: list[dict[str, Any]]) -> None:
-        self.configure(lambda c: c.__setitem__("jobs", jobs))
+        """Declare `jobs` in a job file, as a stack with hundreds of jobs does (`cluster.job_files`):
+        inline in the stack config, 2,000 jobs pass Linux's 128 KiB limit on one environment value."""
+        path = Path(tempfile.gettempdir()) / f"dkron-iac-{self.name}-jobs.yaml"
+        path.write_text(yaml.safe_dump({"jobs": jobs}, sort_keys=False))
+        self.configure(lambda c: c.update(jobs=[], job_files=[str(path)] if jobs else []))
 
 
 def _ops(summary: Any) -> dict[str, int]:
