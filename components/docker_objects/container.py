@@ -174,19 +174,32 @@ def _norm_healthcheck(value: Any) -> tuple[Any, ...] | None:
     )
 
 
-def _files_tar(files: Mapping[str, Any]) -> bytes:
-    """``files`` (absolute path -> text) as a tar to extract at ``/``."""
+def _files_tar(files: Mapping[str, Any], at: str = "/") -> bytes:
+    """``files`` (absolute path -> text) as a tar to extract at folder ``at``."""
     buffer = io.BytesIO()
     now = int(time.time())
     with tarfile.open(fileobj=buffer, mode="w", format=tarfile.PAX_FORMAT) as tar:
         for path, content in sorted(files.items()):
             data = text(content).encode()
-            info = tarfile.TarInfo(posixpath.normpath(path).lstrip("/"))
+            info = tarfile.TarInfo(posixpath.relpath(posixpath.normpath(path), at))
             info.size = len(data)
             info.mode = 0o644
             info.mtime = now
             tar.addfile(info, io.BytesIO(data))
     return buffer.getvalue()
+
+
+def _put_files(api: docker.APIClient, container_id: str, spec: Mapping[str, Any]) -> None:
+    """Write ``files`` into the created container: at ``/`` (folders made as
+    needed), or, with a read-only root filesystem, into each folder's volume."""
+    files = spec.get("files") or {}
+    folders = _file_volume_dirs(spec)
+    if not folders:
+        api.put_archive(container_id, "/", _files_tar(files))
+        return
+    for folder in folders:
+        inside = {p: c for p, c in files.items() if posixpath.dirname(posixpath.normpath(p)) == folder}
+        api.put_archive(container_id, folder, _files_tar(inside, folder))
 
 
 def _read_file(api: docker.APIClient, container_id: str, path: str) -> str | None:
@@ -566,7 +579,7 @@ class DockerContainerProvider(DockerProvider):
             # Create is all or nothing: a container that fails to start is removed.
             try:
                 if spec["files"]:
-                    api.put_archive(container_id, "/", _files_tar(spec["files"]))
+                    _put_files(api, container_id, spec)
                 api.start(container_id)
                 _wait_running(
                     api,
