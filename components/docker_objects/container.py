@@ -68,6 +68,9 @@ _DEFAULT_STOP_TIMEOUT_S = 10
 # The network that is the engine host's own: no address, alias or published port.
 HOST_NETWORK = "host"
 _DEFAULT_WAIT_RUNNING_S = 30
+# On the volumes that hold a read-only container's `files`: the container's
+# name, so they go with it even when it was removed by hand first.
+FILES_VOLUME_LABEL = "dkron-iac.files-of"
 # The most a volume-owner helper may take (it changes owners of one node's data).
 _OWNER_HELPER_TIMEOUT_S = 120
 # What the volume-owner helper may do as root: change owners, and read every
@@ -202,6 +205,14 @@ def _put_files(api: docker.APIClient, container_id: str, spec: Mapping[str, Any]
         api.put_archive(container_id, folder, _files_tar(inside, folder))
 
 
+def _remove_file_volumes(api: docker.APIClient, name: str) -> None:
+    """The volumes that held the ``files`` of container ``name``, gone with it."""
+    found = api.volumes(filters={"label": f"{FILES_VOLUME_LABEL}={name}"}).get("Volumes") or []
+    for volume in found:
+        with suppress(docker.errors.NotFound):
+            api.remove_volume(volume["Name"], force=True)
+
+
 def _read_file(api: docker.APIClient, container_id: str, path: str) -> str | None:
     """A file's text inside the container, or None if it is not a regular file."""
     try:
@@ -329,7 +340,12 @@ def _create_kwargs(api: docker.APIClient, spec: Mapping[str, Any]) -> dict[str, 
             # Anonymous, labelled like the container (so a clean-up by label
             # finds them) and removed with it.
             *(
-                docker.types.Mount(target=folder, source=None, type="volume", labels=labels)
+                docker.types.Mount(
+                    target=folder,
+                    source=None,
+                    type="volume",
+                    labels={**labels, FILES_VOLUME_LABEL: text(spec["name"])},
+                )
                 for folder in _file_volume_dirs(spec)
             ),
         ],
@@ -571,6 +587,8 @@ class DockerContainerProvider(DockerProvider):
         name = text(spec["name"])
         with engine_api(engine_of(spec)) as api:
             try:
+                # Left by a container of this name removed by hand.
+                _remove_file_volumes(api, name)
                 if norm_bool(spec.get("own_volumes")):
                     _own_volumes(api, spec)
                 container_id = str(api.create_container(**_create_kwargs(api, spec))["Id"])
@@ -618,6 +636,8 @@ class DockerContainerProvider(DockerProvider):
             api.stop(id_, timeout=timeout)
             # `v`: with its anonymous volumes (`files` of a read-only container); named ones stay.
             api.remove_container(id_, force=True, v=True)
+        with engine_api(engine_of(props)) as api, removing(f"the file volumes of {props.get('name')!r}"):
+            _remove_file_volumes(api, text(props.get("name")))
 
     @staticmethod
     def _outputs(info: Mapping[str, Any], network: Any) -> dict[str, Any]:

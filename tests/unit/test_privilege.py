@@ -180,7 +180,10 @@ def test_a_read_only_container_gets_its_files_on_an_anonymous_labelled_volume() 
     mounts = {m["Target"]: m for m in host["Mounts"]}
     assert mounts["/dkron/data"]["Source"] == "unit-a-data"
     assert mounts["/etc/dkron"]["Source"] is None
-    assert mounts["/etc/dkron"]["VolumeOptions"]["Labels"] == {"dkron-iac.stack": "unit"}
+    assert mounts["/etc/dkron"]["VolumeOptions"]["Labels"] == {
+        "dkron-iac.stack": "unit",
+        "dkron-iac.files-of": "unit-a",
+    }
     # Written into the root filesystem as before when it is writable.
     writable = _create_kwargs(api, {**spec, **ROOT.container_args()})["host_config"]
     assert [m["Target"] for m in writable["Mounts"]] == ["/dkron/data"]
