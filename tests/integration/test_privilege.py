@@ -25,7 +25,7 @@ from components.dkron_client import DkronClient
 from components.docker_objects import engine
 from components.health import raft_peers
 from components.node_config import DATA_DIR
-from components.privilege import AGENT_UID
+from components.privilege import AGENT_UID, TMP
 from testing.harness import ROOT, TestStack, eventually
 
 pytestmark = pytest.mark.integration
@@ -35,7 +35,7 @@ ROOT_COMMIT = "02630fb"
 
 # What a job reports: its uid, its agent's (pid 1), its capabilities, and
 # whether it can create a file in each place.
-PLACES = ("/etc", "/", "/usr/local/bin", "/opt/dkron-jobs", "/tmp", DATA_DIR)
+PLACES = ("/etc", "/", "/usr/local/bin", "/opt/dkron-jobs", TMP, DATA_DIR)
 PROBE = "; ".join(
     [
         "echo uid=$(id -u)",
@@ -49,6 +49,8 @@ PROBE = "; ".join(
     ]
 )
 NO_CAPS = "0000000000000000"
+# A job that runs on one server per run.
+KEPT = {"name": "kept", "tags": {"server": "true:1"}, "executor_config": {"command": "echo kept"}}
 
 
 def _finished(client: DkronClient, name: str) -> list[dict[str, Any]]:
@@ -63,7 +65,7 @@ def run_once(client: DkronClient, job: dict[str, Any]) -> dict[str, Any]:
 
     def finished() -> dict[str, Any] | None:
         done = _finished(client, job["name"])
-        return done[-1] if len(done) > earlier else None
+        return max(done, key=lambda e: str(e["started_at"])) if len(done) > earlier else None
 
     return eventually(f"a finished run of {job['name']}", finished, timeout_s=30, poll_s=0.5)
 
@@ -98,7 +100,7 @@ def test_the_agent_and_its_jobs_are_unprivileged_unless_a_tag_opts_the_node_into
                 "/": "no",
                 "/usr/local/bin": "no",
                 "/opt/dkron-jobs": "no",
-                "/tmp": "yes",
+                TMP: "yes",
                 DATA_DIR: "yes",
             }, seen
 
@@ -164,7 +166,7 @@ def test_a_stack_deployed_as_root_rolls_to_the_user_with_its_jobs_and_raft_state
 
         with DkronClient(stack.api_url("n1")) as client:
             leader = str(eventually("a leader", client.leader)["Name"])
-            ran = run_once(client, {"name": "kept", "executor_config": {"command": "echo kept"}})
+            ran = run_once(client, KEPT)
             assert ran["success"], ran
             kept = eventually("kept's run counted", lambda: counted(client, "kept"))
             job_names = sorted(j["name"] for j in client.list_jobs())
@@ -200,7 +202,7 @@ def test_a_stack_deployed_as_root_rolls_to_the_user_with_its_jobs_and_raft_state
         peers_after = raft_peers(containers[leader_now])
         assert {p.node: p.voter for p in peers_after.values()} == {n: True for n in stack.node_names()}
         with DkronClient(stack.api_url(leader_now)) as client:
-            again = run_once(client, {"name": "kept", "executor_config": {"command": "echo kept"}})
+            again = run_once(client, KEPT)
             assert again["success"], again
     finally:
         stack.close()
