@@ -13,6 +13,7 @@ Planning (pure: data in, data out)
 - `ports.py`, `addressing.py`: API ports and network addresses that stay with a node.
 - `placement.py`: on several hosts, each node's host, engine and Serf/gRPC ports there.
 - `change_summary.py`: the preview's node-by-node lines.
+- `privilege.py`: who each node runs as (the image's user, or root by opt-in) and its container's limits.
 
 The cluster
 - `cluster.py`: `DkronCluster`, which declares the resources of a plan.

@@ -17,6 +17,8 @@ NO_CHANGE = "no node changes"
 HEADER = "node changes, in rollout order:"
 KEY_MOVES = "gossip key moves from dkron.yml into the environment (one-time)"
 UNSET = "(unset)"
+# What a node record without `user` ran as: every node did before the setting.
+USER_BEFORE_RECORDS = "root"
 
 
 @dataclass(frozen=True)
@@ -112,6 +114,9 @@ def node_reasons(change: ClusterChange, node: str) -> list[str]:
         reasons.extend(
             setting_changes({"tags": old.get("tags") or {}}, {"tags": new["config"].get("tags") or {}})
         )
+    before_user, after_user = old.get("user") or USER_BEFORE_RECORDS, new.get("user")
+    if after_user and before_user != after_user:
+        reasons.append(f"runs as {before_user} -> {after_user}")
     for field, label in (("host", "host"), ("api_url", "API"), ("address", "address")):
         # An API URL names its SSH tunnel after '#': the host line says that change.
         before, after = (str(v).partition("#")[0] if v else v for v in (old.get(field), new.get(field)))

@@ -48,6 +48,7 @@ from components.node_config import (
     node_environment,
     render_node_config,
 )
+from components.privilege import node_privileges, root_warning
 from components.rollout import NodeGate
 from components.spec import ClusterSpec
 from components.update_plan import UpdatePlan
@@ -223,6 +224,9 @@ class DkronCluster(pulumi.ComponentResource):
         pulumi.log.info(
             change_summary(update.change(args.previous_image, self.image, spec.dkron.gossip_encryption))
         )
+        warning = root_warning(spec)
+        if warning:
+            pulumi.log.warn(warning)
 
         gates: list[pulumi.CustomResource] = []
         removal: pulumi.Resource | None = None
@@ -327,6 +331,7 @@ class DkronCluster(pulumi.ComponentResource):
             labels=node_labels,
             restart="unless-stopped",
             stop_timeout_s=STOP_TIMEOUT_S,
+            **node_privileges(spec, node).container_args(),
             **placed,
             opts=pulumi.ResourceOptions(parent=self, depends_on=after, additional_secret_outputs=["envs"]),
         )

@@ -396,6 +396,25 @@ class CatchUpSpec(_Settings):
         return float(go_duration_seconds(self.window) or 0)
 
 
+class SecuritySpec(_Settings):
+    """Who the agent and its jobs run as (`components/privilege.py`)."""
+
+    run_as_root: bool = Field(
+        default=False,
+        description=(
+            "Run every node's agent, and so every job, as root with Docker's default capabilities and a"
+            " writable root filesystem, as before; previews warn."
+        ),
+    )
+    run_as_root_tags: dict[TagKey, TagValue] = Field(
+        default_factory=dict,
+        description=(
+            "Run as root only the nodes whose tags hold all of these, e.g. {tier: legacy}; previews warn"
+            " naming them."
+        ),
+    )
+
+
 class RolloutSettings(_Settings):
     """How changes are rolled out across the nodes."""
 
@@ -521,6 +540,10 @@ class ClusterSpec(_Settings):
     catch_up: CatchUpSpec = Field(
         default_factory=CatchUpSpec, description="Catching up runs missed while there was no leader."
     )
+    security: SecuritySpec = Field(
+        default_factory=SecuritySpec,
+        description="Who the agent and its jobs run as: an unprivileged user unless a node opts into root.",
+    )
 
     @field_validator("name")
     @classmethod
@@ -562,6 +585,7 @@ class ClusterSpec(_Settings):
                 )
             )
         found.extend(self._port_violations())
+        found.extend(self._security_violations())
         if self.hosts:
             found.extend(self._host_violations())
             found.extend(self._host_port_violations())
@@ -570,6 +594,31 @@ class ClusterSpec(_Settings):
             found.extend(self._needs_hosts_violations())
             found.extend(self._address_violations())
         return found
+
+    def _security_violations(self) -> list[Problem]:
+        """Root by tag names tags some node has, and means something."""
+        wanted = self.security.run_as_root_tags
+        if not wanted:
+            return []
+        path = ("security", "run_as_root_tags")
+        if self.security.run_as_root:
+            return [
+                _violation(
+                    path,
+                    dict(wanted),
+                    "has no effect with run_as_root: true (every node runs as root); remove one",
+                )
+            ]
+        if any(wanted.items() <= node.tags.items() for node in self.nodes):
+            return []
+        tagged = "; ".join(f"{n.name} {dict(n.tags)}" for n in self.nodes if n.tags) or "no node has tags"
+        return [
+            _violation(
+                path,
+                dict(wanted),
+                f"matches no node (a node runs as root when its tags hold all of these); node tags: {tagged}",
+            )
+        ]
 
     def _needs_hosts_violations(self) -> list[Problem]:
         """Without hosts every node is on the local engine: host settings have nothing to refer to."""

@@ -21,6 +21,7 @@ from components.membership import removal_order, removed_nodes
 from components.node_config import BootstrapPlan, HostNetwork, node_settings
 from components.placement import NodePlacement
 from components.ports import assign_api_ports
+from components.privilege import node_privileges
 from components.rollout import rollout_order
 from components.spec import ClusterSpec
 
@@ -293,6 +294,7 @@ def plan_update(
             "address": addresses[node.name],
             "tags": dict(node.tags),
             "config": node_settings(spec, node, bootstrap, networks.get(node.name)),
+            "user": node_privileges(spec, node).runs_as,
         }
         if node.name in placed:
             where = placed[node.name]

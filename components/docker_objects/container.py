@@ -1,5 +1,11 @@
 """``DockerContainer``: a container on one network, with files written into it
-before it starts, and ``create`` that waits until it stays up."""
+before it starts, and ``create`` that waits until it stays up.
+
+It also says what the process may do: its ``user``, the capabilities it
+drops and adds, ``security_opt`` (``no-new-privileges``), a read-only root
+filesystem with ``tmpfs`` mounts, and ``own_volumes``, which hands the
+mounted volumes to ``user`` before the process starts (see ``_own_volumes``).
+"""
 
 from __future__ import annotations
 
@@ -21,11 +27,13 @@ from pulumi.dynamic import CreateResult, DiffResult, ReadResult, Resource, Updat
 from components.docker_objects.client import DockerResourceError, engine_api, explain, removing
 from components.docker_objects.image import LOG_TAIL, image_id_of
 from components.docker_objects.props import (
+    NO_NEW_PRIVILEGES,
     Normalizer,
     as_int,
     inputs_of,
     is_known,
     missing,
+    norm_bool,
     norm_int,
     norm_list,
     norm_map,
@@ -60,6 +68,14 @@ _DEFAULT_STOP_TIMEOUT_S = 10
 # The network that is the engine host's own: no address, alias or published port.
 HOST_NETWORK = "host"
 _DEFAULT_WAIT_RUNNING_S = 30
+# On the volumes that hold a read-only container's `files`: the container's
+# name, so they go with it even when it was removed by hand first.
+FILES_VOLUME_LABEL = "dkron-iac.files-of"
+# The most a volume-owner helper may take (it changes owners of one node's data).
+_OWNER_HELPER_TIMEOUT_S = 120
+# What the volume-owner helper may do as root: change owners, and read every
+# directory to find what to change (a user's 0700 folder included). Nothing else.
+OWNER_HELPER_CAPS = ("CHOWN", "DAC_READ_SEARCH")
 
 
 class PortSpec(TypedDict, total=False):
@@ -111,6 +127,36 @@ def _norm_mounts(value: Any) -> tuple[tuple[str, str], ...]:
     )
 
 
+def norm_caps(value: Any) -> tuple[str, ...]:
+    """Capability names as Docker takes them either way: ``net_raw``,
+    ``NET_RAW`` and ``CAP_NET_RAW`` are one; ``ALL`` stays ``ALL``."""
+    names = {name.upper().removeprefix("CAP_") for name in text_list(value)}
+    return tuple(sorted(names))
+
+
+def norm_security_opt(value: Any) -> tuple[str, ...]:
+    """Security options; ``no-new-privileges`` and ``no-new-privileges:true`` are one."""
+    return tuple(
+        sorted({NO_NEW_PRIVILEGES if opt == f"{NO_NEW_PRIVILEGES}:true" else opt for opt in text_list(value)})
+    )
+
+
+def numeric_user(value: Any) -> tuple[int, int] | None:
+    """``uid:gid`` as numbers (None if ``value`` is not that form)."""
+    uid, sep, gid = text(value).partition(":")
+    if not sep or not uid.isdigit() or not gid.isdigit():
+        return None
+    return int(uid), int(gid)
+
+
+def _file_volume_dirs(spec: Mapping[str, Any]) -> list[str]:
+    """Where ``files`` go on volumes of the container's own: with a read-only
+    root filesystem Docker writes nothing outside a volume, even before start."""
+    if not norm_bool(spec.get("read_only")):
+        return []
+    return sorted({posixpath.dirname(posixpath.normpath(path)) for path in spec.get("files") or {}})
+
+
 def _healthcheck_test(test: Any) -> list[str]:
     words = text_list(test)
     if words and words[0] not in _HEALTHCHECK_KINDS:
@@ -131,19 +177,40 @@ def _norm_healthcheck(value: Any) -> tuple[Any, ...] | None:
     )
 
 
-def _files_tar(files: Mapping[str, Any]) -> bytes:
-    """``files`` (absolute path -> text) as a tar to extract at ``/``."""
+def _files_tar(files: Mapping[str, Any], at: str = "/") -> bytes:
+    """``files`` (absolute path -> text) as a tar to extract at folder ``at``."""
     buffer = io.BytesIO()
     now = int(time.time())
     with tarfile.open(fileobj=buffer, mode="w", format=tarfile.PAX_FORMAT) as tar:
         for path, content in sorted(files.items()):
             data = text(content).encode()
-            info = tarfile.TarInfo(posixpath.normpath(path).lstrip("/"))
+            info = tarfile.TarInfo(posixpath.relpath(posixpath.normpath(path), at))
             info.size = len(data)
             info.mode = 0o644
             info.mtime = now
             tar.addfile(info, io.BytesIO(data))
     return buffer.getvalue()
+
+
+def _put_files(api: docker.APIClient, container_id: str, spec: Mapping[str, Any]) -> None:
+    """Write ``files`` into the created container: at ``/`` (folders made as
+    needed), or, with a read-only root filesystem, into each folder's volume."""
+    files = spec.get("files") or {}
+    folders = _file_volume_dirs(spec)
+    if not folders:
+        api.put_archive(container_id, "/", _files_tar(files))
+        return
+    for folder in folders:
+        inside = {p: c for p, c in files.items() if posixpath.dirname(posixpath.normpath(p)) == folder}
+        api.put_archive(container_id, folder, _files_tar(inside, folder))
+
+
+def _remove_file_volumes(api: docker.APIClient, name: str) -> None:
+    """The volumes that held the ``files`` of container ``name``, gone with it."""
+    found = api.volumes(filters={"label": f"{FILES_VOLUME_LABEL}={name}"}).get("Volumes") or []
+    for volume in found:
+        with suppress(docker.errors.NotFound):
+            api.remove_volume(volume["Name"], force=True)
 
 
 def _read_file(api: docker.APIClient, container_id: str, path: str) -> str | None:
@@ -205,7 +272,52 @@ def _wait_running(api: docker.APIClient, container_id: str, name: str, wait_s: f
 
 def _remove_container_quietly(api: docker.APIClient, container_id: str) -> None:
     with suppress(docker.errors.APIError):
-        api.remove_container(container_id, force=True)
+        api.remove_container(container_id, force=True, v=True)
+
+
+def _own_volumes(api: docker.APIClient, spec: Mapping[str, Any]) -> None:
+    """Give every file on the mounted volumes to the container's ``uid:gid``.
+
+    A short-lived helper from the same image, as root with only
+    ``OWNER_HELPER_CAPS``, no network and no new privileges, changes the owner
+    of whatever is not the user's yet (a new volume's root, data a root
+    process wrote) and nothing else; the container itself then needs no
+    capability to use its data.
+    """
+    owner = numeric_user(spec.get("user"))
+    mounts = _norm_mounts(spec.get("mounts"))
+    if owner is None or owner[0] == 0 or not mounts:
+        return
+    uid, gid = owner
+    targets = [target for _volume, target in mounts]
+    script = f'find "$@" \\( ! -uid {uid} -o ! -gid {gid} \\) -exec chown -h {uid}:{gid} {{}} +'
+    helper = api.create_container(
+        image=text(spec["image"]),
+        command=["sh", "-c", script, "sh", *targets],
+        user="0:0",
+        labels=text_map(spec.get("labels")),
+        network_disabled=True,
+        host_config=api.create_host_config(
+            mounts=[
+                docker.types.Mount(target=target, source=volume, type="volume") for volume, target in mounts
+            ],
+            cap_drop=["ALL"],
+            cap_add=list(OWNER_HELPER_CAPS),
+            security_opt=[NO_NEW_PRIVILEGES],
+            read_only=True,
+            network_mode="none",
+        ),
+    )["Id"]
+    try:
+        api.start(helper)
+        status = api.wait(helper, timeout=_OWNER_HELPER_TIMEOUT_S)
+        if status.get("StatusCode") != 0:
+            raise DockerResourceError(
+                f"giving the volumes of container {text(spec['name'])!r} to {uid}:{gid} failed"
+                f" (exit {status.get('StatusCode')}):\n{_container_logs(api, helper)}"
+            )
+    finally:
+        _remove_container_quietly(api, helper)
 
 
 def _create_kwargs(api: docker.APIClient, spec: Mapping[str, Any]) -> dict[str, Any]:
@@ -217,22 +329,42 @@ def _create_kwargs(api: docker.APIClient, spec: Mapping[str, Any]) -> dict[str, 
     for port in ports:
         key = f"{port['internal']}/{port['protocol']}"
         bindings.setdefault(key, []).append((port["ip"], port["external"]))
+    labels = text_map(spec.get("labels"))
     host_config = api.create_host_config(
         port_bindings=bindings,
         mounts=[
-            docker.types.Mount(target=target, source=volume, type="volume")
-            for volume, target in _norm_mounts(spec.get("mounts"))
+            *(
+                docker.types.Mount(target=target, source=volume, type="volume")
+                for volume, target in _norm_mounts(spec.get("mounts"))
+            ),
+            # Anonymous, labelled like the container (so a clean-up by label
+            # finds them) and removed with it.
+            *(
+                docker.types.Mount(
+                    target=folder,
+                    source=None,
+                    type="volume",
+                    labels={**labels, FILES_VOLUME_LABEL: text(spec["name"])},
+                )
+                for folder in _file_volume_dirs(spec)
+            ),
         ],
         restart_policy={"Name": text(spec.get("restart")) or "unless-stopped"},
         network_mode=network,
+        cap_drop=list(norm_caps(spec.get("cap_drop"))) or None,
+        cap_add=list(norm_caps(spec.get("cap_add"))) or None,
+        security_opt=list(norm_security_opt(spec.get("security_opt"))) or None,
+        read_only=norm_bool(spec.get("read_only")),
+        tmpfs=text_map(spec.get("tmpfs")) or None,
     )
     kwargs: dict[str, Any] = {
         "image": text(spec["image"]),
         "name": text(spec["name"]),
         "hostname": text(spec.get("hostname")) or None,
+        "user": text(spec.get("user")) or None,
         "command": text_list(spec.get("command")) or None,
         "environment": text_map(spec.get("envs")),
-        "labels": text_map(spec.get("labels")),
+        "labels": labels,
         "ports": [(p["internal"], p["protocol"]) for p in ports],
         "host_config": host_config,
         "networking_config": None
@@ -305,11 +437,19 @@ def _live_container(
             for key, port_bindings in (host.get("PortBindings") or {}).items()
             for binding in port_bindings or []
         ],
+        # Anonymous volumes (where read-only containers keep `files`) are not declared mounts.
         "mounts": [
             {"volume": m.get("Source", ""), "target": m.get("Target", "")}
             for m in host.get("Mounts") or []
-            if m.get("Type") == "volume"
+            if m.get("Type") == "volume" and m.get("Source")
         ],
+        "user": config.get("User") or "",
+        "cap_drop": host.get("CapDrop") or [],
+        "cap_add": host.get("CapAdd") or [],
+        "security_opt": host.get("SecurityOpt") or [],
+        "read_only": bool(host.get("ReadonlyRootfs")),
+        "tmpfs": host.get("Tmpfs") or {},
+        "own_volumes": props.get("own_volumes"),
         "files": files,
         "labels": {k: labels[k] for k in declared_labels if k in labels},
         "engine": props.get("engine"),
@@ -383,6 +523,12 @@ def _container_problems(news: Mapping[str, Any]) -> Iterator[tuple[str, str]]:
         value = news.get(field)
         if isinstance(value, (int, float)) and value < 0:
             yield field, f"must be zero or more seconds, got {value!r}"
+    for path in _known_items(news, "tmpfs", dict):
+        if not posixpath.isabs(path):
+            yield "tmpfs", f"{path!r} must be an absolute path"
+    user = news.get("user")
+    if news.get("own_volumes") and is_known(user) and numeric_user(user) is None:
+        yield "user", f"must be numeric uid:gid (e.g. 10001:10001) with own_volumes, got {text(user)!r}"
 
 
 class DockerContainerProvider(DockerProvider):
@@ -390,7 +536,8 @@ class DockerContainerProvider(DockerProvider):
     written into it before it starts.
 
     Every input change replaces the container (old one first: the name is
-    fixed), except ``wait_running_s``, which only governs ``create``. A
+    fixed), except ``wait_running_s`` and ``own_volumes``, which only govern
+    ``create``. A
     container that ``read`` finds stopped (output ``running`` false) is
     replaced on the next update.
     """
@@ -411,10 +558,17 @@ class DockerContainerProvider(DockerProvider):
         "restart": lambda v: text(v) or "unless-stopped",
         "healthcheck": _norm_healthcheck,
         "stop_timeout_s": norm_int(_DEFAULT_STOP_TIMEOUT_S),
+        "user": text,
+        "cap_drop": norm_caps,
+        "cap_add": norm_caps,
+        "security_opt": norm_security_opt,
+        "read_only": norm_bool,
+        "tmpfs": norm_map,
         **ENGINE_FIELD,
     }
     update_fields: ClassVar[dict[str, Normalizer]] = {
         "wait_running_s": lambda v: seconds(v, _DEFAULT_WAIT_RUNNING_S),
+        "own_volumes": norm_bool,
     }
 
     def problems(self, news: Mapping[str, Any]) -> Iterator[tuple[str, str]]:
@@ -433,13 +587,17 @@ class DockerContainerProvider(DockerProvider):
         name = text(spec["name"])
         with engine_api(engine_of(spec)) as api:
             try:
+                # Left by a container of this name removed by hand.
+                _remove_file_volumes(api, name)
+                if norm_bool(spec.get("own_volumes")):
+                    _own_volumes(api, spec)
                 container_id = str(api.create_container(**_create_kwargs(api, spec))["Id"])
             except docker.errors.APIError as err:
                 raise DockerResourceError(f"creating container {name!r} failed: {explain(err)}") from err
             # Create is all or nothing: a container that fails to start is removed.
             try:
                 if spec["files"]:
-                    api.put_archive(container_id, "/", _files_tar(spec["files"]))
+                    _put_files(api, container_id, spec)
                 api.start(container_id)
                 _wait_running(
                     api,
@@ -476,7 +634,10 @@ class DockerContainerProvider(DockerProvider):
         timeout = as_int(props.get("stop_timeout_s"), _DEFAULT_STOP_TIMEOUT_S)
         with engine_api(engine_of(props)) as api, removing(f"container {props.get('name')!r}"):
             api.stop(id_, timeout=timeout)
-            api.remove_container(id_, force=True)
+            # `v`: with its anonymous volumes (`files` of a read-only container); named ones stay.
+            api.remove_container(id_, force=True, v=True)
+        with engine_api(engine_of(props)) as api, removing(f"the file volumes of {props.get('name')!r}"):
+            _remove_file_volumes(api, text(props.get("name")))
 
     @staticmethod
     def _outputs(info: Mapping[str, Any], network: Any) -> dict[str, Any]:
@@ -514,6 +675,13 @@ class DockerContainer(Resource, module=TYPE_MODULE, name="DockerContainer"):
     healthcheck: pulumi.Output[dict[str, Any] | None]
     stop_timeout_s: pulumi.Output[int]
     wait_running_s: pulumi.Output[int]
+    user: pulumi.Output[str]
+    cap_drop: pulumi.Output[list[str]]
+    cap_add: pulumi.Output[list[str]]
+    security_opt: pulumi.Output[list[str]]
+    read_only: pulumi.Output[bool]
+    tmpfs: pulumi.Output[dict[str, str]]
+    own_volumes: pulumi.Output[bool]
     container_id: pulumi.Output[str]
     ip_address: pulumi.Output[str]
     running: pulumi.Output[bool]
@@ -538,6 +706,13 @@ class DockerContainer(Resource, module=TYPE_MODULE, name="DockerContainer"):
         healthcheck: pulumi.Input[HealthcheckSpec] | None = None,
         stop_timeout_s: pulumi.Input[int] = _DEFAULT_STOP_TIMEOUT_S,
         wait_running_s: pulumi.Input[int] = _DEFAULT_WAIT_RUNNING_S,
+        user: pulumi.Input[str] = "",
+        cap_drop: pulumi.Input[list[str]] | None = None,
+        cap_add: pulumi.Input[list[str]] | None = None,
+        security_opt: pulumi.Input[list[str]] | None = None,
+        read_only: pulumi.Input[bool] = False,
+        tmpfs: pulumi.Input[Mapping[str, str]] | None = None,
+        own_volumes: pulumi.Input[bool] = False,
         engine: pulumi.Input[str] = "",
         opts: pulumi.ResourceOptions | None = None,
     ) -> None:
@@ -562,6 +737,19 @@ class DockerContainer(Resource, module=TYPE_MODULE, name="DockerContainer"):
         :param healthcheck: Docker healthcheck; ``test`` in exec form.
         :param stop_timeout_s: seconds between SIGTERM and SIGKILL on stop and delete.
         :param wait_running_s: how long create waits for the container to be up.
+        :param user: ``uid:gid`` (or a name the image knows) the process runs as;
+            "" is the image's ``USER``.
+        :param cap_drop: capabilities taken away (``ALL`` for every one).
+        :param cap_add: capabilities given back or added.
+        :param security_opt: Docker security options, e.g. ``no-new-privileges``.
+        :param read_only: read-only root filesystem; ``files`` then go on small
+            anonymous volumes of the container's own (one per folder), as Docker
+            writes nothing else into it.
+        :param tmpfs: path -> mount options of in-memory filesystems, e.g.
+            ``{"/tmp": "rw,nosuid,nodev,size=128m,mode=1777"}``.
+        :param own_volumes: before the process starts, give every file on the
+            ``mounts`` to ``user`` (numeric ``uid:gid``), through a short-lived
+            root helper with only CHOWN and DAC_READ_SEARCH; nothing for root.
         :param engine: the engine it runs on (an engine reference,
             ``components.docker_objects.client``; "" is the local one).
         """
@@ -586,6 +774,13 @@ class DockerContainer(Resource, module=TYPE_MODULE, name="DockerContainer"):
                 "healthcheck": healthcheck,
                 "stop_timeout_s": stop_timeout_s,
                 "wait_running_s": wait_running_s,
+                "user": user,
+                "cap_drop": [] if cap_drop is None else cap_drop,
+                "cap_add": [] if cap_add is None else cap_add,
+                "security_opt": [] if security_opt is None else security_opt,
+                "read_only": read_only,
+                "tmpfs": {} if tmpfs is None else tmpfs,
+                "own_volumes": own_volumes,
                 "container_id": None,
                 "ip_address": None,
                 "running": None,

@@ -16,6 +16,9 @@ from components.provider_values import is_known, text, text_map
 
 Normalizer = Callable[[Any], Any]
 
+# The security option that keeps a process from gaining privileges (setuid binaries, file capabilities).
+NO_NEW_PRIVILEGES = "no-new-privileges"
+
 
 def as_int(value: Any, default: int = 0) -> int:
     if value is None or value == "":

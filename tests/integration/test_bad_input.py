@@ -250,6 +250,11 @@ CASES = [
         "cluster.jobs[0].processors = {'log': {}}",
     ),
     Case(
+        "root-tags-match-no-node",
+        _set("security", {"run_as_root_tags": {"tier": "legacy"}}),
+        "cluster.security.run_as_root_tags = {'tier': 'legacy'}",
+    ),
+    Case(
         "job-file-missing",
         _set("job_files", ["jobs/does-not-exist.yaml"]),
         "cluster.job_files[0] = 'jobs/does-not-exist.yaml'",

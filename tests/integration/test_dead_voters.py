@@ -139,6 +139,9 @@ def _start_extra_server(stack: TestStack, name: str) -> str:
             hostname=name,
             network=network,
             environment=[e for e in node_a.attrs["Config"]["Env"] if e.startswith("DKRON_")],
+            # Root: without the volume a node gets, the image's user can make
+            # neither /etc/dkron nor the data folder.
+            user="0:0",
             # The stack's label: its clean-up removes this container even if the test fails.
             labels={"dkron-iac.stack": stack.name},
             detach=True,

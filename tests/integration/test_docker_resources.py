@@ -86,6 +86,9 @@ def _sweep(client: docker.DockerClient, scope: Scope) -> None:
         network.remove()
     for volume in client.volumes.list(filters=name_filter):
         volume.remove(force=True)
+    # Anonymous ones (a read-only container's files) by their label.
+    for volume in client.volumes.list(filters={"label": f"dkron-iac.test={scope.prefix}"}):
+        volume.remove(force=True)
     tagged = client.images.list(filters={"reference": f"{scope.prefix}*"})
     for ref in [*(image.id for image in tagged), *scope.image_ids]:
         with suppress(docker.errors.NotFound):
@@ -435,6 +438,14 @@ def container_inputs(client: docker.DockerClient, scope: Scope) -> dict[str, Any
         },
         "stop_timeout_s": 3,
         "wait_running_s": 20,
+        # What DockerContainer passes by default: the image's user, Docker's limits.
+        "user": "",
+        "cap_drop": [],
+        "cap_add": [],
+        "security_opt": [],
+        "read_only": False,
+        "tmpfs": {},
+        "own_volumes": False,
         "engine": "",  # the local engine, as DockerContainer passes it by default
     }
 
@@ -530,6 +541,50 @@ def test_container_create_read_diff_delete(
     provider.delete(created.id, outs)
     with pytest.raises(docker.errors.NotFound):
         client.containers.get(created.id)
+
+
+def test_a_locked_down_container_gets_its_files_and_its_volume_and_nothing_else(
+    client: docker.DockerClient, container_inputs: dict[str, Any]
+) -> None:
+    """Another user, no capability, a read-only root: files on a volume of its
+    own (gone with it), the data volume given to the user first, /tmp writable."""
+    provider = DockerContainerProvider()
+    inputs = {
+        **container_inputs,
+        "command": ["sleep", "300"],
+        "healthcheck": None,
+        "user": "10001:10001",
+        "cap_drop": ["ALL"],
+        "security_opt": ["no-new-privileges"],
+        "read_only": True,
+        "tmpfs": {"/scratch": "rw,size=8m,mode=1777"},
+        "own_volumes": True,
+    }
+    created = provider.create(_engine_props(inputs))
+    assert created.outs is not None
+    container = client.containers.get(created.id)
+
+    def run(*command: str) -> tuple[int, str]:
+        result = container.exec_run(list(command))
+        return result.exit_code, result.output.decode(errors="replace").strip()
+
+    assert run("id", "-u") == (0, "10001")
+    for path, content in container_inputs["files"].items():
+        assert run("cat", path) == (0, content.strip())
+    assert run("stat", "-c", "%u:%g", "/data") == (0, "10001:10001")
+    assert run("touch", "/data/x")[0] == 0
+    assert run("touch", "/scratch/x")[0] == 0
+    assert run("touch", "/etc/x")[0] != 0
+    assert run("touch", "/etc/web/x")[0] != 0  # the files' volume stays root's
+    # Refresh sees what was declared (the files' volume is no declared mount).
+    read = provider.read(created.id, {**created.outs, **PROVIDER_PROP})
+    assert read.inputs == inputs
+    assert not provider.diff(created.id, read.outs or {}, _engine_props(inputs)).changes
+    files_label = {"label": f"dkron-iac.files-of={inputs['name']}"}
+    assert len(client.volumes.list(filters=files_label)) == 2  # /srv and /etc/web
+
+    provider.delete(created.id, created.outs)
+    assert client.volumes.list(filters=files_label) == []
 
 
 def test_container_removed_outside_pulumi_reads_as_missing(

@@ -157,8 +157,8 @@ def test_a_stack_from_before_moves_the_key_out_of_the_file_in_one_rolling_update
 
     _, text = preview(stack)
     assert summary_lines(text) == [
-        *(f"  {n} (follower): replace: {KEY_MOVES}" for n in followers),
-        f"  {first_leader} (leader, last): replace: {KEY_MOVES}",
+        *(f"  {n} (follower): replace: {KEY_MOVES}; runs as root -> dkron" for n in followers),
+        f"  {first_leader} (leader, last): replace: {KEY_MOVES}; runs as root -> dkron",
     ], text
 
     before = container_ids(stack)

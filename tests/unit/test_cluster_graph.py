@@ -29,6 +29,7 @@ import components.health
 from components.cluster import DOCKERFILE, DkronCluster, DkronClusterArgs
 from components.health import ClusterView, LiveView, NodeView, RaftPeer
 from components.node_config import CONFIG_PATH, DATA_DIR, HTTP_PORT, SERF_PORT, bootstrap_plan, node_settings
+from components.privilege import ROOT, UNPRIVILEGED
 from components.spec import ClusterSpec, load_cluster_spec
 from components.update_plan import plan_update
 
@@ -557,6 +558,8 @@ def test_outputs_name_the_leader_the_nodes_and_the_formed_cluster(
                 "tags": {"python": n},
                 # What the next preview compares with to say why a node changes.
                 "config": node_settings(spec, spec.node(n), bootstrap_plan(spec, None)),
+                # Who it runs as: the next preview says when that changes.
+                "user": "dkron",
             }
             for i, n in enumerate(NODES)
         }
@@ -574,3 +577,20 @@ def test_outputs_name_the_leader_the_nodes_and_the_formed_cluster(
         }
 
     return pulumi.Output.all(cluster.leader, cluster.nodes, cluster.bootstrap).apply(check)
+
+
+def test_each_node_container_runs_as_its_user_with_its_privileges(
+    graph: Graph, nodes: FakeNodes, project_root: Path
+) -> None:
+    spec = cluster_spec(
+        nodes=[{"name": "node1", "tags": {"tier": "legacy"}}, {"name": "node2"}, {"name": "node3"}],
+        security={"run_as_root_tags": {"tier": "legacy"}},
+    )
+    deploy(spec, project_root, nodes.live())
+    containers = {c.name: c.plain_inputs for c in graph.of("DockerContainer")}
+    for name, expected in (
+        ("dkron-node1", ROOT),
+        ("dkron-node2", UNPRIVILEGED),
+        ("dkron-node3", UNPRIVILEGED),
+    ):
+        assert {k: containers[name][k] for k in expected.container_args()} == expected.container_args()

@@ -234,6 +234,7 @@ def test_ports_urls_addresses_and_the_nodes_record() -> None:
             "address": p.addresses[n],
             "tags": {},
             "config": node_settings(spec, spec.node(n), bootstrap_plan(spec, None)),
+            "user": "dkron",
         }
         for n in NODES
     }
