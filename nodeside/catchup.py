@@ -111,6 +111,15 @@ def last_run(job: Mapping[str, Any]) -> datetime | None:
     return max(ended, default=None)
 
 
+def last_run_failed(job: Mapping[str, Any]) -> bool | None:
+    """Whether the job's last run failed (None: it never ran)."""
+    ended = last_run(job)
+    if ended is None:
+        return None
+    success, error = parse_time(job.get("last_success")), parse_time(job.get("last_error"))
+    return error == ended and error != success
+
+
 def missed_due(job: Mapping[str, Any], noted_next: datetime | None) -> datetime | None:
     """The first due time after the job's last run (or, never run, its noted next due time)."""
     ended = last_run(job)
@@ -122,6 +131,21 @@ def missed_due(job: Mapping[str, Any], noted_next: datetime | None) -> datetime 
         return next_due(schedule, str(job.get("name", "")), ended, str(job.get("timezone") or ""))
     stored = parse_time(job.get("next"))
     return min((t for t in (noted_next, stored) if t), default=None)
+
+
+def scheduled(job: Mapping[str, Any]) -> bool:
+    """Whether Dkron's scheduler runs the job by itself (enabled, with a schedule, not a child)."""
+    schedule = str(job.get("schedule", ""))
+    return not (job.get("disabled") or job.get("parent_job") or schedule in ("", "@manually"))
+
+
+def due_unserved(job: Mapping[str, Any], now: datetime) -> datetime | None:
+    """The first due time after the job's last run, if it has passed: no run has served it yet
+    (what `make status` calls late and the node exporter's runs-stopped alert watches)."""
+    if not scheduled(job):
+        return None
+    due = missed_due(job, None)
+    return due if due is not None and due <= now else None
 
 
 def decide(
@@ -141,7 +165,7 @@ def decide(
     name = str(job.get("name", ""))
     schedule = str(job.get("schedule", ""))
     metadata = job.get("metadata") or {}
-    if job.get("disabled") or job.get("parent_job") or schedule in ("", "@manually"):
+    if not scheduled(job):
         return None
     if str(metadata.get(OFF_KEY, "")).lower() in ("off", "false", "no"):
         return None
