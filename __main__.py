@@ -120,6 +120,8 @@ def main() -> None:
     pulumi.export("image", cluster.image)
     pulumi.export("removed", cluster.removed)
     pulumi.export("jobs", sorted(managed))
+    if cluster.prometheus is not None:
+        pulumi.export("prometheus", cluster.prometheus)
 
 
 main()

@@ -19,6 +19,7 @@ from typing import Any
 
 import pulumi
 
+from components import naming, prometheus
 from components.addressing import docker_network_subnets
 from components.change_summary import change_summary
 from components.docker_objects import (
@@ -55,6 +56,7 @@ from components.update_plan import UpdatePlan
 # What goes into the image's build context, relative to the project root.
 IMAGE_CONTEXT = ["dockerfiles", "jobs", "nodeside"]
 DOCKERFILE = "dockerfiles/Dockerfile"
+PROMETHEUS_DOCKERFILE = "dockerfiles/prometheus.Dockerfile"
 
 # SIGTERM makes the agent leave the cluster gracefully; Docker's default 10 s
 # can kill it first, and a node that dies without leaving stays a Raft voter.
@@ -159,6 +161,8 @@ class DkronCluster(pulumi.ComponentResource):
     api_urls: dict[str, str]
     ready: list[pulumi.CustomResource]
     removed: dict[str, Any]
+    prometheus: dict[str, str] | None
+    """The bundled Prometheus server's URL and container (None when it is off)."""
 
     def __init__(self, name: str, args: DkronClusterArgs, opts: pulumi.ResourceOptions | None = None):
         super().__init__("dkron-iac:index:DkronCluster", name, None, opts)
@@ -250,6 +254,9 @@ class DkronCluster(pulumi.ComponentResource):
         for node_name, record in update.earlier.items():
             self._remove(node_name, [], container=record["container"])
         self.removed = update.removed_record
+        self.prometheus = None
+        if spec.metrics.prometheus.enabled:
+            self.prometheus = self._declare_prometheus(network_name)
 
         self.ready = steps
         self.nodes = pulumi.Output.from_input(dict(update.nodes))
@@ -267,8 +274,60 @@ class DkronCluster(pulumi.ComponentResource):
                 "voters": self.voters,
                 "network": self.network,
                 "removed": self.removed,
+                "prometheus": self.prometheus,
             }
         )
+
+    def _declare_prometheus(self, network: pulumi.Input[str]) -> dict[str, str]:
+        """The Prometheus server beside the nodes (one engine: it scrapes them on the cluster network)."""
+        name, spec, root = self._name, self._args.spec, str(self._args.project_root)
+        child = pulumi.ResourceOptions(parent=self)
+        # Not the cluster's label: the end of an update removes the cluster's images no container
+        # uses, and this one's container may not exist yet then.
+        labels = {**self._args.labels, "dkron-iac.prometheus": spec.name}
+        image = DockerImage(
+            f"{name}-prometheus-image",
+            tag=f"{naming.prometheus_image_repository(spec.name)}:local",
+            context_root=root,
+            include=[PROMETHEUS_DOCKERFILE],
+            dockerfile=PROMETHEUS_DOCKERFILE,
+            build_args={"BASE_IMAGE": spec.image.base_image},
+            context_digest=context_digest(root, [PROMETHEUS_DOCKERFILE]),
+            labels=labels,
+            opts=child,
+        )
+        settings = spec.metrics.prometheus
+        container = naming.prometheus_container_name(spec.name)
+        DockerContainer(
+            f"{name}-prometheus",
+            name=container,
+            image=image.image_id,
+            network=network,
+            hostname="prometheus",
+            aliases=["prometheus"],
+            command=prometheus.command(),
+            files={
+                prometheus.CONFIG_PATH: prometheus.scrape_config(spec, [n.name for n in spec.nodes]),
+                prometheus.RULES_PATH: prometheus.rules_file(spec),
+            },
+            # Loopback only, whatever `ports.bind_address` says: its API can delete data.
+            ports=[{"internal": prometheus.PORT, "external": settings.port, "ip": "127.0.0.1"}],
+            labels=labels,
+            restart="unless-stopped",
+            healthcheck={
+                "test": [
+                    "python3",
+                    "-c",
+                    f"import urllib.request; urllib.request.urlopen('http://127.0.0.1:{prometheus.PORT}/-/ready', timeout=3)",
+                ],
+                "interval_s": 5,
+                "timeout_s": 4,
+                "retries": 3,
+                "start_period_s": 10,
+            },
+            opts=child,
+        )
+        return {"url": f"http://127.0.0.1:{settings.port}", "container": container}
 
     def _declare_node(
         self,
@@ -320,7 +379,9 @@ class DkronCluster(pulumi.ComponentResource):
             image=image_id,
             network=network,
             hostname=node.name,
-            command=agent_command(spec, on_host.api_port if on_host is not None else HTTP_PORT),
+            command=agent_command(
+                spec, on_host.api_port if on_host is not None else HTTP_PORT, exporter=on_host is None
+            ),
             envs=environment,
             mounts=[{"volume": volume.name, "target": DATA_DIR}],
             files={CONFIG_PATH: render_node_config(spec, node, self._args.plan, on_host)},

@@ -27,7 +27,7 @@ from components.dkron_client import DkronClient, DkronError
 from components.docker_objects.client import engine, split_locator
 from components.health import ClusterView, RaftPeer, observe, raft_peers
 from components.update_plan import recorded_container
-from nodeside.catchup import due_unserved, last_run_failed, parse_log, parse_time
+from nodeside.catchup import LATE_AFTER_S, due_unserved, last_run_failed, parse_log, parse_time
 
 Verdict = Literal["healthy", "degraded", "broken"]
 
@@ -36,9 +36,6 @@ EXIT_CODES: dict[Verdict, int] = {"healthy": 0, "degraded": 1, "broken": 2}
 
 # Serf's member status numbers as the API reports them.
 SERF_STATUS = {0: "none", 1: "alive", 2: "leaving", 3: "left", 4: "failed"}
-
-# How long after a due time a job counts as late (a run starts within a second or so).
-LATE_AFTER_S = 30.0
 
 
 @dataclass(frozen=True)

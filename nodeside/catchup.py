@@ -70,6 +70,9 @@ IMMINENT_S = 0.25
 """A catch-up must start at least this long before the second in which the job's own schedule runs
 it next (due times are whole seconds): never two runs of a job in one second."""
 EPOCH = datetime(2000, 1, 1, tzinfo=UTC)
+LATE_AFTER_S = 30.0
+"""How long a due time may pass unserved before a job counts as late (`make status`) or its runs as
+stopped (the alert rule): a run normally starts within a second of its due time."""
 
 
 @dataclass(frozen=True)
