@@ -88,6 +88,8 @@ class ClusterStatus:
     nodes: list[NodeStatus]
     jobs: list[JobStatus]
     jobs_error: str | None = None
+    prometheus: dict[str, str] | None = None
+    """The bundled Prometheus server's URL, container and the container's state (None: not run)."""
     observed_at: str = field(default_factory=lambda: datetime.now(UTC).isoformat(timespec="seconds"))
 
     @property
@@ -188,7 +190,7 @@ class _Container:
     log: list[dict[str, Any]] | None = None
 
 
-def _read_container(locator: str) -> _Container:
+def _read_container(locator: str, with_log: bool = True) -> _Container:
     where, name = split_locator(locator)
     try:
         with engine(where, timeout_s=10) as client:
@@ -204,7 +206,7 @@ def _read_container(locator: str) -> _Container:
             with contextlib.suppress(Exception):
                 tags = client.images.get(image_id).tags
             image = f"{tags[0] if tags else image_id[7:19]}"
-            log = parse_log(container.logs().decode(errors="replace"))
+            log = parse_log(container.logs().decode(errors="replace")) if with_log else []
             return _Container(
                 state=str(state.get("Status") or "unknown"),
                 started_at=docker_time(state.get("StartedAt")),
@@ -300,7 +302,13 @@ def read_status(stack: str, outputs: Mapping[str, Any]) -> ClusterStatus:
         logs = [box.log for box in seen.values()]
         watcher = None if any(log is None for log in logs) else [line for log in logs for line in log or []]
         jobs = [job_status(job, now, watcher) for job in sorted(raw_jobs, key=lambda j: str(j.get("name")))]
+    server = outputs.get("prometheus")
+    prometheus = None
+    if server:
+        state = _read_container(str(server["container"]), with_log=False).state
+        prometheus = {"url": str(server["url"]), "container": str(server["container"]), "state": state}
     return ClusterStatus(
+        prometheus=prometheus,
         stack=stack,
         verdict=verdict,
         leader=leader,
@@ -390,6 +398,16 @@ def render(status: ClusterStatus) -> Group:
         ]
         nodes.add_row(*row)
     parts.append(nodes)
+    if status.prometheus:
+        server = status.prometheus
+        parts.append(
+            Text.assemble(
+                "prometheus ",
+                server["url"],
+                " ",
+                _mark(server["state"], server["state"] == "running", server["state"] != "unknown"),
+            )
+        )
 
     if status.jobs_error:
         parts.append(Text(f"jobs: unknown ({status.jobs_error})", style="red"))

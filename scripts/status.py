@@ -82,16 +82,24 @@ def main() -> int:
         out.print(render(status))
         return status.exit_code
     latest: ClusterStatus = status
-    with Live(render(status), console=out, auto_refresh=False) as live:
-        try:
+    try:
+        if not out.is_terminal:  # nothing to redraw in a pipe or a file: one table after another
+            while True:
+                out.print(render(latest))
+                time.sleep(args.interval)
+                latest = read_status(args.stack, outputs)
+        with Live(render(status), console=out, auto_refresh=False) as live:
             while True:
                 time.sleep(args.interval)
                 latest = read_status(args.stack, outputs)
                 live.update(render(latest), refresh=True)
-        except KeyboardInterrupt:
-            pass
+    except KeyboardInterrupt:
+        pass
     return latest.exit_code
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    try:
+        sys.exit(main())
+    except KeyboardInterrupt:  # before a first status was read: nothing to say
+        sys.exit(130)

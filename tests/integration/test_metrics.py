@@ -20,6 +20,7 @@ from components.docker_objects import engine
 from components.membership import remove_raft_peer
 from testing import harness
 from testing.harness import TestStack, eventually
+from tests.integration.test_status import status_json
 
 NODES: list[dict[str, Any]] = [
     {"name": "node1", "tags": {"slot": "a"}},
@@ -126,6 +127,14 @@ def test_prometheus_scrapes_every_node_on_loopback_and_nothing_fires_at_rest(clu
         "a run of flaky", lambda: query(cluster, 'dkron_iac_job_last_run_failed{dkron_job="flaky"} == 0')
     )
     assert firing(cluster) == set()
+    # `make status` names the server beside the nodes.
+    code, data = status_json(cluster.name)
+    assert code == 0
+    assert data["prometheus"] == {
+        "url": url,
+        "container": cluster.last_outputs["prometheus"]["container"],
+        "state": "running",
+    }
 
     # Deployed as it is, the stack has nothing to change.
     result = cluster.preview()

@@ -172,6 +172,26 @@ def test_the_table_has_no_colour_codes_when_not_a_terminal() -> None:
     assert "host" not in text  # one engine: no host column
 
 
+def test_several_hosts_add_a_host_column_and_a_bundled_prometheus_gets_a_line() -> None:
+    placed = status()
+    placed = ClusterStatus(
+        **{
+            **placed.__dict__,
+            "nodes": [NodeStatus(**{**n.__dict__, "host": "h1"}) for n in placed.nodes],
+            "prometheus": {
+                "url": "http://127.0.0.1:9090",
+                "container": "dkron-dev-prometheus",
+                "state": "running",
+            },
+        }
+    )
+    stream = io.StringIO()
+    console(stream).print(render(placed))
+    text = stream.getvalue()
+    assert " host " in text
+    assert "prometheus http://127.0.0.1:9090 running" in text
+
+
 def test_json_carries_the_verdict_and_its_exit_code() -> None:
     data = json.loads(json.dumps(as_json(status("broken"))))
     assert (data["verdict"], data["exit_code"]) == ("broken", 2)
