@@ -122,6 +122,8 @@ def main() -> None:
     pulumi.export("jobs", sorted(managed))
     if cluster.prometheus is not None:
         pulumi.export("prometheus", cluster.prometheus)
+    if cluster.alertmanager is not None:
+        pulumi.export("alertmanager", cluster.alertmanager)
 
 
 main()

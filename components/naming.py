@@ -31,3 +31,11 @@ def prometheus_container_name(cluster: str) -> str:
 
 def prometheus_image_repository(cluster: str) -> str:
     return f"dkron-iac/{cluster}-prometheus"
+
+
+def alertmanager_container_name(cluster: str) -> str:
+    return f"{cluster}-alertmanager"
+
+
+def alertmanager_image_repository(cluster: str) -> str:
+    return f"dkron-iac/{cluster}-alertmanager"

@@ -19,6 +19,10 @@ from components.spec import ClusterSpec
 from nodeside.catchup import LATE_AFTER_S
 from nodeside.schedule import go_duration_seconds
 
+ALERTMANAGER_CONFIG_PATH = "/etc/prometheus/dkron-iac-alertmanager.yml"
+ALERTMANAGER_DATA_PATH = "/var/lib/prometheus/alertmanager"
+ALERTMANAGER_PORT = 9093
+ALERTMANAGER_HOST = "alertmanager"  # its name on the cluster network
 CONFIG_PATH = "/etc/prometheus/dkron-iac.yml"
 RULES_PATH = "/etc/prometheus/dkron-iac-rules.yml"
 DATA_PATH = "/var/lib/prometheus/metrics2"
@@ -64,6 +68,40 @@ def scrape_config(spec: ClusterSpec, nodes: Sequence[str]) -> str:
             {"job_name": DKRON_JOB, "metrics_path": "/metrics", "static_configs": targets(HTTP_PORT)},
             {"job_name": EXPORTER_JOB, "metrics_path": "/metrics", "static_configs": targets(EXPORTER_PORT)},
         ],
+    }
+    if spec.metrics.alertmanager.enabled:
+        target = f"{ALERTMANAGER_HOST}:{ALERTMANAGER_PORT}"
+        config["alerting"] = {"alertmanagers": [{"static_configs": [{"targets": [target]}]}]}
+    return yaml.safe_dump(config, sort_keys=False)
+
+
+def alertmanager_command() -> list[str]:
+    return [
+        "prometheus-alertmanager",
+        f"--config.file={ALERTMANAGER_CONFIG_PATH}",
+        f"--storage.path={ALERTMANAGER_DATA_PATH}",
+        f"--web.listen-address=:{ALERTMANAGER_PORT}",
+        # One Alertmanager: no gossip with peers.
+        "--cluster.listen-address=",
+    ]
+
+
+def alertmanager_config(spec: ClusterSpec) -> str:
+    """alertmanager.yml: every alert to one receiver, which posts to the configured webhooks
+    (none: the alerts are only shown, in its UI and API)."""
+    receiver: dict[str, Any] = {"name": "dkron-iac"}
+    urls = spec.metrics.alertmanager.webhook_urls
+    if urls:
+        receiver["webhook_configs"] = [{"url": url, "send_resolved": True} for url in urls]
+    config = {
+        "route": {
+            "receiver": "dkron-iac",
+            "group_by": ["alertname", "cluster"],
+            "group_wait": "10s",
+            "group_interval": "1m",
+            "repeat_interval": "4h",
+        },
+        "receivers": [receiver],
     }
     return yaml.safe_dump(config, sort_keys=False)
 

@@ -421,11 +421,39 @@ class PrometheusSpec(_Settings):
         return value
 
 
+class AlertmanagerSpec(_Settings):
+    """An Alertmanager the bundled Prometheus sends its alerts to."""
+
+    enabled: bool = Field(default=False, description="Run it (needs metrics.prometheus.enabled).")
+    port: int = Field(
+        default=9093,
+        ge=MIN_PORT,
+        le=MAX_PORT,
+        description="Where its UI and API are published, on 127.0.0.1 only.",
+    )
+    webhook_urls: list[str] = Field(
+        default_factory=list,
+        description="Where it posts each alert, firing and resolved (Alertmanager's webhook format).",
+    )
+
+    @field_validator("webhook_urls")
+    @classmethod
+    def _urls(cls, value: list[str]) -> list[str]:
+        for url in value:
+            parts = urlsplit(url)
+            if parts.scheme not in ("http", "https") or not parts.hostname:
+                raise ValueError(f"{url!r} is not an http:// or https:// URL with a host")
+        return value
+
+
 class MetricsSpec(_Settings):
     """Metrics: every node serves them; a stack may run a Prometheus server too."""
 
     prometheus: PrometheusSpec = Field(
         default_factory=PrometheusSpec, description="The bundled Prometheus server (off by default)."
+    )
+    alertmanager: AlertmanagerSpec = Field(
+        default_factory=AlertmanagerSpec, description="An Alertmanager beside it (off by default)."
     )
 
 
@@ -871,7 +899,15 @@ class ClusterSpec(_Settings):
 
     def _prometheus_violations(self) -> list[Problem]:
         """The bundled Prometheus scrapes the nodes over the cluster network: one engine only."""
-        prometheus = self.metrics.prometheus
+        prometheus, alertmanager = self.metrics.prometheus, self.metrics.alertmanager
+        if alertmanager.enabled and not prometheus.enabled:
+            return [
+                _violation(
+                    ("metrics", "alertmanager", "enabled"),
+                    True,
+                    "needs metrics.prometheus.enabled: true (the bundled Prometheus is what sends it alerts)",
+                )
+            ]
         if not prometheus.enabled:
             return []
         if self.hosts:
@@ -886,15 +922,24 @@ class ClusterSpec(_Settings):
             ]
         taken = {node.api_port for node in self.nodes if node.api_port is not None}
         taken |= set(range(self.ports.api_port_base, self.ports.api_port_base + len(self.nodes)))
+        found = []
         if prometheus.port in taken:
-            return [
+            found.append(
                 _violation(
                     ("metrics", "prometheus", "port"),
                     prometheus.port,
                     "clashes with a node's API port; give Prometheus a port of its own",
                 )
-            ]
-        return []
+            )
+        if alertmanager.enabled and alertmanager.port in taken | {prometheus.port}:
+            found.append(
+                _violation(
+                    ("metrics", "alertmanager", "port"),
+                    alertmanager.port,
+                    "clashes with a node's API port or Prometheus' port; give Alertmanager a port of its own",
+                )
+            )
+        return found
 
     @property
     def prometheus_enabled(self) -> bool:

@@ -90,6 +90,8 @@ class ClusterStatus:
     jobs_error: str | None = None
     prometheus: dict[str, str] | None = None
     """The bundled Prometheus server's URL, container and the container's state (None: not run)."""
+    alertmanager: dict[str, str] | None = None
+    """The same for the Alertmanager."""
     observed_at: str = field(default_factory=lambda: datetime.now(UTC).isoformat(timespec="seconds"))
 
     @property
@@ -239,6 +241,14 @@ def _raft_configuration(
     return {}
 
 
+def _server(output: Mapping[str, Any] | None) -> dict[str, str] | None:
+    """A server beside the nodes (its stack output), with its container's state."""
+    if not output:
+        return None
+    state = _read_container(str(output["container"]), with_log=False).state
+    return {"url": str(output["url"]), "container": str(output["container"]), "state": state}
+
+
 def read_status(stack: str, outputs: Mapping[str, Any]) -> ClusterStatus:
     """Ask every node the stack's outputs name, and judge what they say."""
     records: Mapping[str, Mapping[str, Any]] = outputs.get("nodes") or {}
@@ -302,13 +312,9 @@ def read_status(stack: str, outputs: Mapping[str, Any]) -> ClusterStatus:
         logs = [box.log for box in seen.values()]
         watcher = None if any(log is None for log in logs) else [line for log in logs for line in log or []]
         jobs = [job_status(job, now, watcher) for job in sorted(raw_jobs, key=lambda j: str(j.get("name")))]
-    server = outputs.get("prometheus")
-    prometheus = None
-    if server:
-        state = _read_container(str(server["container"]), with_log=False).state
-        prometheus = {"url": str(server["url"]), "container": str(server["container"]), "state": state}
     return ClusterStatus(
-        prometheus=prometheus,
+        prometheus=_server(outputs.get("prometheus")),
+        alertmanager=_server(outputs.get("alertmanager")),
         stack=stack,
         verdict=verdict,
         leader=leader,
@@ -398,16 +404,14 @@ def render(status: ClusterStatus) -> Group:
         ]
         nodes.add_row(*row)
     parts.append(nodes)
-    if status.prometheus:
-        server = status.prometheus
-        parts.append(
-            Text.assemble(
-                "prometheus ",
-                server["url"],
-                " ",
-                _mark(server["state"], server["state"] == "running", server["state"] != "unknown"),
+    for role, server in (("prometheus", status.prometheus), ("alertmanager", status.alertmanager)):
+        if server:
+            state = server["state"]
+            parts.append(
+                Text.assemble(
+                    f"{role} ", server["url"], " ", _mark(state, state == "running", state != "unknown")
+                )
             )
-        )
 
     if status.jobs_error:
         parts.append(Text(f"jobs: unknown ({status.jobs_error})", style="red"))

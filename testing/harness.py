@@ -262,7 +262,11 @@ def _remove_docker_objects(stack_name: str, cluster_name: str) -> None:
             volume.remove(force=True)
         # Node and Prometheus images carry the stack's labels, so no other stack shares one;
         # a tag someone else put on one (the benchmarks do) keeps it.
-        ours = (naming.image_repository(cluster_name), naming.prometheus_image_repository(cluster_name))
+        ours = (
+            naming.image_repository(cluster_name),
+            naming.prometheus_image_repository(cluster_name),
+            naming.alertmanager_image_repository(cluster_name),
+        )
         for image in client.images.list(filters={"label": label}):
             for tag in image.tags:
                 if tag.startswith(tuple(f"{repository}:" for repository in ours)):

@@ -1,5 +1,6 @@
 """Metrics and alerts on a real cluster: the bundled Prometheus scrapes every node,
-and each alert rule fires in the condition it names and clears when it ends.
+each alert rule fires in the condition it names and clears when it ends, and the
+Alertmanager posts what fires to a webhook.
 
 One three-node stack for the module (scraping every 2 s, so each rule holds
 6 s before it fires); the tests run in order, and those that kill nodes
@@ -39,16 +40,50 @@ JOBS = [
 ]
 
 
+# A webhook receiver for the Alertmanager: prints what it is posted.
+HOOK = """
+import http.server
+class Hook(http.server.BaseHTTPRequestHandler):
+    def do_POST(self):
+        print(self.rfile.read(int(self.headers["Content-Length"])).decode(), flush=True)
+        self.send_response(200)
+        self.end_headers()
+http.server.HTTPServer(("", 8080), Hook).serve_forever()
+"""
+
+
+def hook_name(stack: TestStack) -> str:
+    return f"{stack.cluster_name}-hook"
+
+
 @pytest.fixture(scope="module")
 def cluster() -> Iterator[TestStack]:
     with harness.test_stack(NODES, jobs=JOBS) as stack:
         prometheus_port = stack.port_base + len(NODES) + 1
         stack.configure(
             lambda c: c.update(
-                metrics={"prometheus": {"enabled": True, "port": prometheus_port, "scrape_interval": "2s"}}
+                metrics={
+                    "prometheus": {"enabled": True, "port": prometheus_port, "scrape_interval": "2s"},
+                    "alertmanager": {
+                        "enabled": True,
+                        "port": prometheus_port + 1,
+                        "webhook_urls": [f"http://{hook_name(stack)}:8080/"],
+                    },
+                }
             )
         )
-        stack.up(refresh=False)
+        outputs = stack.up(refresh=False)
+        with engine() as client:
+            # On the cluster network, where its container name resolves; the stack's label
+            # has the stack's clean-up remove it.
+            client.containers.run(
+                harness.BASE_IMAGE,
+                ["python3", "-c", HOOK],
+                name=hook_name(stack),
+                network=outputs["network"]["name"],
+                labels={"dkron-iac.stack": stack.name},
+                detach=True,
+            )
         yield stack
 
 
@@ -99,6 +134,11 @@ def test_prometheus_scrapes_every_node_on_loopback_and_nothing_fires_at_rest(clu
         check=True,
     ).stdout
     assert ports.strip() == f"9090/tcp -> 127.0.0.1:{cluster.port_base + len(NODES) + 1}", ports
+    alertmanager = cluster.last_outputs["alertmanager"]
+    published = subprocess.run(
+        ["docker", "port", alertmanager["container"]], capture_output=True, text=True, check=True
+    ).stdout
+    assert published.strip() == f"9093/tcp -> 127.0.0.1:{cluster.port_base + len(NODES) + 2}", published
 
     def every_target_up() -> bool:
         targets = requests.get(f"{url}/api/v1/targets", timeout=5).json()["data"]["activeTargets"]
@@ -127,7 +167,7 @@ def test_prometheus_scrapes_every_node_on_loopback_and_nothing_fires_at_rest(clu
         "a run of flaky", lambda: query(cluster, 'dkron_iac_job_last_run_failed{dkron_job="flaky"} == 0')
     )
     assert firing(cluster) == set()
-    # `make status` names the server beside the nodes.
+    # `make status` names the servers beside the nodes.
     code, data = status_json(cluster.name)
     assert code == 0
     assert data["prometheus"] == {
@@ -135,6 +175,7 @@ def test_prometheus_scrapes_every_node_on_loopback_and_nothing_fires_at_rest(clu
         "container": cluster.last_outputs["prometheus"]["container"],
         "state": "running",
     }
+    assert data["alertmanager"]["state"] == "running"
 
     # Deployed as it is, the stack has nothing to change.
     result = cluster.preview()
@@ -150,6 +191,19 @@ def test_a_job_whose_last_run_failed_fires_until_a_run_succeeds(cluster: TestSta
 
     flag(True)
     fires(cluster, ("DkronJobLastRunFailed", "flaky"))
+    # Prometheus hands it to the Alertmanager, which posts it to the webhook.
+    alertmanager = cluster.last_outputs["alertmanager"]["url"]
+    received = requests.get(f"{alertmanager}/api/v2/alerts", timeout=5).json()
+    assert {"alertname": "DkronJobLastRunFailed", "dkron_job": "flaky"}.items() <= next(
+        a["labels"] for a in received if a["labels"]["alertname"] == "DkronJobLastRunFailed"
+    ).items()
+
+    def posted() -> bool:
+        with engine() as client:
+            log = client.containers.get(hook_name(cluster)).logs().decode()
+        return '"alertname":"DkronJobLastRunFailed"' in log and '"dkron_job":"flaky"' in log
+
+    eventually("the alert posted to the webhook", posted, timeout_s=40)
     flag(False)
     clears(cluster, ("DkronJobLastRunFailed", "flaky"), timeout_s=30)
 

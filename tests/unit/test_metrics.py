@@ -146,3 +146,46 @@ def test_prometheus_settings_are_checked_with_the_stack_and_the_setting_named() 
     ):
         load_cluster_spec("lab", hosts)
     assert spec().metrics.prometheus.port == 9090
+
+
+def test_an_alertmanager_gets_every_alert_and_posts_them_to_the_webhooks() -> None:
+    with_am = load_cluster_spec(
+        "dev",
+        {
+            "name": "dkron-dev",
+            "nodes": [{"name": "node1"}],
+            "metrics": {
+                "prometheus": {"enabled": True},
+                "alertmanager": {"enabled": True, "webhook_urls": ["http://hook:8080/alerts"]},
+            },
+        },
+    )
+    config = yaml.safe_load(prometheus.scrape_config(with_am, ["node1"]))
+    assert config["alerting"] == {"alertmanagers": [{"static_configs": [{"targets": ["alertmanager:9093"]}]}]}
+    assert "alerting" not in yaml.safe_load(prometheus.scrape_config(spec(), ["node1"]))
+    am = yaml.safe_load(prometheus.alertmanager_config(with_am))
+    assert am["route"]["receiver"] == "dkron-iac"
+    assert am["receivers"] == [
+        {"name": "dkron-iac", "webhook_configs": [{"url": "http://hook:8080/alerts", "send_resolved": True}]}
+    ]
+
+
+def test_alertmanager_settings_are_checked() -> None:
+    base: dict[str, Any] = {"name": "d", "nodes": [{"name": "a"}]}
+    with pytest.raises(
+        ClusterConfigError,
+        match=r"cluster.metrics.alertmanager.enabled = True: needs metrics.prometheus.enabled",
+    ):
+        load_cluster_spec("dev", {**base, "metrics": {"alertmanager": {"enabled": True}}})
+    with pytest.raises(ClusterConfigError, match=r"cluster.metrics.alertmanager.port = 9090: clashes with"):
+        load_cluster_spec(
+            "dev",
+            {
+                **base,
+                "metrics": {"prometheus": {"enabled": True}, "alertmanager": {"enabled": True, "port": 9090}},
+            },
+        )
+    with pytest.raises(
+        ClusterConfigError, match=r"webhook_urls.*'ftp://x' is not an http:// or https:// URL"
+    ):
+        load_cluster_spec("dev", {**base, "metrics": {"alertmanager": {"webhook_urls": ["ftp://x"]}}})

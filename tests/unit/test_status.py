@@ -172,7 +172,7 @@ def test_the_table_has_no_colour_codes_when_not_a_terminal() -> None:
     assert "host" not in text  # one engine: no host column
 
 
-def test_several_hosts_add_a_host_column_and_a_bundled_prometheus_gets_a_line() -> None:
+def test_several_hosts_add_a_host_column_and_the_servers_beside_the_nodes_get_a_line() -> None:
     placed = status()
     placed = ClusterStatus(
         **{
@@ -183,6 +183,11 @@ def test_several_hosts_add_a_host_column_and_a_bundled_prometheus_gets_a_line() 
                 "container": "dkron-dev-prometheus",
                 "state": "running",
             },
+            "alertmanager": {
+                "url": "http://127.0.0.1:9093",
+                "container": "dkron-dev-alertmanager",
+                "state": "exited",
+            },
         }
     )
     stream = io.StringIO()
@@ -190,6 +195,7 @@ def test_several_hosts_add_a_host_column_and_a_bundled_prometheus_gets_a_line() 
     text = stream.getvalue()
     assert " host " in text
     assert "prometheus http://127.0.0.1:9090 running" in text
+    assert "alertmanager http://127.0.0.1:9093 exited" in text
 
 
 def test_json_carries_the_verdict_and_its_exit_code() -> None:
