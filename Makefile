@@ -3,7 +3,7 @@ SHELL := /bin/bash
 STACK ?= dev
 PYTEST_ARGS ?=
 
-.PHONY: setup up preview refresh destroy outputs jobs-export test test-unit lint bench clean-slate lab-up lab-down
+.PHONY: setup up preview refresh destroy outputs status jobs-export test test-unit lint bench clean-slate lab-up lab-down
 
 setup:
 	@scripts/setup.sh
@@ -24,6 +24,13 @@ destroy: setup
 outputs:
 	@scripts/setup.sh >&2
 	@scripts/stack.sh outputs $(STACK)
+
+# The live cluster: a table (JSON=1: JSON; WATCH=1: refreshed in place). Exit 0 healthy,
+# 1 degraded, 2 broken or unreadable; make itself turns any failure into 2, so scripts that
+# need 1 apart from 2 run `scripts/status.sh STACK [--json]`.
+status:
+	@scripts/setup.sh >&2
+	@scripts/status.sh $(STACK) $(if $(JSON),--json,) $(if $(WATCH),--watch,)
 
 # Jobs in the stack's cluster that it does not declare (or JOBS=a,b), written as a job file (OUT=path).
 jobs-export: setup

@@ -134,6 +134,10 @@ def main() -> None:
     pulumi.export("image", cluster.image)
     pulumi.export("removed", cluster.removed)
     pulumi.export("jobs", sorted(job.name for job in jobs))
+    if cluster.prometheus is not None:
+        pulumi.export("prometheus", cluster.prometheus)
+    if cluster.alertmanager is not None:
+        pulumi.export("alertmanager", cluster.alertmanager)
 
 
 main()

@@ -19,6 +19,7 @@ from typing import Any
 
 import pulumi
 
+from components import naming, prometheus
 from components.addressing import docker_network_subnets
 from components.change_summary import change_summary
 from components.docker_objects import (
@@ -56,6 +57,8 @@ from components.update_plan import UpdatePlan
 # What goes into the image's build context, relative to the project root.
 IMAGE_CONTEXT = ["dockerfiles", "jobs", "nodeside"]
 DOCKERFILE = "dockerfiles/Dockerfile"
+PROMETHEUS_DOCKERFILE = "dockerfiles/prometheus.Dockerfile"
+ALERTMANAGER_DOCKERFILE = "dockerfiles/alertmanager.Dockerfile"
 
 # SIGTERM makes the agent leave the cluster gracefully; Docker's default 10 s
 # can kill it first, and a node that dies without leaving stays a Raft voter.
@@ -160,6 +163,10 @@ class DkronCluster(pulumi.ComponentResource):
     api_urls: dict[str, str]
     ready: list[pulumi.CustomResource]
     removed: dict[str, Any]
+    prometheus: dict[str, str] | None
+    """The bundled Prometheus server's URL and container (None when it is off)."""
+    alertmanager: dict[str, str] | None
+    """The Alertmanager's URL and container (None when it is off)."""
 
     def __init__(self, name: str, args: DkronClusterArgs, opts: pulumi.ResourceOptions | None = None):
         super().__init__("dkron-iac:index:DkronCluster", name, None, opts)
@@ -254,6 +261,11 @@ class DkronCluster(pulumi.ComponentResource):
         for node_name, record in update.earlier.items():
             self._remove(node_name, [], container=record["container"])
         self.removed = update.removed_record
+        self.prometheus = self.alertmanager = None
+        if spec.metrics.prometheus.enabled:
+            self.prometheus = self._declare_prometheus(network_name)
+        if spec.metrics.alertmanager.enabled:
+            self.alertmanager = self._declare_alertmanager(network_name)
 
         self.ready = steps
         self.nodes = pulumi.Output.from_input(dict(update.nodes))
@@ -271,8 +283,106 @@ class DkronCluster(pulumi.ComponentResource):
                 "voters": self.voters,
                 "network": self.network,
                 "removed": self.removed,
+                "prometheus": self.prometheus,
+                "alertmanager": self.alertmanager,
             }
         )
+
+    def _declare_prometheus(self, network: pulumi.Input[str]) -> dict[str, str]:
+        """The Prometheus server beside the nodes (one engine: it scrapes them on the cluster network)."""
+        spec = self._args.spec
+        return self._declare_server(
+            "prometheus",
+            network,
+            dockerfile=PROMETHEUS_DOCKERFILE,
+            container=naming.prometheus_container_name(spec.name),
+            repository=naming.prometheus_image_repository(spec.name),
+            command=prometheus.command(),
+            files={
+                prometheus.CONFIG_PATH: prometheus.scrape_config(spec, [n.name for n in spec.nodes]),
+                prometheus.RULES_PATH: prometheus.rules_file(spec),
+            },
+            port=prometheus.PORT,
+            published=spec.metrics.prometheus.port,
+            ready="/-/ready",
+        )
+
+    def _declare_alertmanager(self, network: pulumi.Input[str]) -> dict[str, str]:
+        """The Alertmanager the Prometheus server sends its alerts to."""
+        spec = self._args.spec
+        return self._declare_server(
+            prometheus.ALERTMANAGER_HOST,
+            network,
+            dockerfile=ALERTMANAGER_DOCKERFILE,
+            container=naming.alertmanager_container_name(spec.name),
+            repository=naming.alertmanager_image_repository(spec.name),
+            command=prometheus.alertmanager_command(),
+            files={prometheus.ALERTMANAGER_CONFIG_PATH: prometheus.alertmanager_config(spec)},
+            port=prometheus.ALERTMANAGER_PORT,
+            published=spec.metrics.alertmanager.port,
+            ready="/-/ready",
+        )
+
+    def _declare_server(
+        self,
+        role: str,
+        network: pulumi.Input[str],
+        *,
+        dockerfile: str,
+        container: str,
+        repository: str,
+        command: list[str],
+        files: Mapping[str, str],
+        port: int,
+        published: int,
+        ready: str,
+    ) -> dict[str, str]:
+        """A server of Debian's (Prometheus, Alertmanager) beside the nodes: its image built
+        from `dockerfile` on the base image, one container on the cluster network as `role`."""
+        name, spec, root = self._name, self._args.spec, str(self._args.project_root)
+        child = pulumi.ResourceOptions(parent=self)
+        # Not the cluster's label: the end of an update removes the cluster's images no container
+        # uses, and this one's container may not exist yet then.
+        labels = {**self._args.labels, f"dkron-iac.{role}": spec.name}
+        image = DockerImage(
+            f"{name}-{role}-image",
+            tag=f"{repository}:local",
+            context_root=root,
+            include=[dockerfile],
+            dockerfile=dockerfile,
+            build_args={"BASE_IMAGE": spec.image.base_image},
+            context_digest=context_digest(root, [dockerfile]),
+            labels=labels,
+            opts=child,
+        )
+        DockerContainer(
+            f"{name}-{role}",
+            name=container,
+            image=image.image_id,
+            network=network,
+            hostname=role,
+            aliases=[role],
+            command=command,
+            files=dict(files),
+            # Loopback only, whatever `ports.bind_address` says: no authentication, and an API
+            # that deletes data (Prometheus) or silences alerts (Alertmanager).
+            ports=[{"internal": port, "external": published, "ip": "127.0.0.1"}],
+            labels=labels,
+            restart="unless-stopped",
+            healthcheck={
+                "test": [
+                    "python3",
+                    "-c",
+                    f"import urllib.request; urllib.request.urlopen('http://127.0.0.1:{port}{ready}', timeout=3)",
+                ],
+                "interval_s": 5,
+                "timeout_s": 4,
+                "retries": 3,
+                "start_period_s": 10,
+            },
+            opts=child,
+        )
+        return {"url": f"http://127.0.0.1:{published}", "container": container}
 
     def _declare_node(
         self,
@@ -324,7 +434,9 @@ class DkronCluster(pulumi.ComponentResource):
             image=image_id,
             network=network,
             hostname=node.name,
-            command=agent_command(spec, on_host.api_port if on_host is not None else HTTP_PORT),
+            command=agent_command(
+                spec, on_host.api_port if on_host is not None else HTTP_PORT, exporter=on_host is None
+            ),
             envs=environment,
             mounts=[{"volume": volume.name, "target": DATA_DIR}],
             files={CONFIG_PATH: render_node_config(spec, node, self._args.plan, on_host)},

@@ -20,6 +20,7 @@ import requests
 from components.dkron_client import MEMBER_ALIVE, DkronClient, DkronError
 from components.docker_objects.client import engine, split_locator
 from components.node_config import dkron_cli
+from nodeside.exporter import peer_rows
 
 
 class ClusterUnhealthy(RuntimeError):
@@ -136,20 +137,11 @@ def observe_node(name: str, api_url: str, timeout_s: float = 3.0) -> NodeView:
 
 
 def parse_raft_peers(text: str) -> dict[str, RaftPeer]:
-    """Parse the table `dkron raft list-peers` prints (Node ID Address State Voter).
-
-    The ID column is the Raft server ID, which is the node name. The Node
-    column is only the Serf member found at the peer's address, and that is
-    wrong once a dead node's address has been given to another container.
-    """
-    peers: dict[str, RaftPeer] = {}
-    for line in text.splitlines():
-        cols = line.split()
-        if len(cols) != 5 or cols[0] == "Node":
-            continue
-        _member, server_id, address, state, voter = cols
-        peers[server_id] = RaftPeer(node=server_id, address=address, state=state, voter=voter == "true")
-    return peers
+    """Parse the table `dkron raft list-peers` prints (`nodeside.exporter.peer_rows`)."""
+    return {
+        server_id: RaftPeer(node=server_id, address=address, state=state, voter=voter)
+        for server_id, address, state, voter in peer_rows(text)
+    }
 
 
 def restart_container(container: str, timeout_s: int = 60) -> None:

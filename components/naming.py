@@ -23,3 +23,19 @@ def image_repository(cluster: str) -> str:
 
 def image_tag(cluster: str, dkron_version: str) -> str:
     return f"{image_repository(cluster)}:{dkron_version}"
+
+
+def prometheus_container_name(cluster: str) -> str:
+    return f"{cluster}-prometheus"
+
+
+def prometheus_image_repository(cluster: str) -> str:
+    return f"dkron-iac/{cluster}-prometheus"
+
+
+def alertmanager_container_name(cluster: str) -> str:
+    return f"{cluster}-alertmanager"
+
+
+def alertmanager_image_repository(cluster: str) -> str:
+    return f"dkron-iac/{cluster}-alertmanager"

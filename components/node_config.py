@@ -122,6 +122,8 @@ def node_settings(
         "disable-usage-stats": settings.disable_usage_stats,
         "ui": settings.ui,
         "http-addr": f":{HTTP_PORT}",
+        # Dkron's own metrics at /metrics on the API port (README: "Metrics and alerts").
+        "enable-prometheus": True,
     }
     if host is not None:
         serf = f"{host.address}:{host.serf_port}"
@@ -172,31 +174,47 @@ def dkron_cli(*args: str) -> list[str]:
     return ["sh", "-c", f'exec {words} ${{{RPC_ADDR_ENV}:+--rpc-addr="${RPC_ADDR_ENV}"}}']
 
 
-# The catch-up watcher (`nodeside/catchup.py`) as the node image carries it.
+# What runs beside the agent (`nodeside/`) as the node image carries it.
 CATCHUP_PACKAGE_DIR = "/opt/dkron-iac"
 CATCHUP_STATE = f"{DATA_DIR}/dkron-iac-catchup.json"
+# The node exporter's port in the node's container (`nodeside/exporter.py`).
+EXPORTER_PORT = 9180
 
 
-def agent_command(spec: ClusterSpec, api_port: int = HTTP_PORT) -> list[str]:
-    """The node container's command: the agent, with the catch-up watcher beside it when on.
+def agent_command(spec: ClusterSpec, api_port: int = HTTP_PORT, exporter: bool = True) -> list[str]:
+    """The node container's command: the agent, with the catch-up watcher (when on) and the
+    node exporter (``exporter``; one engine only, where each container has its own ports) beside it.
 
     The agent stays the container's main process (``exec``), so stop signals
-    and the exit code are its own; the watcher, started first, ends with the
-    container. ``api_port``: where the agent's API listens in the container.
+    and the exit code are its own; what starts first ends with the container.
+    ``api_port``: where the agent's API listens in the container.
     """
     agent = ["dkron", "agent", "--config", CONFIG_PATH]
-    if not spec.catch_up.enabled:
+    api = f"http://127.0.0.1:{api_port}"
+    beside: list[tuple[str, dict[str, str]]] = []  # (module, its environment)
+    if spec.catch_up.enabled:
+        settings = {
+            "CATCHUP_API": api,
+            "CATCHUP_WINDOW_S": f"{spec.catch_up.window_seconds:g}",
+            "CATCHUP_STATE": CATCHUP_STATE,
+        }
+        beside.append(("nodeside.catchup", settings))
+    if exporter:
+        beside.append(("nodeside.exporter", {"EXPORTER_API": api, "EXPORTER_PORT": str(EXPORTER_PORT)}))
+    if not beside:
         return agent
-    settings = {
-        "CATCHUP_API": f"http://127.0.0.1:{api_port}",
-        "CATCHUP_WINDOW_S": f"{spec.catch_up.window_seconds:g}",
-        "CATCHUP_STATE": CATCHUP_STATE,
-        "PYTHONPATH": CATCHUP_PACKAGE_DIR,
-    }
-    watcher = " ".join(
-        [*(f"{key}={value}" for key, value in settings.items()), "python3 -m nodeside.catchup"]
+    started = " ".join(
+        " ".join(
+            [
+                *(f"{k}={v}" for k, v in {**env, "PYTHONPATH": CATCHUP_PACKAGE_DIR}.items()),
+                "python3 -m",
+                module,
+            ]
+        )
+        + " &"
+        for module, env in beside
     )
-    return ["sh", "-c", f"{watcher} & exec {' '.join(agent)}"]
+    return ["sh", "-c", f"{started} exec {' '.join(agent)}"]
 
 
 def node_environment(spec: ClusterSpec, encrypt_key: str | None) -> dict[str, str]:

@@ -415,6 +415,67 @@ class SecuritySpec(_Settings):
     )
 
 
+class PrometheusSpec(_Settings):
+    """A Prometheus server beside the cluster, scraping every node, with the alert rules."""
+
+    enabled: bool = Field(
+        default=False, description="Run it (one container on the cluster network; one Docker engine only)."
+    )
+    port: int = Field(
+        default=9090,
+        ge=MIN_PORT,
+        le=MAX_PORT,
+        description="Where its UI and API are published, on 127.0.0.1 only.",
+    )
+    scrape_interval: str = Field(
+        default="10s", description="How often it scrapes each node and evaluates the rules (a Go duration)."
+    )
+
+    @field_validator("scrape_interval")
+    @classmethod
+    def _interval(cls, value: str) -> str:
+        seconds = go_duration_seconds(value)
+        if seconds is None or not 1 <= seconds <= 300 or seconds != int(seconds):
+            raise ValueError("must be a whole number of seconds from 1s to 5m, such as 5s, 15s or 1m")
+        return value
+
+
+class AlertmanagerSpec(_Settings):
+    """An Alertmanager the bundled Prometheus sends its alerts to."""
+
+    enabled: bool = Field(default=False, description="Run it (needs metrics.prometheus.enabled).")
+    port: int = Field(
+        default=9093,
+        ge=MIN_PORT,
+        le=MAX_PORT,
+        description="Where its UI and API are published, on 127.0.0.1 only.",
+    )
+    webhook_urls: list[str] = Field(
+        default_factory=list,
+        description="Where it posts each alert, firing and resolved (Alertmanager's webhook format).",
+    )
+
+    @field_validator("webhook_urls")
+    @classmethod
+    def _urls(cls, value: list[str]) -> list[str]:
+        for url in value:
+            parts = urlsplit(url)
+            if parts.scheme not in ("http", "https") or not parts.hostname:
+                raise ValueError(f"{url!r} is not an http:// or https:// URL with a host")
+        return value
+
+
+class MetricsSpec(_Settings):
+    """Metrics: every node serves them; a stack may run a Prometheus server too."""
+
+    prometheus: PrometheusSpec = Field(
+        default_factory=PrometheusSpec, description="The bundled Prometheus server (off by default)."
+    )
+    alertmanager: AlertmanagerSpec = Field(
+        default_factory=AlertmanagerSpec, description="An Alertmanager beside it (off by default)."
+    )
+
+
 class RolloutSettings(_Settings):
     """How changes are rolled out across the nodes."""
 
@@ -544,6 +605,9 @@ class ClusterSpec(_Settings):
         default_factory=SecuritySpec,
         description="Who the agent and its jobs run as: an unprivileged user unless a node opts into root.",
     )
+    metrics: MetricsSpec = Field(
+        default_factory=MetricsSpec, description="Prometheus metrics and the bundled Prometheus server."
+    )
 
     @field_validator("name")
     @classmethod
@@ -586,6 +650,7 @@ class ClusterSpec(_Settings):
             )
         found.extend(self._port_violations())
         found.extend(self._security_violations())
+        found.extend(self._prometheus_violations())
         if self.hosts:
             found.extend(self._host_violations())
             found.extend(self._host_port_violations())
@@ -880,6 +945,54 @@ class ClusterSpec(_Settings):
                 )
             )
         return found
+
+    def _prometheus_violations(self) -> list[Problem]:
+        """The bundled Prometheus scrapes the nodes over the cluster network: one engine only."""
+        prometheus, alertmanager = self.metrics.prometheus, self.metrics.alertmanager
+        if alertmanager.enabled and not prometheus.enabled:
+            return [
+                _violation(
+                    ("metrics", "alertmanager", "enabled"),
+                    True,
+                    "needs metrics.prometheus.enabled: true (the bundled Prometheus is what sends it alerts)",
+                )
+            ]
+        if not prometheus.enabled:
+            return []
+        if self.hosts:
+            return [
+                _violation(
+                    ("metrics", "prometheus", "enabled"),
+                    True,
+                    "the bundled Prometheus runs on one Docker engine only (it scrapes the nodes over the"
+                    " cluster network); on several hosts point a Prometheus of your own at each node's"
+                    ' /metrics (README: "Metrics and alerts")',
+                )
+            ]
+        taken = {node.api_port for node in self.nodes if node.api_port is not None}
+        taken |= set(range(self.ports.api_port_base, self.ports.api_port_base + len(self.nodes)))
+        found = []
+        if prometheus.port in taken:
+            found.append(
+                _violation(
+                    ("metrics", "prometheus", "port"),
+                    prometheus.port,
+                    "clashes with a node's API port; give Prometheus a port of its own",
+                )
+            )
+        if alertmanager.enabled and alertmanager.port in taken | {prometheus.port}:
+            found.append(
+                _violation(
+                    ("metrics", "alertmanager", "port"),
+                    alertmanager.port,
+                    "clashes with a node's API port or Prometheus' port; give Alertmanager a port of its own",
+                )
+            )
+        return found
+
+    @property
+    def prometheus_enabled(self) -> bool:
+        return self.metrics.prometheus.enabled
 
     def node(self, name: str) -> NodeSpec:
         """The node called ``name``."""

@@ -70,6 +70,9 @@ IMMINENT_S = 0.25
 """A catch-up must start at least this long before the second in which the job's own schedule runs
 it next (due times are whole seconds): never two runs of a job in one second."""
 EPOCH = datetime(2000, 1, 1, tzinfo=UTC)
+LATE_AFTER_S = 30.0
+"""How long a due time may pass unserved before a job counts as late (`make status`) or its runs as
+stopped (the alert rule): a run normally starts within a second of its due time."""
 
 
 @dataclass(frozen=True)
@@ -111,6 +114,15 @@ def last_run(job: Mapping[str, Any]) -> datetime | None:
     return max(ended, default=None)
 
 
+def last_run_failed(job: Mapping[str, Any]) -> bool | None:
+    """Whether the job's last run failed (None: it never ran)."""
+    ended = last_run(job)
+    if ended is None:
+        return None
+    success, error = parse_time(job.get("last_success")), parse_time(job.get("last_error"))
+    return error == ended and error != success
+
+
 def missed_due(job: Mapping[str, Any], noted_next: datetime | None) -> datetime | None:
     """The first due time after the job's last run (or, never run, its noted next due time)."""
     ended = last_run(job)
@@ -122,6 +134,21 @@ def missed_due(job: Mapping[str, Any], noted_next: datetime | None) -> datetime 
         return next_due(schedule, str(job.get("name", "")), ended, str(job.get("timezone") or ""))
     stored = parse_time(job.get("next"))
     return min((t for t in (noted_next, stored) if t), default=None)
+
+
+def scheduled(job: Mapping[str, Any]) -> bool:
+    """Whether Dkron's scheduler runs the job by itself (enabled, with a schedule, not a child)."""
+    schedule = str(job.get("schedule", ""))
+    return not (job.get("disabled") or job.get("parent_job") or schedule in ("", "@manually"))
+
+
+def due_unserved(job: Mapping[str, Any], now: datetime) -> datetime | None:
+    """The first due time after the job's last run, if it has passed: no run has served it yet
+    (what `make status` calls late and the node exporter's runs-stopped alert watches)."""
+    if not scheduled(job):
+        return None
+    due = missed_due(job, None)
+    return due if due is not None and due <= now else None
 
 
 def decide(
@@ -141,7 +168,7 @@ def decide(
     name = str(job.get("name", ""))
     schedule = str(job.get("schedule", ""))
     metadata = job.get("metadata") or {}
-    if job.get("disabled") or job.get("parent_job") or schedule in ("", "@manually"):
+    if not scheduled(job):
         return None
     if str(metadata.get(OFF_KEY, "")).lower() in ("off", "false", "no"):
         return None

@@ -13,7 +13,8 @@ no stack '$stack': stacks/Pulumi.$stack.yaml does not exist.
 Stacks with a config here: ${known:-none}.
 To add '$stack', either copy a stack file and give the copy its own cluster name and ports:
     cp stacks/Pulumi.dev.yaml stacks/Pulumi.$stack.yaml
-    # then edit cluster.name (it prefixes every Docker name) and cluster.ports.api_port_base
+    # then edit cluster.name (it prefixes every Docker name), cluster.ports.api_port_base
+    # and cluster.metrics.prometheus.port
 or create it with Pulumi and set its config:
     source scripts/env.sh
     pulumi stack init $stack

@@ -290,11 +290,16 @@ def _remove_docker_objects(stack_name: str, cluster_name: str) -> None:
             network.remove()
         for volume in client.volumes.list(filters={"label": label}):
             volume.remove(force=True)
-        # Node images carry the stack's labels, so no other stack shares one;
+        # Node and Prometheus images carry the stack's labels, so no other stack shares one;
         # a tag someone else put on one (the benchmarks do) keeps it.
+        ours = (
+            naming.image_repository(cluster_name),
+            naming.prometheus_image_repository(cluster_name),
+            naming.alertmanager_image_repository(cluster_name),
+        )
         for image in client.images.list(filters={"label": label}):
             for tag in image.tags:
-                if tag.startswith(f"{naming.image_repository(cluster_name)}:"):
+                if tag.startswith(tuple(f"{repository}:" for repository in ours)):
                     with contextlib.suppress(docker.errors.APIError):
                         client.images.remove(tag)
             with contextlib.suppress(docker.errors.APIError):

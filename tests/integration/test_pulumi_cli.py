@@ -149,7 +149,9 @@ def test_a_copied_stack_file_deploys_through_make_up() -> None:
         copied = yaml.safe_load(stack_file.read_text())
         cluster = copied["config"]["dkron-cluster:cluster"]
         cluster["name"] = name
-        cluster["ports"]["api_port_base"] = free_port_block(len(cluster["nodes"]))
+        ports = free_port_block(len(cluster["nodes"]) + 1)
+        cluster["ports"]["api_port_base"] = ports
+        cluster["metrics"]["prometheus"]["port"] = ports + len(cluster["nodes"])
         stack_file.write_text(yaml.safe_dump(copied, sort_keys=False))
 
         # What `make up STACK=<name>` runs once set-up has run.
@@ -157,5 +159,6 @@ def test_a_copied_stack_file_deploys_through_make_up() -> None:
         outputs = json.loads(ok(f"scripts/stack.sh outputs {name}"))
         assert sorted(outputs["voters"]) == ["node1", "node2", "node3"]
         assert outputs["jobs"] == ["python-daily"]
+        assert outputs["prometheus"]["url"] == f"http://127.0.0.1:{ports + len(cluster['nodes'])}"
     finally:
         discard_stack(name, name)

@@ -150,7 +150,18 @@ def test_the_watcher_runs_beside_the_agent_unless_turned_off() -> None:
     assert "CATCHUP_WINDOW_S=21600 " in command[2]
     assert command[2].endswith("& exec dkron agent --config /etc/dkron/dkron.yml")
     off = ClusterSpec.model_validate({"name": "c", "nodes": [{"name": "n1"}], "catch_up": {"enabled": False}})
-    assert agent_command(off) == ["dkron", "agent", "--config", "/etc/dkron/dkron.yml"]
+    assert "nodeside.catchup" not in agent_command(off)[2]
+    assert agent_command(off, exporter=False) == ["dkron", "agent", "--config", "/etc/dkron/dkron.yml"]
+
+
+def test_the_node_exporter_runs_beside_the_agent_on_one_engine() -> None:
+    spec = ClusterSpec.model_validate({"name": "c", "nodes": [{"name": "n1"}]})
+    command = agent_command(spec)[2]
+    assert (
+        "EXPORTER_API=http://127.0.0.1:8080 EXPORTER_PORT=9180 PYTHONPATH=/opt/dkron-iac python3 -m nodeside.exporter &"
+        in command
+    )
+    assert "nodeside.exporter" not in agent_command(spec, 8181, exporter=False)[2]
 
 
 def test_a_window_that_is_not_a_duration_is_refused() -> None:

@@ -53,6 +53,7 @@ def test_new_cluster_config() -> None:
         "disable-usage-stats": True,
         "ui": True,
         "http-addr": ":8080",
+        "enable-prometheus": True,
         "tags": {"python": "daily"},
     }
     assert DATA_DIR == "/dkron/data"
