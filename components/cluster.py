@@ -36,6 +36,7 @@ from components.docker_objects import (
 )
 from components.docker_objects.client import split_locator
 from components.docker_objects.container import HOST_NETWORK
+from components.docker_objects.props import NO_NEW_PRIVILEGES
 from components.gossip_key import GossipKey
 from components.health import ClusterUnhealthy, observe, wait_until_healthy
 from components.membership import NodeRemoval, remove_stray_voters, stray_voters
@@ -369,6 +370,10 @@ class DkronCluster(pulumi.ComponentResource):
             ports=[{"internal": port, "external": published, "ip": "127.0.0.1"}],
             labels=labels,
             restart="unless-stopped",
+            # Its image's own user (the package's `prometheus`), without capabilities:
+            # it listens above 1024 and writes only its own data.
+            cap_drop=["ALL"],
+            security_opt=[NO_NEW_PRIVILEGES],
             healthcheck={
                 "test": [
                     "python3",
