@@ -259,6 +259,8 @@ def test_scale_out_preview_lists_only_the_new_nodes(stack: TestStack) -> None:
     finally:
         stack.configure(lambda c: c.update(nodes=c["nodes"][:3]))
     assert summary_lines(text) == ["  n4: new", "  n5: new"], text
-    # A volume, a container and a gate each; no existing node's resource changes.
+    # A volume, a container and a gate each; no existing node's resource changes. The job
+    # set records the new nodes' API URLs (its delete and refresh go by them); it writes no job.
     changes = {op: n for op, n in result.change_summary.items() if op != auto.OpType.SAME}
-    assert changes == {auto.OpType.CREATE: 6}, text
+    assert changes == {auto.OpType.CREATE: 6, auto.OpType.UPDATE: 1}, text
+    assert "dkron:DkronJobSet: (update)" in text, text
