@@ -97,7 +97,8 @@ def blog_script(b: Baseline, tags: dict[str, str]) -> str:
 
     def run(node: str, config: Path) -> str:
         return (
-            f"docker run -d -p 127.0.0.1:{b.port(node)}:{HTTP_PORT} --name {b.container(node)}"
+            # As root, as in the blog: the node image's own user cannot write a fresh volume.
+            f"docker run -d --user 0:0 -p 127.0.0.1:{b.port(node)}:{HTTP_PORT} --name {b.container(node)}"
             f" --network {b.network} --label {shlex.quote(b.label)} -v {b.volume(node)}:{DATA_DIR}"
             f" -v {config}:{CONFIG_PATH}:ro --entrypoint dkron {b.image} agent --config {CONFIG_PATH}"
             f" --node-name={node} >/dev/null"
@@ -132,7 +133,8 @@ def raw_script(b: Baseline, tags: dict[str, str]) -> str:
     for node in spec.nodes:
         config = b.write(f"{node.name}.yml", render_node_config(spec, node, plan))
         lines.append(
-            f"docker run -d --name {b.container(node.name)} --hostname {node.name}"
+            # Root, like the blog's: the stack's own volume-owner step is not part of a `docker run`.
+            f"docker run -d --user 0:0 --name {b.container(node.name)} --hostname {node.name}"
             f" --network {b.network} --network-alias {node.name}"
             f" -p 127.0.0.1:{b.port(node.name)}:{HTTP_PORT} -v {b.volume(node.name)}:{DATA_DIR}"
             f" -v {config}:{CONFIG_PATH}:ro -e {ENCRYPT_ENV}={key} --restart unless-stopped --stop-timeout {STOP_TIMEOUT_S}"
