@@ -157,9 +157,10 @@ def test_the_watcher_runs_beside_the_agent_unless_turned_off() -> None:
 def test_the_node_exporter_runs_beside_the_agent_on_one_engine() -> None:
     spec = ClusterSpec.model_validate({"name": "c", "nodes": [{"name": "n1"}]})
     command = agent_command(spec)[2]
+    # Later than the agent and the watcher, and niced: it must not slow a new leader's take-over.
     assert (
-        "EXPORTER_API=http://127.0.0.1:8080 EXPORTER_PORT=9180 PYTHONPATH=/opt/dkron-iac python3 -m nodeside.exporter &"
-        in command
+        "(sleep 10 && exec nice -n 10 env EXPORTER_API=http://127.0.0.1:8080 EXPORTER_PORT=9180"
+        " PYTHONPATH=/opt/dkron-iac python3 -m nodeside.exporter) &" in command
     )
     assert "nodeside.exporter" not in agent_command(spec, 8181, exporter=False)[2]
 
