@@ -208,12 +208,14 @@ def _list(urls: Sequence[str], timeout_s: float, clients: _Clients) -> dict[str,
 
 
 def _write_one(urls: Sequence[str], job: Mapping[str, Any], timeout_s: float, clients: _Clients) -> None:
-    name = str(job["name"])
-
     def upsert(client: DkronClient) -> str:
         return send_job(client, job, "declare the parent in this stack")
 
-    retry(f"writing Dkron job {name!r}", lambda: on_any_node(urls, upsert, clients.get), timeout_s=timeout_s)
+    retry(
+        f"writing Dkron job {job['name']!r}",
+        lambda: on_any_node(urls, upsert, clients.get),
+        timeout_s=timeout_s,
+    )
 
 
 def _in_parallel(names: Sequence[str], action: Callable[[str], None]) -> dict[str, Exception]:

@@ -95,6 +95,12 @@ def _settings_problems(error: Any, path: str) -> list[str] | None:
         return [describe(path, error.get("input"), allowed)]
     if not error["loc"]:
         return [describe(path, error.get("input"), "must be a mapping, e.g. {prune_unmanaged: true}")]
+    if error["type"] == "bool_parsing":
+        return [
+            describe(
+                path, error.get("input"), "must be true or false (false, the default, leaves them alone)"
+            )
+        ]
     return None
 
 
