@@ -6,8 +6,8 @@
 # $0 is the sourced file's path in zsh, which has no BASH_SOURCE.
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]:-$0}")/.." && pwd)
 CACHE=${DKRON_IAC_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/dkron-iac}
-export PATH="$CACHE/pulumi-current/bin:$ROOT/.venv/bin:$PATH"
-if [ ! -x "$CACHE/pulumi-current/bin/pulumi" ] || [ ! -x "$ROOT/.venv/bin/python" ]; then
+export PATH="$ROOT/.setup/pulumi-current/bin:$ROOT/.venv/bin:$PATH"
+if [ ! -x "$ROOT/.setup/pulumi-current/bin/pulumi" ] || [ ! -x "$ROOT/.venv/bin/python" ]; then
   echo "scripts/env.sh: the Pulumi CLI or .venv is not built yet; run 'make setup' first" >&2
 fi
 export PULUMI_HOME=${PULUMI_HOME:-$CACHE/pulumi-home}

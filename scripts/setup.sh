@@ -35,7 +35,9 @@ else
   "$ROOT/scripts/build-pulumi.sh" "$pulumi_dir"
   done_step "built into $pulumi_dir"
 fi
-ln -sfn "$pulumi_dir" "$CACHE/pulumi-current"
+# Per checkout: two clones whose toolchains differ each run their own build.
+mkdir -p "$ROOT/.setup"
+ln -sfn "$pulumi_dir" "$ROOT/.setup/pulumi-current"
 
 # --- Dkron ------------------------------------------------------------------
 dkron_dir="$CACHE/dkron-v$DKRON_VERSION-$(tree_hash toolchain/dkron)"
