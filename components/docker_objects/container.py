@@ -149,6 +149,27 @@ def numeric_user(value: Any) -> tuple[int, int] | None:
     return int(uid), int(gid)
 
 
+def declared_user(declared: Any, running_as: Any, image_user: Any) -> str:
+    """The container's ``user`` in the form it was declared.
+
+    Docker reports the image's ``USER`` as the container's own when none was
+    given, so a declared ``""`` (the image's user) comes back as, say,
+    ``prometheus``: that is still ``""``. Any other user is read as it is,
+    so a change of user shows and replaces the container.
+    """
+    if not text(declared) and text(running_as) == text(image_user):
+        return ""
+    return text(running_as)
+
+
+def _image_user(api: docker.APIClient, image: str) -> str | None:
+    """The ``USER`` of ``image`` (None if the image is gone)."""
+    try:
+        return text((api.inspect_image(image).get("Config") or {}).get("User"))
+    except docker.errors.NotFound:
+        return None
+
+
 def _file_volume_dirs(spec: Mapping[str, Any]) -> list[str]:
     """Where ``files`` go on volumes of the container's own: with a read-only
     root filesystem Docker writes nothing outside a volume, even before start."""
@@ -413,6 +434,10 @@ def _live_container(
     if image != info.get("Image") and (not image or image_id_of(api, image) != info.get("Image")):
         image = str(info.get("Image"))
     health = config.get("Healthcheck")
+    user = text(config.get("User"))
+    if user and not text(props.get("user")):
+        # Only then is the image asked what its own user is.
+        user = declared_user(props.get("user"), user, _image_user(api, str(info.get("Image"))))
     files: dict[str, str] = {}
     for path in props.get("files") or {}:
         content = _read_file(api, info["Id"], path)
@@ -443,7 +468,7 @@ def _live_container(
             for m in host.get("Mounts") or []
             if m.get("Type") == "volume" and m.get("Source")
         ],
-        "user": config.get("User") or "",
+        "user": user,
         "cap_drop": host.get("CapDrop") or [],
         "cap_add": host.get("CapAdd") or [],
         "security_opt": host.get("SecurityOpt") or [],

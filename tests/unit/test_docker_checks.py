@@ -20,6 +20,7 @@ from components.docker_objects import (
     DockerResourceError,
     context_digest,
 )
+from components.docker_objects.container import declared_user
 from testing.harness import write_image_context
 
 
@@ -97,6 +98,34 @@ def test_container_check_reports_bad_inputs() -> None:
         "files": UNKNOWN,
     }
     assert not DockerContainerProvider().check({}, unknown).failures
+
+
+@pytest.mark.parametrize(
+    ("declared", "running_as", "image_user", "read"),
+    [
+        # Docker reports the image's USER as the container's: still the image's user.
+        ("", "prometheus", "prometheus", ""),
+        ("", "", "prometheus", ""),
+        # Not the image's user: made by hand, or the image changed its USER.
+        ("", "root", "prometheus", "root"),
+        ("", "prometheus", None, "prometheus"),
+        ("10001:10001", "10001:10001", "dkron", "10001:10001"),
+        ("10001:10001", "0:0", "dkron", "0:0"),
+    ],
+)
+def test_a_container_user_is_read_in_the_form_it_was_declared(
+    declared: str, running_as: str, image_user: str | None, read: str
+) -> None:
+    assert declared_user(declared, running_as, image_user) == read
+
+
+def test_a_changed_user_replaces_the_container() -> None:
+    olds = {"name": "c", "image": "sha256:abc", "network": "net", "user": ""}
+    provider = DockerContainerProvider()
+    assert not provider.diff("id", olds, dict(olds)).changes
+    changed = provider.diff("id", olds, {**olds, "user": "10090:10090"})
+    assert changed.changes
+    assert changed.replaces == ["user"]
 
 
 def test_providers_pickle_by_reference() -> None:
