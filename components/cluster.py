@@ -306,6 +306,8 @@ class DkronCluster(pulumi.ComponentResource):
             port=prometheus.PORT,
             published=spec.metrics.prometheus.port,
             ready="/-/ready",
+            volume=naming.prometheus_volume_name(spec.name),
+            data=prometheus.DATA_PATH,
         )
 
     def _declare_alertmanager(self, network: pulumi.Input[str]) -> dict[str, str]:
@@ -322,6 +324,8 @@ class DkronCluster(pulumi.ComponentResource):
             port=prometheus.ALERTMANAGER_PORT,
             published=spec.metrics.alertmanager.port,
             ready="/-/ready",
+            volume=naming.alertmanager_volume_name(spec.name),
+            data=prometheus.ALERTMANAGER_DATA_PATH,
         )
 
     def _declare_server(
@@ -337,9 +341,12 @@ class DkronCluster(pulumi.ComponentResource):
         port: int,
         published: int,
         ready: str,
+        volume: str,
+        data: str,
     ) -> dict[str, str]:
         """A server of Debian's (Prometheus, Alertmanager) beside the nodes: its image built
-        from `dockerfile` on the base image, one container on the cluster network as `role`."""
+        from `dockerfile` on the base image, one container on the cluster network as `role`,
+        its `data` folder on `volume`, which outlives the container (and, retained, the stack)."""
         name, spec, root = self._name, self._args.spec, str(self._args.project_root)
         child = pulumi.ResourceOptions(parent=self)
         # Not the cluster's label: the end of an update removes the cluster's images no container
@@ -351,9 +358,16 @@ class DkronCluster(pulumi.ComponentResource):
             context_root=root,
             include=[dockerfile],
             dockerfile=dockerfile,
-            build_args={"BASE_IMAGE": spec.image.base_image},
+            build_args={"BASE_IMAGE": spec.image.base_image, "SERVER_UID": str(prometheus.SERVER_UID)},
             context_digest=context_digest(root, [dockerfile]),
             labels=labels,
+            opts=child,
+        )
+        data_volume = DockerVolume(
+            f"{name}-{role}-volume",
+            name=volume,
+            labels=labels,
+            retain_on_delete=spec.persistence.retain_volumes_on_destroy,
             opts=child,
         )
         DockerContainer(
@@ -365,13 +379,16 @@ class DkronCluster(pulumi.ComponentResource):
             aliases=[role],
             command=command,
             files=dict(files),
+            mounts=[{"volume": data_volume.name, "target": data}],
             # Loopback only, whatever `ports.bind_address` says: no authentication, and an API
             # that deletes data (Prometheus) or silences alerts (Alertmanager).
             ports=[{"internal": port, "external": published, "ip": "127.0.0.1"}],
             labels=labels,
             restart="unless-stopped",
-            # Its image's own user (the package's `prometheus`), without capabilities:
-            # it listens above 1024 and writes only its own data.
+            # The package's `prometheus` (its uid fixed in the image), without capabilities:
+            # it listens above 1024 and writes only its own data, handed to it before it starts.
+            user=prometheus.SERVER_USER,
+            own_volumes=True,
             cap_drop=["ALL"],
             security_opt=[NO_NEW_PRIVILEGES],
             healthcheck={

@@ -29,12 +29,20 @@ def prometheus_container_name(cluster: str) -> str:
     return f"{cluster}-prometheus"
 
 
+def prometheus_volume_name(cluster: str) -> str:
+    return f"{cluster}-prometheus-data"
+
+
 def prometheus_image_repository(cluster: str) -> str:
     return f"dkron-iac/{cluster}-prometheus"
 
 
 def alertmanager_container_name(cluster: str) -> str:
     return f"{cluster}-alertmanager"
+
+
+def alertmanager_volume_name(cluster: str) -> str:
+    return f"{cluster}-alertmanager-data"
 
 
 def alertmanager_image_repository(cluster: str) -> str:

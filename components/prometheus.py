@@ -27,6 +27,12 @@ CONFIG_PATH = "/etc/prometheus/dkron-iac.yml"
 RULES_PATH = "/etc/prometheus/dkron-iac-rules.yml"
 DATA_PATH = "/var/lib/prometheus/metrics2"
 PORT = 9090
+# The uid and gid of the servers' user (the packages' `prometheus`), fixed in their images:
+# a system id, which Debian's packages keep, and one the data volumes are given to.
+SERVER_UID = 990
+SERVER_USER = f"{SERVER_UID}:{SERVER_UID}"
+# How long Prometheus keeps samples (on its volume, `DATA_PATH`).
+RETENTION = "7d"
 DKRON_JOB = "dkron"
 EXPORTER_JOB = "dkron-iac-node"
 
@@ -46,7 +52,7 @@ def command() -> list[str]:
         f"--config.file={CONFIG_PATH}",
         f"--storage.tsdb.path={DATA_PATH}",
         f"--web.listen-address=:{PORT}",
-        "--storage.tsdb.retention.time=7d",
+        f"--storage.tsdb.retention.time={RETENTION}",
     ]
 
 
