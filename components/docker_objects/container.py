@@ -778,6 +778,9 @@ class DockerContainer(Resource, module=TYPE_MODULE, name="DockerContainer"):
         :param engine: the engine it runs on (an engine reference,
             ``components.docker_objects.client``; "" is the local one).
         """
+        # The name is fixed, so the old container must go first. The provider's diff says so,
+        # but a forced replacement (`pulumi up --replace`) goes by this option alone.
+        opts = pulumi.ResourceOptions.merge(opts, pulumi.ResourceOptions(delete_before_replace=True))
         super().__init__(
             DockerContainerProvider(),
             resource_name,
