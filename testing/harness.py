@@ -150,6 +150,8 @@ class TestStack:
         self.stack = auto.create_or_select_stack(stack_name=self.name, work_dir=str(ROOT))
         self.log: list[str] = []
         self.last_outputs: dict[str, Any] = {}
+        # The config the last refreshed preview after `up` found nothing to change in.
+        self._settled_config: str | None = None
 
     # --- config ------------------------------------------------------------
     def _write_config(self) -> None:
@@ -184,14 +186,46 @@ class TestStack:
         self.log.append(line)
         sys.stdout.write(line if line.endswith("\n") else line + "\n")
 
-    def up(self, refresh: bool = True) -> dict[str, Any]:
+    def up(
+        self, refresh: bool = True, settled: bool = True, replace: list[str] | None = None
+    ) -> dict[str, Any]:
+        """`pulumi up` (replacing the resources of the URNs in `replace`); then, the first
+        time the stack is deployed with its current config and unless the test knowingly
+        leaves the update unfinished (`settled=False`), `expect_no_changes`."""
         try:
-            result = self.stack.up(on_output=self._echo, refresh=refresh, color="never")
+            result = self.stack.up(on_output=self._echo, refresh=refresh, replace=replace, color="never")
         except Exception:
             self.print_container_logs()
             raise
         self.last_outputs = {k: v.value for k, v in result.outputs.items()}
+        deployed = yaml.safe_dump([self.cluster, self.project_config], sort_keys=True)
+        if settled and deployed != self._settled_config:
+            self.expect_no_changes()
+            self._settled_config = deployed
         return self.last_outputs
+
+    def expect_no_changes(self) -> None:
+        """A refreshed preview proposes no change: what a refresh reads back from Docker and
+        Dkron is what the program declares, so the next `make up` does nothing."""
+        try:
+            self.stack.preview(
+                on_output=self._echo, refresh=True, expect_no_changes=True, diff=True, color="never"
+            )
+        except auto.CommandError as err:
+            raise AssertionError(
+                f"stack {self.name}: a refreshed preview right after `up` failed or proposes"
+                " changes (its diff is above)"
+            ) from err
+
+    def urn(self, resource_type: str, name: str) -> str:
+        """The URN of the stack's resource of that type (e.g. `DockerContainer`) and name."""
+        resources = (self.stack.export_stack().deployment or {}).get("resources") or []
+        [urn] = [
+            r["urn"]
+            for r in resources
+            if r["type"].endswith(f":{resource_type}") and r["urn"].endswith(f"::{name}")
+        ]
+        return str(urn)
 
     def print_container_logs(self, lines: int = 25) -> None:
         """The tail of every node's log, to explain a failed update."""

@@ -160,5 +160,7 @@ def test_a_copied_stack_file_deploys_through_make_up() -> None:
         assert sorted(outputs["voters"]) == ["node1", "node2", "node3"]
         assert outputs["jobs"] == ["python-daily"]
         assert outputs["prometheus"]["url"] == f"http://127.0.0.1:{ports + len(cluster['nodes'])}"
+        # The next `make up` has nothing to do: a refresh reads back what the program declares.
+        ok(f"pulumi preview -s {name} --refresh --expect-no-changes")
     finally:
         discard_stack(name, name)
