@@ -7,6 +7,7 @@ looks at the engine with docker-py. Everything a test creates is named
 
 from __future__ import annotations
 
+import io
 import ipaddress
 import secrets
 import shutil
@@ -585,6 +586,39 @@ def test_a_locked_down_container_gets_its_files_and_its_volume_and_nothing_else(
 
     provider.delete(created.id, created.outs)
     assert client.volumes.list(filters=files_label) == []
+
+
+def test_the_images_own_user_reads_back_as_declared_and_another_user_replaces(
+    client: docker.DockerClient, scope: Scope, container_inputs: dict[str, Any]
+) -> None:
+    """An image with a USER (as the Prometheus image has): a container declared with
+    user "" is reported by Docker as running as that user; refresh reads "" back
+    (issue 25: every update replaced it), and a container of another user reads as that."""
+    image, _logs = client.images.build(
+        fileobj=io.BytesIO(f"FROM {BASE_IMAGE}\nUSER nobody\n".encode()), tag=scope.name("user"), rm=True
+    )
+    provider = DockerContainerProvider()
+    inputs = {**container_inputs, "image": image.id, "command": ["sleep", "300"], "healthcheck": None}
+    created = provider.create(_engine_props(inputs))
+    assert created.outs is not None
+    assert client.containers.get(created.id).attrs["Config"]["User"] == "nobody"
+    read = provider.read(created.id, {**created.outs, **PROVIDER_PROP})
+    assert read.inputs is not None
+    assert read.inputs["user"] == ""
+    assert not provider.diff(created.id, read.outs or {}, _engine_props(inputs)).changes
+    assert provider.diff(created.id, read.outs or {}, _engine_props({**inputs, "user": "0:0"})).replaces == [
+        "user"
+    ]
+    provider.delete(created.id, created.outs)
+
+    # Made as root by hand under the declared "": refresh reads root, and the update replaces it.
+    as_root = provider.create(_engine_props({**inputs, "user": "0:0"}))
+    assert as_root.outs is not None
+    drifted = provider.read(as_root.id, {**as_root.outs, "user": "", **PROVIDER_PROP})
+    assert drifted.inputs is not None
+    assert drifted.inputs["user"] == "0:0"
+    assert provider.diff(as_root.id, drifted.outs or {}, _engine_props(inputs)).replaces == ["user"]
+    provider.delete(as_root.id, as_root.outs)
 
 
 def test_container_removed_outside_pulumi_reads_as_missing(

@@ -10,13 +10,16 @@ bring them back with `pulumi up`.
 from __future__ import annotations
 
 import subprocess
+import time
 from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
 import requests
 from pulumi import automation as auto
 
+from components import prometheus as prometheus_config
 from components.docker_objects import engine
 from components.membership import remove_raft_peer
 from testing import harness
@@ -180,6 +183,56 @@ def test_prometheus_scrapes_every_node_on_loopback_and_nothing_fires_at_rest(clu
     # Deployed as it is, the stack has nothing to change.
     result = cluster.preview()
     assert set(result.change_summary) == {auto.OpType.SAME}, result.change_summary
+
+
+def oldest_samples(stack: TestStack) -> dict[str, float]:
+    """When Prometheus's oldest sample (within the hour) of each node's exporter `up` was taken."""
+    series = query(stack, f'up{{job="{prometheus_config.EXPORTER_JOB}"}}[1h]')
+    return {r["metric"]["node"]: float(r["values"][0][0]) for r in series}
+
+
+def test_prometheus_keeps_its_samples_and_the_alertmanager_its_silences_when_replaced(
+    cluster: TestStack,
+) -> None:
+    """Both keep their data on a volume of their own, given to their user (issue 25: each
+    update replaced the Prometheus container, and it started again with no history)."""
+    before = eventually(
+        "samples of every node", lambda: len(found := oldest_samples(cluster)) == len(NODES) and found
+    )
+    alertmanager = cluster.last_outputs["alertmanager"]["url"]
+    now = datetime.now(UTC)
+    silence = {
+        "matchers": [{"name": "alertname", "value": "DkronIacTestKept", "isRegex": False}],
+        "startsAt": now.isoformat(),
+        "endsAt": (now + timedelta(hours=1)).isoformat(),
+        "createdBy": "test_metrics",
+        "comment": "must survive a replacement",
+    }
+    silence_id = requests.post(f"{alertmanager}/api/v2/silences", json=silence, timeout=5).json()["silenceID"]
+    servers = {role: cluster.last_outputs[role]["container"] for role in ("prometheus", "alertmanager")}
+    data = {
+        "prometheus": prometheus_config.DATA_PATH,
+        "alertmanager": prometheus_config.ALERTMANAGER_DATA_PATH,
+    }
+    with engine() as client:
+        ids = {role: client.containers.get(name).id for role, name in servers.items()}
+        for role, name in servers.items():
+            owner = client.containers.get(name).exec_run(["stat", "-c", "%u:%g", data[role]])
+            assert owner.output.decode().strip() == prometheus_config.SERVER_USER, role
+
+    replaced_at = time.time()
+    cluster.up(replace=[cluster.urn("DockerContainer", f"dkron-{role}") for role in servers])
+    with engine() as client:
+        assert all(client.containers.get(name).id != ids[role] for role, name in servers.items())
+    latest = f'timestamp(up{{job="{prometheus_config.EXPORTER_JOB}"}}) > {replaced_at}'
+    eventually("every node scraped since the replacement", lambda: len(query(cluster, latest)) == len(NODES))
+    assert oldest_samples(cluster) == before
+    kept = eventually(
+        "the silence back",
+        lambda: requests.get(f"{alertmanager}/api/v2/silence/{silence_id}", timeout=5).json(),
+    )
+    assert kept["status"]["state"] == "active"
+    assert kept["comment"] == silence["comment"]
 
 
 def test_a_job_whose_last_run_failed_fires_until_a_run_succeeds(cluster: TestStack) -> None:
