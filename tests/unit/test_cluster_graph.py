@@ -26,6 +26,7 @@ from pulumi.runtime.mocks import MockMonitor
 import components.cluster
 import components.docker_objects.client
 import components.health
+from components import naming, prometheus
 from components.cluster import DOCKERFILE, DkronCluster, DkronClusterArgs
 from components.health import ClusterView, LiveView, NodeView, RaftPeer
 from components.node_config import CONFIG_PATH, DATA_DIR, HTTP_PORT, SERF_PORT, bootstrap_plan, node_settings
@@ -594,3 +595,28 @@ def test_each_node_container_runs_as_its_user_with_its_privileges(
         ("dkron-node3", UNPRIVILEGED),
     ):
         assert {k: containers[name][k] for k in expected.container_args()} == expected.container_args()
+
+
+@pytest.mark.parametrize("retain", [False, True])
+def test_prometheus_and_the_alertmanager_keep_their_data_on_volumes_of_their_own(
+    graph: Graph, nodes: FakeNodes, project_root: Path, retain: bool
+) -> None:
+    for dockerfile in (components.cluster.PROMETHEUS_DOCKERFILE, components.cluster.ALERTMANAGER_DOCKERFILE):
+        (project_root / dockerfile).write_text("FROM scratch\n")
+    spec = cluster_spec(
+        metrics={"prometheus": {"enabled": True}, "alertmanager": {"enabled": True}},
+        persistence={"retain_volumes_on_destroy": retain},
+    )
+    deploy(spec, project_root, nodes.live())
+    for role, volume, data in (
+        ("prometheus", naming.prometheus_volume_name("unit"), prometheus.DATA_PATH),
+        ("alertmanager", naming.alertmanager_volume_name("unit"), prometheus.ALERTMANAGER_DATA_PATH),
+    ):
+        declared = graph.one(f"dkron-{role}-volume").plain_inputs
+        assert (declared["name"], declared["retain_on_delete"]) == (volume, retain)
+        container = graph.one(f"dkron-{role}").plain_inputs
+        assert container["mounts"] == [{"volume": volume, "target": data}]
+        # Given to the packages' user, whose uid the image fixes, before the server starts.
+        assert (container["user"], container["own_volumes"]) == (prometheus.SERVER_USER, True)
+        image = graph.one(f"dkron-{role}-image").plain_inputs
+        assert image["build_args"]["SERVER_UID"] == str(prometheus.SERVER_UID)
