@@ -207,10 +207,12 @@ class TestStack:
     def expect_no_changes(self) -> None:
         """A refreshed preview proposes no change: what a refresh reads back from Docker and
         Dkron is what the program declares, so the next `make up` does nothing."""
+        started = time.monotonic()
         try:
             self.stack.preview(
                 on_output=self._echo, refresh=True, expect_no_changes=True, diff=True, color="never"
             )
+            self._echo(f"refreshed preview after up: no change ({time.monotonic() - started:.1f} s)")
         except auto.CommandError as err:
             raise AssertionError(
                 f"stack {self.name}: a refreshed preview right after `up` failed or proposes"
