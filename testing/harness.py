@@ -187,22 +187,23 @@ class TestStack:
         sys.stdout.write(line if line.endswith("\n") else line + "\n")
 
     def up(
-        self, refresh: bool = True, settled: bool = True, replace: list[str] | None = None
+        self, refresh: bool = True, expect_no_changes: bool = True, replace: list[str] | None = None
     ) -> dict[str, Any]:
         """`pulumi up` (replacing the resources of the URNs in `replace`); then, the first
-        time the stack is deployed with its current config and unless the test knowingly
-        leaves the update unfinished (`settled=False`), `expect_no_changes`."""
+        time the stack is deployed with its current config, `expect_no_changes`, unless the
+        test says not to (it leaves the update unfinished on purpose, or checks later)."""
         try:
             result = self.stack.up(on_output=self._echo, refresh=refresh, replace=replace, color="never")
         except Exception:
             self.print_container_logs()
             raise
         self.last_outputs = {k: v.value for k, v in result.outputs.items()}
-        deployed = yaml.safe_dump([self.cluster, self.project_config], sort_keys=True)
-        if settled and deployed != self._settled_config:
+        if expect_no_changes and self._deployed_config() != self._settled_config:
             self.expect_no_changes()
-            self._settled_config = deployed
         return self.last_outputs
+
+    def _deployed_config(self) -> str:
+        return yaml.safe_dump([self.cluster, self.project_config], sort_keys=True)
 
     def expect_no_changes(self) -> None:
         """A refreshed preview proposes no change: what a refresh reads back from Docker and
@@ -213,6 +214,7 @@ class TestStack:
                 on_output=self._echo, refresh=True, expect_no_changes=True, diff=True, color="never"
             )
             self._echo(f"refreshed preview after up: no change ({time.monotonic() - started:.1f} s)")
+            self._settled_config = self._deployed_config()
         except auto.CommandError as err:
             raise AssertionError(
                 f"stack {self.name}: a refreshed preview right after `up` failed or proposes"

@@ -501,7 +501,7 @@ def test_node_killed_in_the_middle_of_a_rolling_update(faults: Faults) -> None:
         started = time.monotonic()
         try:
             # Interrupted on purpose: the next one finishes it.
-            stack.up(settled=False)
+            stack.up(expect_no_changes=False)
             outcome["up"] = "succeeded"
         except Exception as err:  # noqa: BLE001 - the fault may well fail this update
             reasons = [
