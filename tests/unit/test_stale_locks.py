@@ -52,7 +52,7 @@ def zombie() -> Iterator[int]:
     while Path(f"/proc/{child.pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z":
         assert time.monotonic() < deadline, "the child did not exit"
         time.sleep(0.01)
-    assert os.kill(child.pid, 0) is None  # what the old check relied on: the signal still finds it
+    os.kill(child.pid, 0)  # what the old check relied on: the signal still finds it (no ProcessLookupError)
     yield child.pid
     child.wait()
 
