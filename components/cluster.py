@@ -36,6 +36,7 @@ from components.docker_objects import (
 )
 from components.docker_objects.client import split_locator
 from components.docker_objects.container import HOST_NETWORK
+from components.docker_objects.errors import EngineUnreachable
 from components.docker_objects.props import NO_NEW_PRIVILEGES
 from components.gossip_key import GossipKey
 from components.health import ClusterUnhealthy, observe, wait_until_healthy
@@ -109,12 +110,18 @@ class DkronClusterArgs:
 
 def existing_volumes(names: Sequence[str], engines: Mapping[str, str | None] | None = None) -> list[str]:
     """Which of the named Docker volumes exist right now (each on its engine in
-    `engines`, volume name -> engine reference; the local engine otherwise)."""
+    `engines`, volume name -> engine reference; the local engine otherwise).
+    A host that does not answer cannot say its volumes are gone: they count as there."""
     where = engines or {}
     present: dict[str | None, set[str]] = {}
     for ref in {where.get(n) for n in names}:
-        with engine(ref) as client:
-            present[ref] = {v.name for v in client.volumes.list()}
+        try:
+            with engine(ref) as client:
+                present[ref] = {v.name for v in client.volumes.list()}
+        except EngineUnreachable:
+            if ref is None:
+                raise
+            present[ref] = set(names)
     return [n for n in names if n in present[where.get(n)]]
 
 
@@ -542,7 +549,14 @@ async def final_view(
         # this machine and on every host.
         removed = []
         for where in sorted({split_locator(c)[0] or "" for c in containers.values()} | {""}):
-            removed += await loop.run_in_executor(None, remove_unused_images, labels, image_id, where or None)
+            try:
+                removed += await loop.run_in_executor(
+                    None, remove_unused_images, labels, image_id, where or None
+                )
+            except EngineUnreachable:
+                if not where:
+                    raise
+                # A host that does not answer keeps its old images until an update that reaches it.
         if removed:
             pulumi.log.info(f"removed {len(removed)} node image(s) no container uses", resource=resource)
     voters = sorted(p.node for p in (view.raft_peers or {}).values() if p.voter)

@@ -129,6 +129,31 @@ def test_a_node_moves_off_a_host_lost_for_good_in_one_up(lab: Lab, stack: TestSt
     assert set(preview_ops(stack.preview())) == {"same"}
 
 
+def test_a_declared_host_that_does_not_answer_leaves_the_rest_to_update(lab: Lab, stack: TestStack) -> None:
+    assert _problems(stack) == [], "the move left the cluster broken"
+    lab.stop_host("h2")
+    hourly = {**TICK, "name": "hourly", "schedule": "@hourly"}
+    stack.set_jobs([TICK, hourly])
+    try:
+        preview = stack.preview()
+        said = preview.stdout + preview.stderr
+        address = lab.hosts["h2"]
+        assert f"host h2 ({address}) does not answer (ssh: connect to host {address} port 22" in said
+        assert "n2 kept as recorded" in said
+        stack.up()
+        for node in ("n1", "n3"):
+            assert _tick(stack, node)["name"] == "tick"
+            with _client(stack, node) as client:
+                assert sorted(j["name"] for j in client.list_jobs()) == ["hourly", "tick"]
+    finally:
+        lab.start_host("h2")
+    stack.up()
+    eventually("the cluster whole again", lambda: _problems(stack) == [], 90, poll_s=2)
+    with _client(stack, "n2") as client:
+        assert sorted(j["name"] for j in client.list_jobs()) == ["hourly", "tick"]
+    assert set(preview_ops(stack.preview())) == {"same"}
+
+
 def test_the_lost_host_back_with_its_old_node_leaves_the_cluster_as_it_is(lab: Lab, stack: TestStack) -> None:
     assert _problems(stack) == [], "the move left the cluster broken"
     leader = stack.outputs()["leader"]
