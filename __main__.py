@@ -100,7 +100,8 @@ def main() -> None:
     # Hosts that do not answer: said once each, with what becomes of their nodes.
     recorded = recorded_hosts(previous_nodes)
     placement = {node.name: node.host for node in spec.nodes if node.host}
-    for line in host_lines(spec.name, recorded, unreachable(recorded), spec.hosts, placement):
+    not_answering = unreachable(recorded)
+    for line in host_lines(spec.name, recorded, not_answering, spec.hosts, placement):
         pulumi.log.warn(line)
 
     # The cluster as the update finds it (who leads, who is down, which removed
@@ -122,6 +123,7 @@ def main() -> None:
             project_root=PROJECT_ROOT,
             labels={"dkron-iac.project": project, "dkron-iac.stack": stack},
             previous_image=previous.get("image") or {},
+            unreachable_hosts=frozenset(not_answering),
         ),
     )
     declare_jobs(

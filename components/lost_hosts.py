@@ -96,10 +96,7 @@ def host_lines(
         where = f"host {host} ({record.address or record.engine})"
         fate = []
         if staying:
-            fate.append(
-                f"{', '.join(staying)} kept as recorded (an update that must change them fails until"
-                f" {host} answers or they move to another host)"
-            )
+            fate.append(f"{', '.join(staying)} kept as recorded, changed once {host} answers again")
         for node in leaving:
             to = f"created on {placement[node]}" if node in placement else "removed from the cluster"
             fate.append(f"{node} {to}")
