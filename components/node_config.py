@@ -223,7 +223,8 @@ def agent_command(
         beside.append(("nodeside.exporter", exporter_env, f"sleep {EXPORTER_DELAY_S} && exec nice -n 10"))
     if not beside and not fenced:
         return agent
-    fence = f"PYTHONPATH={CATCHUP_PACKAGE_DIR} python3 -m nodeside.fence && " if fenced else ""
+    # Its own list (`;`): `fence && watcher &` would put the fence in the background with the watcher.
+    fence = f"PYTHONPATH={CATCHUP_PACKAGE_DIR} python3 -m nodeside.fence || exit $?; " if fenced else ""
     started = " ".join(
         _in_background(
             " ".join(

@@ -12,8 +12,9 @@ list-peers` whom the cluster's Raft configuration knows under its name. If it na
 there, this node has been replaced: say so and exit without starting the agent
 (the container's restart policy tries again later, with growing pauses, and
 the check runs again). A node whose old address no longer answers (it is
-starting on a new host, or its host's address changed) and a node none of
-whose peers answer (the whole cluster starting) go ahead.
+starting on a new host, or its host's address changed) goes ahead, and so,
+after 30 s of asking, does a node none of whose peers answer (the whole
+cluster starting at once).
 
 Read from the node's config (/etc/dkron/dkron.yml: node-name, retry-join) and
 NODE_RPC_ADDR (its own gRPC address). Nothing here is in the container's
@@ -33,7 +34,7 @@ CONFIG_PATH = "/etc/dkron/dkron.yml"
 DEFAULT_RPC_PORT = 6868
 ASK_TIMEOUT_S = 15.0
 CONNECT_TIMEOUT_S = 3.0
-UNSURE_FOR_S = 60.0
+UNSURE_FOR_S = 30.0
 EXIT_REPLACED = 3
 # Once replaced, always replaced while the replacement answers: the verdict is kept in the
 # data folder, so a slow answer from the peers on a later start cannot let the node in.
@@ -102,23 +103,26 @@ def _answers(address: str, tries: int = 3) -> bool:
 def replaced_by(node: str, own: str, peers: list[str]) -> str | None:
     """The live address the cluster gives to `node` instead of `own`, if any.
 
-    Peers that accept connections but do not list (busy, electing) are asked again for up to
-    UNSURE_FOR_S; a node goes ahead only once one has listed, or none accepts a connection.
+    A machine that has just come back may not reach its peers for a few seconds, and a busy
+    peer may answer late: the peers are asked again for up to UNSURE_FOR_S, and only a node
+    none of whose peers lists in that time goes ahead unchecked (the whole cluster starting).
     """
     if not peers:
         return None
     deadline = time.monotonic() + UNSURE_FOR_S
     with ThreadPoolExecutor(max_workers=len(peers)) as pool:
-        while True:
-            listings = [listing for listing in pool.map(_list_peers, peers) if listing]
-            if (
-                listings
-                or time.monotonic() > deadline
-                or not any(pool.map(_answers, peers, [1] * len(peers)))
-            ):
-                break
+        listings = [listing for listing in pool.map(_list_peers, peers) if listing]
+        while not listings and time.monotonic() < deadline:
             time.sleep(2)
-    return next((address for address in addresses_claiming(node, own, listings) if _answers(address)), None)
+            listings = [listing for listing in pool.map(_list_peers, peers) if listing]
+    claims = addresses_claiming(node, own, listings)
+    print(
+        f"dkron-iac fence: asked {len(peers)} peer(s), {len(listings)} listed; other addresses for {node}:"
+        f" {', '.join(claims) or 'none'}",
+        file=sys.stderr,
+        flush=True,
+    )
+    return next((address for address in claims if _answers(address)), None)
 
 
 def _kept_verdict() -> str | None:
@@ -150,9 +154,13 @@ def main() -> int:
     if not node or not own:
         return 0
     kept = _kept_verdict()
-    other = kept if kept and _answers(kept) else replaced_by(node, own, peer_addresses(hosts, own))
+    if kept and _answers(kept):
+        other: str | None = kept
+    else:
+        other = replaced_by(node, own, peer_addresses(hosts, own))
     _keep_verdict(other)
     if other is None:
+        print(f"dkron-iac fence: node {node} ({own}): no other live address holds its name", file=sys.stderr)
         return 0
     print(
         f"dkron-iac fence: the cluster's Raft configuration gives node {node} to {other}, which answers;"
