@@ -19,6 +19,7 @@ from components.health import observe_live
 from components.job_changes import job_changes, job_summary
 from components.job_set import check_secret_env, declare_jobs, declared_bodies, live_jobs
 from components.jobs import cluster_node_tags, load_job_settings, load_jobs, validate_jobs
+from components.lost_hosts import host_lines, recorded_hosts, unreachable
 from components.membership import UnsafeRemoval, check_removal_safe, removed_nodes
 from components.node_config import bootstrap_plan
 from components.placement import place_nodes
@@ -96,6 +97,13 @@ def main() -> None:
         # A RunError ends the program with the message alone, no traceback.
         raise pulumi.RunError(str(err)) from None
 
+    # Hosts that do not answer: said once each, with what becomes of their nodes.
+    recorded = recorded_hosts(previous_nodes)
+    placement = {node.name: node.host for node in spec.nodes if node.host}
+    not_answering = unreachable(recorded)
+    for line in host_lines(spec.name, recorded, not_answering, spec.hosts, placement):
+        pulumi.log.warn(line)
+
     # The cluster as the update finds it (who leads, who is down, which removed
     # nodes are dead), read live once: it decides the shape of the resource graph.
     api_urls, removed_urls = observation_targets(spec, previous_nodes, placements)
@@ -115,6 +123,7 @@ def main() -> None:
             project_root=PROJECT_ROOT,
             labels={"dkron-iac.project": project, "dkron-iac.stack": stack},
             previous_image=previous.get("image") or {},
+            unreachable_hosts=frozenset(not_answering),
         ),
     )
     declare_jobs(

@@ -23,6 +23,7 @@ Cluster health and gates
 - `health.py`: what "whole" means; observing the cluster and waiting for it.
 - `rollout.py`: the gate after each replaced node; version-change rules.
 - `membership.py`: nodes leaving, dead Raft peers removed, voters kept equal to the config.
+- `lost_hosts.py`: hosts whose engine does not answer, and what an update does with their nodes.
 - `status.py`: `make status`: the live cluster read from the nodes, judged healthy, degraded or broken.
 - `prometheus.py`: the bundled Prometheus server's scrape config and alert rules.
 

@@ -24,10 +24,13 @@ from components.addressing import docker_network_subnets
 from components.change_summary import change_summary
 from components.docker_objects import (
     DockerContainer,
+    DockerContainerProvider,
     DockerImage,
     DockerImageCopy,
+    DockerImageCopyProvider,
     DockerNetwork,
     DockerVolume,
+    DockerVolumeProvider,
     HealthcheckSpec,
     context_digest,
     context_files,
@@ -36,7 +39,9 @@ from components.docker_objects import (
 )
 from components.docker_objects.client import split_locator
 from components.docker_objects.container import HOST_NETWORK
+from components.docker_objects.errors import EngineUnreachable
 from components.docker_objects.props import NO_NEW_PRIVILEGES
+from components.docker_objects.provider import DockerProvider
 from components.gossip_key import GossipKey
 from components.health import ClusterUnhealthy, observe, wait_until_healthy
 from components.membership import NodeRemoval, remove_stray_voters, stray_voters
@@ -105,16 +110,25 @@ class DkronClusterArgs:
     """Labels put on every Docker object (they identify the stack)."""
     previous_image: Mapping[str, Any]
     """The stack's `image` output from its last update ({} if none): why the image changes."""
+    unreachable_hosts: frozenset[str] = frozenset()
+    """Hosts whose engine does not answer (`components.lost_hosts`): their objects keep what
+    the state records, so the update leaves them alone and does the rest."""
 
 
 def existing_volumes(names: Sequence[str], engines: Mapping[str, str | None] | None = None) -> list[str]:
     """Which of the named Docker volumes exist right now (each on its engine in
-    `engines`, volume name -> engine reference; the local engine otherwise)."""
+    `engines`, volume name -> engine reference; the local engine otherwise).
+    A host that does not answer cannot say its volumes are gone: they count as there."""
     where = engines or {}
     present: dict[str | None, set[str]] = {}
     for ref in {where.get(n) for n in names}:
-        with engine(ref) as client:
-            present[ref] = {v.name for v in client.volumes.list()}
+        try:
+            with engine(ref) as client:
+                present[ref] = {v.name for v in client.volumes.list()}
+        except EngineUnreachable:
+            if ref is None:
+                raise
+            present[ref] = set(names)
     return [n for n in names if n in present[where.get(n)]]
 
 
@@ -210,7 +224,11 @@ class DkronCluster(pulumi.ComponentResource):
         for host in sorted({p.host for p in update.placements.values()}):
             ref = next(p.engine for p in update.placements.values() if p.host == host)
             self._images[host] = DockerImageCopy(
-                f"{name}-image-{host}", tag=spec.image_tag, image_id=image.image_id, engine=ref, opts=child
+                f"{name}-image-{host}",
+                tag=spec.image_tag,
+                image_id=image.image_id,
+                engine=ref,
+                opts=self._as_recorded(child, host, DockerImageCopyProvider),
             ).loaded_id
         environment: pulumi.Input[Mapping[str, str]] = {}
         if spec.dkron.gossip_encryption:
@@ -428,7 +446,7 @@ class DkronCluster(pulumi.ComponentResource):
             labels=node_labels,
             retain_on_delete=spec.persistence.retain_volumes_on_destroy,
             engine=engine_ref,
-            opts=child,
+            opts=self._as_recorded(child, placement.host if placement else None, DockerVolumeProvider),
         )
         if placement is not None and on_host is not None:
             # On its host's network: Dkron listens on the host's address and the
@@ -457,7 +475,10 @@ class DkronCluster(pulumi.ComponentResource):
             network=network,
             hostname=node.name,
             command=agent_command(
-                spec, on_host.api_port if on_host is not None else HTTP_PORT, exporter=on_host is None
+                spec,
+                on_host.api_port if on_host is not None else HTTP_PORT,
+                exporter=on_host is None,
+                fenced=on_host is not None,
             ),
             envs=environment,
             mounts=[{"volume": volume.name, "target": DATA_DIR}],
@@ -467,7 +488,11 @@ class DkronCluster(pulumi.ComponentResource):
             stop_timeout_s=STOP_TIMEOUT_S,
             **node_privileges(spec, node).container_args(),
             **placed,
-            opts=pulumi.ResourceOptions(parent=self, depends_on=after, additional_secret_outputs=["envs"]),
+            opts=self._as_recorded(
+                pulumi.ResourceOptions(parent=self, depends_on=after, additional_secret_outputs=["envs"]),
+                placement.host if placement else None,
+                DockerContainerProvider,
+            ),
         )
         gate = NodeGate(
             f"{name}-{node.name}-gate",
@@ -483,6 +508,17 @@ class DkronCluster(pulumi.ComponentResource):
             opts=child,
         )
         return container, gate
+
+    def _as_recorded(
+        self, opts: pulumi.ResourceOptions, host: str | None, provider: type[DockerProvider]
+    ) -> pulumi.ResourceOptions:
+        """`opts`, and for an object on a host that does not answer, every input kept as
+        recorded: the update could not reach it, so it proposes nothing there."""
+        if host is None or host not in self._args.unreachable_hosts:
+            return opts
+        return pulumi.ResourceOptions.merge(
+            opts, pulumi.ResourceOptions(ignore_changes=provider.input_fields())
+        )
 
     def _remove(
         self, node_name: str, after: list[pulumi.Resource], container: str | None = None
@@ -559,7 +595,14 @@ async def final_view(
         # this machine and on every host.
         removed = []
         for where in sorted({split_locator(c)[0] or "" for c in containers.values()} | {""}):
-            removed += await loop.run_in_executor(None, remove_unused_images, labels, image_id, where or None)
+            try:
+                removed += await loop.run_in_executor(
+                    None, remove_unused_images, labels, image_id, where or None
+                )
+            except EngineUnreachable:
+                if not where:
+                    raise
+                # A host that does not answer keeps its old images until an update that reaches it.
         if removed:
             pulumi.log.info(f"removed {len(removed)} node image(s) no container uses", resource=resource)
     voters = sorted(p.node for p in (view.raft_peers or {}).values() if p.voter)

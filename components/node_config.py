@@ -192,13 +192,17 @@ def _in_background(command: str, prefix: str) -> str:
     return f"({prefix} env {command}) &"
 
 
-def agent_command(spec: ClusterSpec, api_port: int = HTTP_PORT, exporter: bool = True) -> list[str]:
+def agent_command(
+    spec: ClusterSpec, api_port: int = HTTP_PORT, exporter: bool = True, fenced: bool = False
+) -> list[str]:
     """The node container's command: the agent, with the catch-up watcher (when on) and the
     node exporter (``exporter``; one engine only, where each container has its own ports) beside it.
 
     The agent stays the container's main process (``exec``), so stop signals
     and the exit code are its own; what starts first ends with the container.
-    ``api_port``: where the agent's API listens in the container.
+    ``api_port``: where the agent's API listens in the container. ``fenced`` (nodes on
+    hosts): the agent starts only if the cluster has not given the node's name to another
+    live address (``nodeside.fence``; a replaced node on a host that comes back stays out).
     """
     agent = ["dkron", "agent", "--config", CONFIG_PATH]
     api = f"http://127.0.0.1:{api_port}"
@@ -217,8 +221,10 @@ def agent_command(spec: ClusterSpec, api_port: int = HTTP_PORT, exporter: bool =
         # due time go without a run (2 runs of 2; none without it): it starts later, and niced.
         exporter_env = {"EXPORTER_API": api, "EXPORTER_PORT": str(EXPORTER_PORT)}
         beside.append(("nodeside.exporter", exporter_env, f"sleep {EXPORTER_DELAY_S} && exec nice -n 10"))
-    if not beside:
+    if not beside and not fenced:
         return agent
+    # Its own list (`;`): `fence && watcher &` would put the fence in the background with the watcher.
+    fence = f"PYTHONPATH={CATCHUP_PACKAGE_DIR} python3 -m nodeside.fence || exit $?; " if fenced else ""
     started = " ".join(
         _in_background(
             " ".join(
@@ -232,7 +238,7 @@ def agent_command(spec: ClusterSpec, api_port: int = HTTP_PORT, exporter: bool =
         )
         for module, env, prefix in beside
     )
-    return ["sh", "-c", f"{started} exec {' '.join(agent)}"]
+    return ["sh", "-c", f"{fence}{started} exec {' '.join(agent)}"]
 
 
 def node_environment(spec: ClusterSpec, encrypt_key: str | None) -> dict[str, str]:

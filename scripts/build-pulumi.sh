@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Builds the Pulumi CLI and this project's Python language host from Go
-# modules into DEST/bin, with the two Python scripts the SDK's Go module ships
-# (the program runner and the dynamic-provider plugin) installed beside them.
+# modules into DEST/bin, with the SDK's program runner (pulumi-language-python-exec) and this
+# project's dynamic-provider plugin (toolchain/pulumi/provider) installed beside them.
 set -euo pipefail
 . "$(dirname "$0")/lib.sh"
 
@@ -23,7 +23,8 @@ run_logged "$CACHE/logs/langhost-build.log" "go build pulumi-language-python" \
 # The module cache is read-only: copy the scripts out with exec bits.
 sdk=$(go list -m -f '{{.Dir}}' github.com/pulumi/pulumi/sdk/v3)
 install -m 0755 "$sdk/python/cmd/pulumi-language-python-exec" "$tmp/bin/"
-install -m 0755 "$sdk/python/dist/pulumi-resource-pulumi-python" "$tmp/bin/"
+# The SDK's provider plugin runs `python -m pulumi.dynamic`; ours runs it under an engine watch.
+install -m 0755 "$ROOT/toolchain/pulumi/provider/"* "$tmp/bin/"
 
 "$tmp/bin/pulumi" version | grep -qx "v$PULUMI_VERSION" || die "built pulumi does not report v$PULUMI_VERSION"
 rm -rf "$dest"

@@ -310,6 +310,8 @@ def discard_stack(name: str, cluster_name: str, on_output: Callable[[str], Any] 
     Each step runs even if the one before failed, or if the stack was never
     created, so a failed test leaves nothing behind.
     """
+    # A test that killed an update leaves its lock, which would refuse the destroy.
+    subprocess.run([sys.executable, str(ROOT / "scripts" / "stale_locks.py"), name], check=False)
     with contextlib.suppress(Exception):
         stack = auto.select_stack(stack_name=name, work_dir=str(ROOT))
         with contextlib.suppress(Exception):

@@ -40,7 +40,7 @@ from components.docker_objects.engine_ref import (
     ssh_command,
     tls_config,
 )
-from components.docker_objects.errors import DockerResourceError
+from components.docker_objects.errors import DockerResourceError, EngineUnreachable
 from components.docker_objects.ssh import FIRST_ANSWER_S, SshRelay, relay_client
 
 __all__ = [
@@ -98,9 +98,34 @@ def _connect(stack: ExitStack, ref: str | None, timeout_s: int) -> docker.Docker
                 why = f"ssh: {why}"
             if not why and isinstance(err, requests.Timeout):
                 why = f"no answer through ssh within {FIRST_ANSWER_S} s"
-        raise DockerResourceError(f"cannot reach {describe_engine(ref)}: {why or err}") from err
+        message = f"cannot reach {describe_engine(ref)}: {why or err}"
+        if _no_answer(err, why):
+            raise EngineUnreachable(message) from err
+        raise DockerResourceError(message) from err
     stack.callback(client.close)
     return client
+
+
+# What ssh says when nothing answers at the host's address (as opposed to a key or
+# host key it refuses, or an engine that is not running behind a working sshd).
+_SSH_NO_ANSWER = (
+    "Connection refused",
+    "No route to host",
+    "Network is unreachable",
+    "timed out",
+    "Connection reset",
+    "Connection closed by remote host",
+    "no answer through ssh",
+)
+
+
+def _no_answer(err: Exception, ssh_said: str) -> bool:
+    """Whether ``err`` means the engine's host did not answer at all."""
+    if ssh_said:
+        return any(sign in ssh_said for sign in _SSH_NO_ANSWER)
+    if isinstance(err, requests.exceptions.SSLError):
+        return False
+    return isinstance(err, requests.ConnectionError | requests.Timeout)
 
 
 @contextmanager

@@ -44,7 +44,14 @@ from components.docker_objects.props import (
     text_list,
     text_map,
 )
-from components.docker_objects.provider import ENGINE_FIELD, TYPE_MODULE, DockerProvider, engine_of
+from components.docker_objects.provider import (
+    ENGINE_FIELD,
+    TYPE_MODULE,
+    DockerProvider,
+    dropped_when_unreachable,
+    engine_of,
+    read_as_recorded_when_unreachable,
+)
 
 __all__ = ["DockerContainer", "DockerContainerProvider", "HealthcheckSpec", "MountSpec", "PortSpec"]
 
@@ -643,6 +650,7 @@ class DockerContainerProvider(DockerProvider):
         outputs = {key: olds.get(key) for key in ("container_id", "ip_address", "running")}
         return UpdateResult({**inputs_of(news, self.input_fields()), **outputs})
 
+    @read_as_recorded_when_unreachable
     def read(self, id_: str, props: dict[str, Any]) -> ReadResult:
         with engine_api(engine_of(props)) as api:
             try:
@@ -653,6 +661,7 @@ class DockerContainerProvider(DockerProvider):
         inputs = reflect(props, live, {**self.replace_fields, **self.update_fields})
         return ReadResult(id_, {**inputs, **self._outputs(info, inputs["network"])}, inputs)
 
+    @dropped_when_unreachable
     def delete(self, id_: str, props: dict[str, Any]) -> None:
         # An explicit stop timeout gives the process SIGTERM and time to leave
         # its cluster before SIGKILL.

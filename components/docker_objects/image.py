@@ -27,7 +27,14 @@ from components.docker_objects.props import (
     text_list,
     text_map,
 )
-from components.docker_objects.provider import ENGINE_FIELD, TYPE_MODULE, DockerProvider, engine_of
+from components.docker_objects.provider import (
+    ENGINE_FIELD,
+    TYPE_MODULE,
+    DockerProvider,
+    dropped_when_unreachable,
+    engine_of,
+    read_as_recorded_when_unreachable,
+)
 
 __all__ = [
     "DockerImage",
@@ -319,6 +326,7 @@ class DockerImageCopyProvider(DockerProvider):
     def update(self, _id: str, olds: dict[str, Any], news: dict[str, Any]) -> UpdateResult:
         return UpdateResult({**inputs_of(news, self.input_fields()), "loaded_id": olds.get("loaded_id")})
 
+    @read_as_recorded_when_unreachable
     def read(self, id_: str, props: dict[str, Any]) -> ReadResult:
         image_id = text(props.get("image_id"))
         with engine_api(engine_of(props)) as api:
@@ -327,6 +335,7 @@ class DockerImageCopyProvider(DockerProvider):
         inputs = inputs_of(props, self.input_fields())
         return ReadResult(id_, {**inputs, "loaded_id": image_id}, inputs)
 
+    @dropped_when_unreachable
     def delete(self, _id: str, props: dict[str, Any]) -> None:
         tag, image_id = text(props.get("tag")), text(props.get("image_id"))
         with engine_api(engine_of(props)) as api:

@@ -3,11 +3,14 @@ from a list of problems, and the type token module of every Docker resource."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Mapping
-from typing import Any, ClassVar
+import functools
+import sys
+from collections.abc import Callable, Iterator, Mapping
+from typing import Any, ClassVar, TypeVar
 
-from pulumi.dynamic import CheckFailure, CheckResult, DiffResult, ResourceProvider
+from pulumi.dynamic import CheckFailure, CheckResult, DiffResult, ReadResult, ResourceProvider
 
+from components.docker_objects.errors import EngineUnreachable
 from components.docker_objects.props import Normalizer, changed, engine_identity, is_known, text
 
 # Type tokens read ``pulumi-python:dynamic/docker:<Name>``; the SDK's default
@@ -22,6 +25,49 @@ ENGINE_FIELD: dict[str, Normalizer] = {"engine": engine_identity}
 def engine_of(props: Mapping[str, Any]) -> str | None:
     """The engine a resource lives on: its ``engine`` input (None: the local one)."""
     return text(props.get("engine")) or None
+
+
+P = TypeVar("P", bound=ResourceProvider)
+
+
+def read_as_recorded_when_unreachable(
+    read: Callable[[P, str, dict[str, Any]], ReadResult],
+) -> Callable[[P, str, dict[str, Any]], ReadResult]:
+    """A refresh of an object on a host whose engine does not answer keeps what the state
+    records, so the rest of the stack is refreshed and updated; the program says which
+    hosts it could not reach. The local engine is not excused: without it nothing works."""
+
+    @functools.wraps(read)
+    def reading(self: P, id_: str, props: dict[str, Any]) -> ReadResult:
+        try:
+            return read(self, id_, props)
+        except EngineUnreachable:
+            if engine_of(props) is None:
+                raise
+            return ReadResult(id_, props)
+
+    return reading
+
+
+def dropped_when_unreachable(
+    delete: Callable[[P, str, dict[str, Any]], None],
+) -> Callable[[P, str, dict[str, Any]], None]:
+    """Deleting an object on a host whose engine does not answer drops it from the state and
+    leaves it there: a host lost for good must not block the stack. The program's preview names
+    what is dropped, and a node left behind on a host that comes back cannot rejoin (README:
+    "Losing a host for good"). The local engine is not excused."""
+
+    @functools.wraps(delete)
+    def deleting(self: P, id_: str, props: dict[str, Any]) -> None:
+        try:
+            delete(self, id_, props)
+        except EngineUnreachable as err:
+            if engine_of(props) is None:
+                raise
+            what = props.get("name") or props.get("tag") or id_
+            print(f"{what}: dropped from the state and left where it is ({err})", file=sys.stderr)
+
+    return deleting
 
 
 class DockerProvider(ResourceProvider):

@@ -20,7 +20,14 @@ from components.docker_objects.props import (
     text,
     text_map,
 )
-from components.docker_objects.provider import ENGINE_FIELD, TYPE_MODULE, DockerProvider, engine_of
+from components.docker_objects.provider import (
+    ENGINE_FIELD,
+    TYPE_MODULE,
+    DockerProvider,
+    dropped_when_unreachable,
+    engine_of,
+    read_as_recorded_when_unreachable,
+)
 
 __all__ = ["DockerVolume", "DockerVolumeProvider"]
 
@@ -57,6 +64,7 @@ class DockerVolumeProvider(DockerProvider):
         }
         return UpdateResult({**inputs_of(news, self.input_fields()), **outputs})
 
+    @read_as_recorded_when_unreachable
     def read(self, id_: str, props: dict[str, Any]) -> ReadResult:
         with engine_api(engine_of(props)) as api:
             try:
@@ -70,6 +78,7 @@ class DockerVolumeProvider(DockerProvider):
         }
         return ReadResult(id_, {**inputs, **self._outputs(info)}, inputs)
 
+    @dropped_when_unreachable
     def delete(self, id_: str, props: dict[str, Any]) -> None:
         if props.get("retain_on_delete"):
             return

@@ -11,6 +11,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import os
 import re
@@ -27,6 +28,7 @@ from pulumi import automation as auto
 
 from components.job_provider import managed_job
 from testing.harness import ROOT, TestStack, assert_previewed, eventually, preview_ops
+from testing.processes import descendants, exited
 
 pytestmark = pytest.mark.integration
 
@@ -133,8 +135,8 @@ def test_an_update_killed_half_way_is_finished_by_the_next_up(stack: TestStack) 
             for j in after
         )
 
-    # `make up` as a user runs it, killed (CLI, program and providers at once) once
-    # the first jobs are rewritten: a crash in the middle of the job set's update.
+    # `make up` as a user runs it, killed (make, the CLI and what shares its process
+    # group) once the first jobs are rewritten: a crash in the middle of the update.
     up = subprocess.Popen(
         ["make", "up", f"STACK={stack.name}"],
         cwd=ROOT,
@@ -144,9 +146,22 @@ def test_an_update_killed_half_way_is_finished_by_the_next_up(stack: TestStack) 
     )
     try:
         done = eventually("the first jobs rewritten", lambda: rewritten() or None, 120, poll_s=0.05)
+        started = descendants(up.pid)
     finally:
         os.killpg(up.pid, signal.SIGKILL)
         up.wait()
+    # The engine starts the language host and the providers in process groups of their
+    # own: they end because their engine is gone, not because the kill reached them.
+    plugins = [
+        command
+        for command in started.values()
+        if "pulumi-language-python " in command or "pulumi-dynamic-provider.py" in command
+    ]
+    assert len(plugins) >= 2, started
+    with contextlib.suppress(AssertionError):
+        eventually("the killed update's processes gone", lambda: all(map(exited, started)) or None, 30, 0.2)
+    survivors = {pid: command for pid, command in started.items() if not exited(pid)}
+    assert not survivors, f"left running by the killed update: {survivors}"
     left = rewritten()
     print(f"CRASH killed with {done} of {COUNT} jobs rewritten ({left} once everything stopped)")
     assert left < COUNT, "the update finished before the kill: it tested nothing"

@@ -19,6 +19,7 @@ import (
 	"path/filepath"
 	"strings"
 	"sync"
+	"time"
 
 	"github.com/pulumi/pulumi/sdk/v3/go/common/util/rpcutil"
 	pulumirpc "github.com/pulumi/pulumi/sdk/v3/proto/go"
@@ -40,7 +41,15 @@ type host struct {
 
 	mu            sync.Mutex
 	engineAddress string
+	watching      sync.Once
+	programs      map[*exec.Cmd]struct{}
 }
+
+// engineCheckPeriod is how often the engine's health is checked. The engine
+// starts this host in a process group of its own, so an engine that is killed
+// (kill -9, a crash) does not take the host along: as Pulumi's own language
+// hosts do, it exits, and ends the program it runs, once the engine is gone.
+const engineCheckPeriod = time.Second
 
 func main() {
 	var engineAddress string
@@ -60,8 +69,11 @@ func main() {
 		self = resolved
 	}
 	h := &host{
-		execScript:    filepath.Join(filepath.Dir(self), "pulumi-language-python-exec"),
-		engineAddress: engineAddress,
+		execScript: filepath.Join(filepath.Dir(self), "pulumi-language-python-exec"),
+		programs:   map[*exec.Cmd]struct{}{},
+	}
+	if engineAddress != "" {
+		h.watchEngine(engineAddress)
 	}
 	if _, err := os.Stat(h.execScript); err != nil {
 		fail(fmt.Errorf("the Python exec script must sit beside the language host: %w", err))
@@ -95,8 +107,31 @@ func (h *host) Handshake(
 	defer h.mu.Unlock()
 	if req.GetEngineAddress() != "" {
 		h.engineAddress = req.GetEngineAddress()
+		h.watchEngine(req.GetEngineAddress())
 	}
 	return &pulumirpc.LanguageHandshakeResponse{}, nil
+}
+
+// watchEngine starts, once, the check that ends this host and its programs
+// when the engine at address stops answering.
+func (h *host) watchEngine(address string) {
+	h.watching.Do(func() {
+		h.engineAddress = address
+		gone, lost := context.WithCancel(context.Background())
+		if err := rpcutil.Healthcheck(gone, address, engineCheckPeriod, lost); err != nil {
+			fail(fmt.Errorf("cannot watch the engine at %s: %w", address, err))
+		}
+		go func() {
+			<-gone.Done()
+			h.mu.Lock()
+			for cmd := range h.programs {
+				_ = cmd.Process.Kill()
+			}
+			h.mu.Unlock()
+			fmt.Fprintf(os.Stderr, "pulumi-language-python: the engine at %s is gone; exiting\n", address)
+			os.Exit(1)
+		}()
+	})
 }
 
 func (h *host) GetPluginInfo(context.Context, *emptypb.Empty) (*pulumirpc.PluginInfo, error) {
@@ -198,7 +233,8 @@ func (h *host) Run(ctx context.Context, req *pulumirpc.RunRequest) (*pulumirpc.R
 	)
 
 	var result pulumirpc.RunResponse
-	if err := cmd.Run(); err != nil {
+	err = h.runProgram(cmd)
+	if err != nil {
 		var exitErr *exec.ExitError
 		switch {
 		case errors.As(err, &exitErr) && exitErr.ExitCode() == exitCodeUserMessage:
@@ -210,6 +246,22 @@ func (h *host) Run(ctx context.Context, req *pulumirpc.RunRequest) (*pulumirpc.R
 		}
 	}
 	return &result, nil
+}
+
+// runProgram runs cmd as one of the programs to end if the engine goes.
+func (h *host) runProgram(cmd *exec.Cmd) error {
+	h.mu.Lock()
+	if err := cmd.Start(); err != nil {
+		h.mu.Unlock()
+		return err
+	}
+	h.programs[cmd] = struct{}{}
+	h.mu.Unlock()
+	err := cmd.Wait()
+	h.mu.Lock()
+	delete(h.programs, cmd)
+	h.mu.Unlock()
+	return err
 }
 
 // interpreter finds the Python to run: the virtualenv named by the

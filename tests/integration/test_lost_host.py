@@ -1,0 +1,199 @@
+"""A host lost for good, on the lab: its node moved to another host in one edit.
+
+The lab makes four hosts; the stack forms on h1, h2 and h3 with `tick`
+(`@every 2s`, `server: true:1`) running throughout. h3 is then stopped for good
+(every process of the machine killed) and the stack file edited as the README
+says: h3's node moved to h4 and h3 removed from `hosts`. One `make up` moves
+it; h3 then comes back with its old container, which must stay out of the
+cluster; last, the stack is destroyed while another host is down.
+"""
+
+from __future__ import annotations
+
+import time
+from collections import Counter
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from components.dkron_client import DkronClient
+from components.docker_objects import engine
+from components.health import observe
+from testing.harness import TestStack, eventually, preview_ops
+from testing.lab import Lab, lab_session
+
+LAB_PREFIX = "dkg"
+LAB_SUBNET = "10.213.85.0/24"
+PLACEMENT = {"n1": "h1", "n2": "h2", "n3": "h3"}
+TICK = {
+    "name": "tick",
+    "schedule": "@every 2s",
+    "tags": {"server": "true:1"},
+    "executor": "shell",
+    "executor_config": {"command": "echo tick"},
+}
+
+
+def _host(lab: Lab, name: str) -> dict[str, str]:
+    return {
+        "docker": lab.ssh_url(name),
+        "address": lab.hosts[name],
+        "ssh_identity": str(lab.key),
+        "ssh_known_hosts": str(lab.known_hosts),
+    }
+
+
+@pytest.fixture(scope="module")
+def lab(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Lab]:
+    with lab_session(LAB_PREFIX, LAB_SUBNET, Path(tmp_path_factory.mktemp("lab")), 4) as made:
+        yield made
+
+
+@pytest.fixture(scope="module")
+def stack(lab: Lab) -> Iterator[TestStack]:
+    hosts = {name: _host(lab, name) for name in lab.hosts}
+    nodes = [{"name": node, "host": host} for node, host in PLACEMENT.items()]
+    made = TestStack(nodes, hosts=hosts, jobs=[TICK])
+    try:
+        yield made
+    finally:
+        made.close()
+
+
+def _client(stack: TestStack, node: str) -> DkronClient:
+    return DkronClient(stack.api_url(node), timeout_s=5)
+
+
+def _tick(stack: TestStack, node: str) -> dict[str, Any]:
+    with _client(stack, node) as client:
+        job = client.get_job("tick")
+    assert job is not None
+    return job
+
+
+def _doubled(stack: TestStack, node: str) -> list[int]:
+    """Scheduled seconds in which `tick` ran more than once (a group is one dispatch)."""
+    with _client(stack, node) as client:
+        runs = Counter(int(e["group"]) // 1_000_000_000 for e in client.executions("tick"))
+    return sorted(second for second, count in runs.items() if count > 1)
+
+
+def _alive_members(stack: TestStack, node: str) -> dict[str, str]:
+    with _client(stack, node) as client:
+        return {m["Name"]: m["Addr"] for m in client.members() if m.get("Status") == 1}
+
+
+def _problems(stack: TestStack) -> list[str]:
+    recorded = stack.outputs()["nodes"]
+    api = {n: stack.api_url(n) for n in stack.node_names()}
+    containers = {n: f"{recorded[n]['container']}@{recorded[n]['engine']}" for n in stack.node_names()}
+    return observe(api, containers).problems(stack.node_names())
+
+
+def test_a_node_moves_off_a_host_lost_for_good_in_one_up(lab: Lab, stack: TestStack) -> None:
+    outputs = stack.up()
+    assert sorted(outputs["voters"]) == sorted(PLACEMENT)
+    eventually("tick to run a few times", lambda: _tick(stack, "n1")["success_count"] >= 3, 30)
+    lab.stop_host("h3")
+    counted = _tick(stack, "n1")["success_count"]
+
+    def move(cluster: dict[str, Any]) -> None:
+        next(n for n in cluster["nodes"] if n["name"] == "n3")["host"] = "h4"
+        del cluster["hosts"]["h3"]
+
+    stack.configure(move)
+    # The preview says what becomes of h3's node before anything is done.
+    preview = stack.preview()
+    said = preview.stdout + preview.stderr
+    address = lab.hosts["h3"]
+    assert f"host h3 ({address}) does not answer (ssh: connect to host {address} port 22" in said, said[
+        -3000:
+    ]
+    assert f"n3 created on h4. Their containers ({stack.container('n3')}) and volumes" in said
+    assert "on h3 are dropped from the state, not deleted; if h3 ever comes back" in said
+    ops = preview_ops(preview)
+    assert (ops.get("replace"), ops.get("delete")) == (2, 1), ops  # n3's volume and container; h3's image
+
+    outputs = stack.up()
+    assert outputs["nodes"]["n3"]["host"] == "h4"
+    assert sorted(outputs["voters"]) == sorted(PLACEMENT)
+    eventually("the cluster whole on h1, h2 and h4", lambda: _problems(stack) == [], 60, poll_s=2)
+    assert _alive_members(stack, "n1")["n3"] == lab.hosts["h4"]
+    eventually("n3 to hold the job", lambda: _tick(stack, "n3")["name"] == "tick", 30)
+    # The job's counters came through; no due time was served twice.
+    assert _tick(stack, "n3")["success_count"] >= counted
+    assert _doubled(stack, "n1") == []
+    # Done in one update: nothing left to do.
+    assert set(preview_ops(stack.preview())) == {"same"}
+
+
+def test_a_declared_host_that_does_not_answer_leaves_the_rest_to_update(lab: Lab, stack: TestStack) -> None:
+    assert _problems(stack) == [], "the move left the cluster broken"
+    lab.stop_host("h2")
+    hourly = {**TICK, "name": "hourly", "schedule": "@hourly"}
+    stack.set_jobs([TICK, hourly])
+    try:
+        preview = stack.preview()
+        said = preview.stdout + preview.stderr
+        address = lab.hosts["h2"]
+        assert f"host h2 ({address}) does not answer (ssh: connect to host {address} port 22" in said
+        assert "n2 kept as recorded" in said
+        stack.up()
+        for node in ("n1", "n3"):
+            assert _tick(stack, node)["name"] == "tick"
+            with _client(stack, node) as client:
+                assert sorted(j["name"] for j in client.list_jobs()) == ["hourly", "tick"]
+    finally:
+        lab.start_host("h2")
+    stack.up()
+    eventually("the cluster whole again", lambda: _problems(stack) == [], 90, poll_s=2)
+    with _client(stack, "n2") as client:
+        assert sorted(j["name"] for j in client.list_jobs()) == ["hourly", "tick"]
+    assert set(preview_ops(stack.preview())) == {"same"}
+
+
+def test_the_lost_host_back_with_its_old_node_leaves_the_cluster_as_it_is(lab: Lab, stack: TestStack) -> None:
+    assert _problems(stack) == [], "the move left the cluster broken"
+    with _client(stack, "n1") as client:
+        leader = (client.leader() or {}).get("Name")
+    old = stack.container("n3")
+    back_at = int(time.time())
+    lab.start_host("h3")
+    # Docker starts the old node again (its restart policy); the fence keeps its agent from starting.
+    with engine(lab.engine_ref("h3")) as h3:
+
+        def fenced() -> bool:
+            logs = h3.containers.get(old).logs(since=back_at).decode(errors="replace")
+            return f"gives node n3 to {lab.hosts['h4']}:" in logs and "stays out" in logs
+
+        eventually("the old n3 to stay out", fenced, 90, poll_s=2)
+    before = _tick(stack, "n1")["success_count"]
+    eventually("tick to run on", lambda: _tick(stack, "n1")["success_count"] >= before + 10, 60)
+    # The cluster is as it was: n3 is the one on h4, the leader has not changed, no run twice.
+    assert _problems(stack) == []
+    assert _alive_members(stack, "n1")["n3"] == lab.hosts["h4"]
+    with _client(stack, "n1") as client:
+        assert (client.leader() or {}).get("Name") == leader
+    assert _doubled(stack, "n1") == []
+    with engine(lab.engine_ref("h3")) as h3:
+        logs = h3.containers.get(old).logs(since=back_at).decode(errors="replace")
+    # Over those ten runs the old node's agent never started.
+    assert "Dkron agent starting" not in logs, logs[-8000:]
+    assert set(preview_ops(stack.preview())) == {"same"}
+
+
+def test_destroy_with_a_host_down_removes_what_it_reaches_and_says_what_it_left(
+    lab: Lab, stack: TestStack
+) -> None:
+    lab.stop_host("h2")
+    out: list[str] = []
+    stack.stack.destroy(on_output=out.append, color="never")
+    said = "\n".join(out)
+    assert f"{stack.container('n2')}: dropped from the state and left where it is" in said, said[-3000:]
+    for host in ("h1", "h4"):
+        with engine(lab.engine_ref(host)) as client:
+            label = f"dkron-iac.stack={stack.name}"
+            assert client.containers.list(all=True, filters={"label": label}) == []
+            assert client.volumes.list(filters={"label": label}) == []
