@@ -3,7 +3,7 @@ SHELL := /bin/bash
 STACK ?= dev
 PYTEST_ARGS ?=
 
-.PHONY: setup up preview refresh destroy outputs status jobs-export test test-unit lint bench clean-slate lab-up lab-down
+.PHONY: setup up preview refresh destroy outputs status jobs-export test test-fast test-unit lint bench clean-slate lab-up lab-down
 
 setup:
 	@scripts/setup.sh
@@ -36,9 +36,14 @@ status:
 jobs-export: setup
 	@source scripts/env.sh && python scripts/jobs_export.py $(STACK) $(if $(JOBS),--jobs $(JOBS),) $(if $(OUT),--out $(OUT),)
 
-# All tests: fast unit tests, then real integration tests on the local Docker.
+# All tests: fast unit tests, then real integration tests on the local Docker; ends with the
+# slowest tests and the total time.
 test: setup
-	@source scripts/env.sh && python -m pytest $(PYTEST_ARGS) tests
+	@source scripts/env.sh && python -m pytest --durations=15 $(PYTEST_ARGS) tests
+
+# The unit tests and one real three-node cluster (the test marked smoke): a few minutes at most.
+test-fast: setup
+	@source scripts/env.sh && python -m pytest --durations=5 -m "not integration or smoke" $(PYTEST_ARGS) tests/unit tests/integration
 
 test-unit: setup
 	@source scripts/env.sh && python -m pytest $(PYTEST_ARGS) tests/unit
