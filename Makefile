@@ -36,10 +36,13 @@ status:
 jobs-export: setup
 	@source scripts/env.sh && python scripts/jobs_export.py $(STACK) $(if $(JOBS),--jobs $(JOBS),) $(if $(OUT),--out $(OUT),)
 
-# All tests: fast unit tests, then real integration tests on the local Docker; ends with the
-# slowest tests and the total time.
+# All tests: fast unit tests, then real integration tests on the local Docker, TEST_WORKERS
+# modules at a time (each module whole on one worker, in the order tests/conftest.py gives);
+# ends with the slowest tests and the total time.
+TEST_WORKERS ?= 3
 test: setup
-	@source scripts/env.sh && python -m pytest --durations=15 $(PYTEST_ARGS) tests
+	@source scripts/env.sh && python -m pytest -n $(TEST_WORKERS) --dist loadfile --no-loadscope-reorder \
+		--durations=15 $(PYTEST_ARGS) tests
 
 # The unit tests and one real three-node cluster (the test marked smoke): a few minutes at most.
 test-fast: setup
