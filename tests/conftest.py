@@ -11,7 +11,6 @@ LONGEST_FIRST = (
     "test_faults.py",
     "test_metrics.py",
     "test_jobs_stack.py",
-    "test_dead_voters.py",
     "test_privilege.py",
     "test_jobs_scale.py",
     "test_preview_summary.py",
