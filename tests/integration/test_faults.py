@@ -660,36 +660,6 @@ def _executions_of(stack: TestStack, job: str) -> list[dict[str, Any]]:
         return list(client.executions(job))
 
 
-def test_docker_daemon_restarted(lab_faults: tuple[Faults, Lab]) -> None:
-    """The engine's daemon stopped (SIGTERM: it stops every container first) and started again;
-    `unless-stopped` brings the nodes back with it. Then the same checks on its recorder as the
-    last test makes on the other cluster's."""
-    faults, lab = lab_faults
-    stack = faults.stack
-    before = _container_states(stack)
-    old_pid = lab.daemon_pid("h1", "dockerd")
-    record = _open_fault(faults, "docker daemon restarted")
-    try:
-        lab.stop_daemon("h1", "dockerd")
-    finally:
-        lab.start_host("h1")  # even if the old one took too long
-    record["daemon_down_s"] = round(time.time() - record["at"], 1)
-    assert lab.daemon_pid("h1", "dockerd") not in (None, old_pid)
-
-    eventually(
-        "every node's container running again",
-        lambda: all(s["running"] for s in _container_states(stack).values()),
-        120,
-    )
-    after = _container_states(stack)
-    # The same containers, each started again by the new daemon.
-    assert {n: s["id"] for n, s in after.items()} == {n: s["id"] for n, s in before.items()}
-    assert all(after[n]["started_at"] != before[n]["started_at"] for n in after), (before, after)
-    _heal(faults, record)
-    _assert_jobs_identical(stack, faults.expected_jobs, stack.node_names())
-    _assert_runs_across_faults(faults)
-
-
 # --- what the faults did to the one-server job --------------------------------------------
 
 
@@ -828,3 +798,36 @@ def _runs_by_second(executions: list[dict[str, Any]]) -> dict[int, list[dict[str
     for execution in executions:
         by_second[int(execution["group"]) // 1_000_000_000].append(execution)
     return by_second
+
+
+# --- the Docker daemon restarted, on an engine of the test's own -------------------------
+
+
+def test_docker_daemon_restarted(lab_faults: tuple[Faults, Lab]) -> None:
+    """The engine's daemon stopped (SIGTERM: it stops every container first) and started again;
+    `unless-stopped` brings the nodes back with it. Then the same checks on its recorder as the
+    last test makes on the other cluster's."""
+    faults, lab = lab_faults
+    stack = faults.stack
+    before = _container_states(stack)
+    old_pid = lab.daemon_pid("h1", "dockerd")
+    record = _open_fault(faults, "docker daemon restarted")
+    try:
+        lab.stop_daemon("h1", "dockerd")
+    finally:
+        lab.start_host("h1")  # even if the old one took too long
+    record["daemon_down_s"] = round(time.time() - record["at"], 1)
+    assert lab.daemon_pid("h1", "dockerd") not in (None, old_pid)
+
+    eventually(
+        "every node's container running again",
+        lambda: all(s["running"] for s in _container_states(stack).values()),
+        120,
+    )
+    after = _container_states(stack)
+    # The same containers, each started again by the new daemon.
+    assert {n: s["id"] for n, s in after.items()} == {n: s["id"] for n, s in before.items()}
+    assert all(after[n]["started_at"] != before[n]["started_at"] for n in after), (before, after)
+    _heal(faults, record)
+    _assert_jobs_identical(stack, faults.expected_jobs, stack.node_names())
+    _assert_runs_across_faults(faults)
