@@ -37,12 +37,17 @@ jobs-export: setup
 	@source scripts/env.sh && python scripts/jobs_export.py $(STACK) $(if $(JOBS),--jobs $(JOBS),) $(if $(OUT),--out $(OUT),)
 
 # All tests: fast unit tests, then real integration tests on the local Docker, TEST_WORKERS
-# modules at a time (each module whole on one worker, in the order tests/conftest.py gives);
-# ends with the slowest tests and the total time.
+# modules at a time (each module whole on one worker, in the order tests/conftest.py gives),
+# then the timing-sensitive modules (marked alone) by themselves. Each part ends with its
+# slowest tests and its time; the last line is the whole run's.
 TEST_WORKERS ?= 3
 test: setup
-	@source scripts/env.sh && python -m pytest -n $(TEST_WORKERS) --dist loadfile --no-loadscope-reorder \
-		--durations=15 $(PYTEST_ARGS) tests
+	@source scripts/env.sh && started=$$(date +%s) && \
+	python -m pytest -n $(TEST_WORKERS) --dist loadfile --no-loadscope-reorder -m "not alone" \
+		--durations=15 $(PYTEST_ARGS) tests; parallel=$$?; \
+	python -m pytest -m alone --durations=15 $(PYTEST_ARGS) tests; alone=$$?; \
+	echo "make test: $$(( $$(date +%s) - started )) s in all (parallel part: exit $$parallel, alone: exit $$alone)"; \
+	[ $$parallel -eq 0 ] && [ $$alone -eq 0 ]
 
 # The unit tests and one real three-node cluster (the test marked smoke): a few minutes at most.
 test-fast: setup

@@ -6,20 +6,20 @@ import pytest
 # longest first. `make test` hands whole modules to parallel workers in collection order, so
 # the long ones start at once and the short ones fill in beside them; the unit tests go first.
 LONGEST_FIRST = (
-    "test_membership.py",
     "test_hosts.py",
-    "test_faults.py",
-    "test_metrics.py",
     "test_jobs_stack.py",
-    "test_privilege.py",
+    "test_membership.py",
     "test_jobs_scale.py",
     "test_preview_summary.py",
+    "test_privilege.py",
+    "test_metrics.py",
+    "test_rollout.py",
+    "test_cluster.py",
+    "test_bad_input.py",
     "test_smoke.py",
+    "test_pulumi_cli.py",
     "test_layout_compat.py",
     "test_jobs_layout_compat.py",
-    "test_pulumi_cli.py",
-    "test_rollout.py",
-    "test_bad_input.py",
 )
 
 
