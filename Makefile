@@ -3,7 +3,7 @@ SHELL := /bin/bash
 STACK ?= dev
 PYTEST_ARGS ?=
 
-.PHONY: setup up preview refresh destroy outputs status jobs-export test test-unit lint bench clean-slate lab-up lab-down
+.PHONY: setup up preview refresh destroy outputs status jobs-export test test-fast test-unit lint bench clean-slate lab-up lab-down
 
 setup:
 	@scripts/setup.sh
@@ -36,9 +36,22 @@ status:
 jobs-export: setup
 	@source scripts/env.sh && python scripts/jobs_export.py $(STACK) $(if $(JOBS),--jobs $(JOBS),) $(if $(OUT),--out $(OUT),)
 
-# All tests: fast unit tests, then real integration tests on the local Docker.
+# All tests: fast unit tests, then real integration tests on the local Docker, TEST_WORKERS
+# modules at a time (each module whole on one worker, in the order tests/conftest.py gives),
+# then the timing-sensitive modules (marked alone) by themselves. Each part ends with its
+# slowest tests and its time; the last line is the whole run's.
+TEST_WORKERS ?= 3
 test: setup
-	@source scripts/env.sh && python -m pytest $(PYTEST_ARGS) tests
+	@source scripts/env.sh && started=$$(date +%s) && \
+	python -m pytest -n $(TEST_WORKERS) --dist loadfile --no-loadscope-reorder -m "not alone" \
+		--durations=15 $(PYTEST_ARGS) tests; parallel=$$?; \
+	python -m pytest -m alone --durations=15 $(PYTEST_ARGS) tests; alone=$$?; \
+	echo "make test: $$(( $$(date +%s) - started )) s in all (parallel part: exit $$parallel, alone: exit $$alone)"; \
+	[ $$parallel -eq 0 ] && [ $$alone -eq 0 ]
+
+# The unit tests and one real three-node cluster (the test marked smoke): a few minutes at most.
+test-fast: setup
+	@source scripts/env.sh && python -m pytest --durations=5 -m "not integration or smoke" $(PYTEST_ARGS) tests/unit tests/integration
 
 test-unit: setup
 	@source scripts/env.sh && python -m pytest $(PYTEST_ARGS) tests/unit

@@ -111,7 +111,7 @@ def assert_previewed(preview: auto.PreviewResult, *lines: str) -> None:
         assert line in said, f"{line!r} not in the preview:\n{said[-3000:]}"
 
 
-def eventually(what: str, check: Callable[[], T | None], timeout_s: float = 60, poll_s: float = 1) -> T:
+def eventually(what: str, check: Callable[[], T | None], timeout_s: float = 60, poll_s: float = 0.25) -> T:
     """Poll `check` until it returns something truthy; fail naming `what`."""
     deadline = time.monotonic() + timeout_s
     last_error: Exception | None = None

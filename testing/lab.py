@@ -500,6 +500,30 @@ class Lab:
         """Starts the host's daemons again; dockerd restarts containers that have a restart policy."""
         self._host_up(self.host(name))
 
+    def daemon_pid(self, name: str, daemon: str) -> int | None:
+        """The running daemon's process id (None: not running)."""
+        host = self.host(name)
+        pid = _read_pid(host.pidfile(daemon))
+        return pid if pid is not None and _in_netns(pid, host.netns_path) else None
+
+    def stop_daemon(self, name: str, daemon: str = "dockerd", timeout_s: float = 180) -> None:
+        """Stops one daemon of the host as its service manager would: SIGTERM, then wait until it
+        has exited (dockerd first stops its containers). `start_host` starts it again."""
+        host = self.host(name)
+        pid = self.daemon_pid(name, daemon)
+        if pid is None:
+            raise LabError(f"lab {self.prefix} {name}: {daemon} is not running")
+        os.kill(pid, signal.SIGTERM)
+        deadline = time.monotonic() + timeout_s
+        while not _is_zombie(pid):
+            if time.monotonic() > deadline:
+                raise LabError(
+                    f"lab {self.prefix} {name}: {daemon} ({pid}) still runs {timeout_s:.0f}s after SIGTERM"
+                )
+            time.sleep(0.1)
+        _CHILDREN[:] = [child for child in _CHILDREN if child.poll() is None]
+        host.pidfile(daemon).unlink(missing_ok=True)  # dockerd refuses to start over a zombie's pid
+
     def cut(self, name: str) -> None:
         """No packet passes to or from the host (its bridge port goes down; the other end loses carrier)."""
         _run("ip", "link", "set", self.host(name).veth, "down")

@@ -1,4 +1,37 @@
-"""Session-wide: what the engine holds before the tests start."""
+"""Session-wide: what the engine holds before the tests start, and the order modules start in."""
+
+import pytest
+
+# The integration modules that take longest (summed per module from `make test`'s durations),
+# longest first. `make test` hands whole modules to parallel workers in collection order, so
+# the long ones start at once and the short ones fill in beside them; the unit tests go first.
+LONGEST_FIRST = (
+    "test_hosts.py",
+    "test_jobs_stack.py",
+    "test_lost_host.py",
+    "test_membership.py",
+    "test_jobs_scale.py",
+    "test_preview_summary.py",
+    "test_privilege.py",
+    "test_metrics.py",
+    "test_rollout.py",
+    "test_cluster.py",
+    "test_bad_input.py",
+    "test_smoke.py",
+    "test_pulumi_cli.py",
+    "test_layout_compat.py",
+    "test_jobs_layout_compat.py",
+)
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    rank = {name: place for place, name in enumerate(LONGEST_FIRST)}
+
+    def order(item: pytest.Item) -> tuple[bool, int]:
+        integration = "tests/integration" in str(item.path)
+        return (integration, rank.get(item.path.name, len(rank)) if integration else 0)
+
+    items.sort(key=order)  # stable: a module's tests keep their file order
 
 
 def pytest_report_header() -> str:

@@ -58,6 +58,7 @@ def _whole(stack: TestStack, expected: list[str]) -> ClusterView | None:
     return view if not view.problems(expected) else None
 
 
+@pytest.mark.smoke
 def test_one_pulumi_up_forms_a_cluster_every_node_agrees_on(cluster: TestStack) -> None:
     outputs = cluster.outputs_after_up  # type: ignore[attr-defined]
     view = _views(cluster)

@@ -1,11 +1,20 @@
-"""Membership changes on a real cluster: scale out, scale in, dead and wiped nodes.
+"""Membership changes on a real cluster: scale out, scale in, dead, wiped and stray nodes.
 
 After every step the Raft voters must equal the configured nodes and every
-job registered before must still be there.
+job registered before must still be there. One stack serves every test, in
+file order: 3 nodes, out to 5, back to 3.
+
+Dead Raft voters stay removed, and every update ends with the config's
+voters. Dkron 4.0.5's leader re-adds every server Serf holds alive as a Raft
+voter on each reconcile (every 60 s and on member events). A peer removed
+while Serf still held the dead member alive came back (issue 16), so the
+dead follower's test watches Raft's configuration past a reconcile.
 """
 
 from __future__ import annotations
 
+import shlex
+import time
 from collections.abc import Iterator
 from typing import Any
 
@@ -17,6 +26,9 @@ from components.docker_objects import engine
 from components.health import observe, raft_peers
 from testing.harness import TestStack, eventually
 
+# Dkron's ReconcileInterval (dkron/leader.go), plus margin.
+RECONCILE_S = 60
+WATCH_S = RECONCILE_S + 15
 JOBS: list[dict[str, Any]] = [
     {
         "name": f"member-job-{i}",
@@ -60,6 +72,24 @@ def voters(stack: TestStack) -> set[str]:
     view = observe({n: api_url(stack, n) for n in names})
     assert view.leader, "no leader"
     return {p.node for p in raft_peers(stack.container(view.leader)).values() if p.voter}
+
+
+def peers(stack: TestStack) -> set[str]:
+    """Every Raft peer (voter or not) in the leader's configuration."""
+    view = observe({n: api_url(stack, n) for n in configured(stack)})
+    assert view.leader, f"no leader agreed: {view}"
+    return set(raft_peers(stack.container(view.leader)))
+
+
+def watch_peers(stack: TestStack, seconds: float) -> list[set[str]]:
+    """Raft's peers every few seconds for `seconds`: what a reconcile might change."""
+    seen: list[set[str]] = []
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        seen.append(peers(stack))
+        time.sleep(5)
+    seen.append(peers(stack))
+    return seen
 
 
 def job_names(stack: TestStack, node: str) -> list[str]:
@@ -111,17 +141,32 @@ def test_removing_too_many_voters_at_once_is_refused_before_anything_changes(clu
     cluster.configure(lambda c: c.update(nodes=nodes("a", "b", "c")))
 
 
-def test_dead_follower_replaced_by_a_new_node(cluster: TestStack) -> None:
+def test_dead_follower_replaced_by_a_new_node_stays_out_after_reconcile(cluster: TestStack) -> None:
+    # A follower's container is lost, and in one edit it leaves the config while a new node comes in.
     leader = observe({n: api_url(cluster, n) for n in configured(cluster)}).leader
     dead = next(n for n in ("a", "b", "c") if n != leader)
     with engine() as client:
-        victim = client.containers.get(cluster.container(dead))
-        victim.update(restart_policy={"Name": "no"})
-        victim.kill(signal="SIGKILL")
+        client.containers.get(cluster.container(dead)).remove(force=True)
     survivors = [n for n in ("a", "b", "c") if n != dead]
     cluster.configure(lambda c: c.update(nodes=nodes(*survivors, "d")))
+    said = len(cluster.log)
     outputs = cluster.up()
+    assert any(
+        f"{dead}: removed (dead: its Raft peer is removed first)" in line for line in cluster.log[said:]
+    ), "the preview did not say the dead node is removed first"
     assert_whole(cluster, outputs)
+    assert peers(cluster) == set(configured(cluster))
+
+    # Across Dkron's own reconcile the dead peer must not come back.
+    history = watch_peers(cluster, WATCH_S)
+    back = [sorted(p) for p in history if dead in p]
+    assert not back, f"{dead} came back as a Raft peer within {WATCH_S}s: {back}"
+    assert history[-1] == set(configured(cluster))
+    assert sorted(cluster.outputs()["voters"]) == sorted(configured(cluster))
+    # The removals are done: a preview of the unchanged config lists nothing.
+    preview = cluster.preview()
+    assert set(preview.change_summary) == {"same"}, preview.change_summary
+    assert dead in cluster.outputs()["removed"]
 
 
 def test_node_with_a_lost_volume_rejoins_and_catches_up(cluster: TestStack) -> None:
@@ -144,3 +189,65 @@ def test_node_with_a_lost_volume_rejoins_and_catches_up(cluster: TestStack) -> N
 def container_ids(stack: TestStack, names: list[str]) -> dict[str, str]:
     with engine() as client:
         return {n: client.containers.get(stack.container(n)).id for n in names}
+
+
+def _start_extra_server(stack: TestStack, name: str) -> str:
+    """A Dkron server the stack does not know, joined to its cluster by hand.
+
+    It runs the stack's own image, a copy of a node's rendered config with
+    another node name and the node's environment (the gossip key is there), as
+    someone trying a node out by hand would.
+    """
+    source = configured(stack)[0]
+    with engine() as client:
+        node = client.containers.get(stack.container(source))
+        config = node.exec_run(["cat", "/etc/dkron/dkron.yml"]).output.decode()
+        config = config.replace(f"node-name: {source}\n", f"node-name: {name}\n")
+        assert f"node-name: {name}\n" in config
+        script = (
+            f"mkdir -p /etc/dkron && printf %s {shlex.quote(config)} > /etc/dkron/dkron.yml"
+            " && exec dkron agent --config /etc/dkron/dkron.yml"
+        )
+        network = next(iter(node.attrs["NetworkSettings"]["Networks"]))
+        extra = client.containers.run(
+            node.attrs["Config"]["Image"],
+            ["sh", "-c", script],
+            name=stack.container(name),
+            hostname=name,
+            network=network,
+            environment=[e for e in node.attrs["Config"]["Env"] if e.startswith("DKRON_")],
+            # Root: without the volume a node gets, the image's user can make
+            # neither /etc/dkron nor the data folder.
+            user="0:0",
+            # The stack's label: its clean-up removes this container even if the test fails.
+            labels={"dkron-iac.stack": stack.name},
+            detach=True,
+        )
+        return str(extra.name)
+
+
+def test_stray_voters_outside_the_config_alive_fail_the_update_and_dead_are_removed(
+    cluster: TestStack,
+) -> None:
+    extra = _start_extra_server(cluster, "x")
+    eventually("x to become a Raft voter", lambda: "x" in peers(cluster), 90)
+
+    # Alive and not in the config: the update fails naming it and what to do.
+    with pytest.raises(auto.CommandError) as failure:
+        cluster.up()
+    message = str(failure.value)
+    assert "'x'" in message
+    assert "not in the stack config are alive" in message
+    assert "Stop them (or add them to cluster.nodes)" in message
+    assert "x" in peers(cluster), "a live stray voter was removed"
+
+    # Killed, its container gone, its peer still there: the next update,
+    # with nothing changed in the config, removes the peer for good.
+    with engine() as client:
+        client.containers.get(extra).remove(force=True)
+    assert "x" in peers(cluster)
+    said = len(cluster.log)
+    outputs = cluster.up()
+    assert any("removed Raft peers not in the config: x" in line for line in cluster.log[said:])
+    assert_whole(cluster, outputs)
+    assert peers(cluster) == set(configured(cluster))
