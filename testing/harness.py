@@ -360,6 +360,18 @@ def test_stack(nodes: list[dict[str, Any]], **settings: Any) -> Iterator[TestSta
 # --- catch-up ------------------------------------------------------------------------------
 
 
+def tick_job(every: str = "2s", command: str = "echo tick", **fields: Any) -> dict[str, Any]:
+    """The job the scheduling tests count runs of: `tick`, due `@every` ``every`` on one server."""
+    return {
+        "name": "tick",
+        "schedule": f"@every {every}",
+        "tags": {"server": "true:1"},
+        "executor": "shell",
+        "executor_config": {"command": command},
+        **fields,
+    }
+
+
 def watcher_lines(containers: list[str], since: float, engine_ref: str | None = None) -> list[dict[str, Any]]:
     """What the catch-up watchers logged since ``since`` in these containers (gone ones are skipped)."""
     lines: list[dict[str, Any]] = []
