@@ -67,8 +67,14 @@ OUTAGE_MARGIN_S = 60.0
 """A leader may stop scheduling a little before it stops leading (a graceful stop): due times
 this long before the last working leader was seen still count as missed."""
 IMMINENT_S = 0.25
-"""A catch-up must start at least this long before the second in which the job's own schedule runs
-it next (due times are whole seconds): never two runs of a job in one second."""
+"""A catch-up starts at least this long before or after a regular run of the job."""
+SPACING = 0.45
+"""... and at least this fraction of the job's interval (two runs closer than half an interval
+serve one due time twice, as a reader of the runs sees it) ..."""
+SPACING_CAP_S = 5.0
+"""... but never needs more than this (an hourly job is caught up even a minute before its run)."""
+SCHEDULER_WAIT_S = 30.0
+"""How long a new leader's watcher waits for its scheduler to start (Dkron first commits a barrier)."""
 EPOCH = datetime(2000, 1, 1, tzinfo=UTC)
 LATE_AFTER_S = 30.0
 """How long a due time may pass unserved before a job counts as late (`make status`) or its runs as
@@ -87,6 +93,8 @@ class Decision:
     """The due time Dkron stored and nobody ran."""
     in_window: datetime | None = None
     """The first due time inside the window (the run that is caught up)."""
+    not_before: datetime | None = None
+    """For a run: not before this moment (half an interval after the leader's first run)."""
 
 
 def parse_time(text: object) -> datetime | None:
@@ -158,12 +166,15 @@ def decide(
     outage_from: datetime | None,
     window_s: float,
     noted_next: datetime | None = None,
+    scheduler_from: tuple[datetime, datetime] | None = None,
 ) -> Decision | None:
     """Whether ``job`` missed a run while there was no leader, and what to do about it.
 
     ``leader_since``: when this node's leadership began (as seen); ``outage_from``:
     when a working leader was last seen before it (None if never); ``noted_next``:
-    the job's next due time as noted then.
+    the job's next due time as noted then; ``scheduler_from``: the moments between
+    which this leader's scheduler started (an `@every` job's first run counts from
+    then), by default the fraction of a second before ``leader_since``.
     """
     name = str(job.get("name", ""))
     schedule = str(job.get("schedule", ""))
@@ -175,11 +186,16 @@ def decide(
     due = missed_due(job, noted_next)
     if due is None:
         return None
-    regular = _regular_run(job, now, leader_since)
-    if every_seconds(schedule) is None and due >= leader_since:
+    every = every_seconds(schedule)
+    if scheduler_from is None:
+        scheduler_from = (leader_since - timedelta(seconds=POLL_S), leader_since)
+    earliest, latest = _regular_runs(job, now, scheduler_from)
+    if every is None and due >= leader_since:
         return None  # not missed: the leader's own schedule has it
-    if due >= regular - timedelta(seconds=IMMINENT_S):
-        return None  # served by the leader's own schedule (an @every job restarts when a leader takes over)
+    spacing = _spacing(job, due)
+    swallowed = every is not None and latest - due >= timedelta(seconds=every)
+    if due >= earliest - timedelta(seconds=spacing) and not swallowed:
+        return None  # the leader's own first run serves it, at its time or within an interval
     if due > now:  # an @every due time the new leader's schedule skips: caught up when it is due
         return Decision(name, "wait", due)
     if outage_from is not None and due < outage_from - timedelta(seconds=OUTAGE_MARGIN_S):
@@ -188,9 +204,37 @@ def decide(
     in_window = _first_due_from(job, due, now - timedelta(seconds=window))
     if in_window is None or in_window > now:
         return Decision(name, "too-old", due)
-    if regular - now < timedelta(seconds=IMMINENT_S):
-        return Decision(name, "imminent", due, in_window)
-    return Decision(name, "run", due, in_window)
+    if earliest - now >= timedelta(seconds=spacing):
+        return Decision(name, "run", due, in_window)
+    if swallowed:
+        # Too close to the leader's first run, which may come a whole interval or more after the
+        # missed time: half an interval after it, unless that run turns out to have served it.
+        return Decision(name, "run", due, in_window, not_before=latest + timedelta(seconds=every / 2))
+    return Decision(name, "imminent", due, in_window)
+
+
+def _spacing(job: Mapping[str, Any], due: datetime) -> float:
+    """How far a caught-up run must keep from the job's regular runs: less than half an interval
+    apart, two runs look like one due time served twice."""
+    interval = (_next_after(job, due) - due).total_seconds()
+    return max(IMMINENT_S, min(SPACING * interval, SPACING_CAP_S))
+
+
+def _next_after(job: Mapping[str, Any], due: datetime) -> datetime:
+    """The job's due time after ``due`` on the same schedule."""
+    schedule = str(job["schedule"])
+    every = every_seconds(schedule)
+    if every is not None:
+        return due + timedelta(seconds=every)
+    following = next_due(schedule, str(job["name"]), due, str(job.get("timezone") or ""))
+    return following or due + timedelta(days=3650)
+
+
+def served(job: Mapping[str, Any], due: datetime, starts: list[datetime]) -> bool:
+    """Whether a run started for ``due``: at it, or late but before the next due time (a leader's
+    `@every` schedule counts anew from its take-over, so its first run may come within an interval)."""
+    until = _next_after(job, due) - timedelta(seconds=0.5)
+    return any(due - timedelta(seconds=0.5) <= start < until for start in starts)
 
 
 def _first_due_from(job: Mapping[str, Any], due: datetime, start: datetime) -> datetime | None:
@@ -204,16 +248,23 @@ def _first_due_from(job: Mapping[str, Any], due: datetime, start: datetime) -> d
     return next_due(schedule, str(job["name"]), start - timedelta(seconds=1), str(job.get("timezone") or ""))
 
 
-def _regular_run(job: Mapping[str, Any], now: datetime, leader_since: datetime) -> datetime:
-    """The earliest the leader's own schedule may run the job next."""
+def _regular_runs(
+    job: Mapping[str, Any], now: datetime, scheduler_from: tuple[datetime, datetime]
+) -> tuple[datetime, datetime]:
+    """The earliest and the latest moment the leader's own schedule runs the job next.
+
+    An `@every` job is first run one interval after the scheduler started, counted from
+    the whole second (Dkron's cron library): known to the second unless the start's bounds
+    straddle one. A calendar schedule's next time does not depend on the leader.
+    """
     schedule = str(job["schedule"])
     every = every_seconds(schedule)
     if every is not None:
-        # Scheduled when the leader took over (seen up to POLL_S late), on a whole second.
-        taken_over = leader_since - timedelta(seconds=POLL_S)
-        return taken_over.replace(microsecond=0) + timedelta(seconds=every)
+        first, last = (moment.replace(microsecond=0) + timedelta(seconds=every) for moment in scheduler_from)
+        return first, last
     upcoming = next_due(schedule, str(job["name"]), now, str(job.get("timezone") or ""))
-    return upcoming or now + timedelta(days=3650)
+    upcoming = upcoming or now + timedelta(days=3650)
+    return upcoming, upcoming
 
 
 class Api:
@@ -262,6 +313,24 @@ class Api:
         if status != 200 or not isinstance(body, list):
             return set()
         return {str(execution.get("job_name")) for execution in body if isinstance(execution, dict)}
+
+    def scheduler_started(self) -> bool | None:
+        """Whether the agent's scheduler runs (Dkron's `scheduler_started` variable; None: not told)."""
+        status, body = self.call("GET", "/debug/vars", timeout=2.0)
+        if status != 200 or not isinstance(body, dict) or "scheduler_started" not in body:
+            return None
+        return bool(body["scheduler_started"])
+
+    def starts(self, name: str) -> list[datetime]:
+        """When the job's kept runs were dispatched (their execution groups)."""
+        status, body = self.call("GET", f"/v1/jobs/{urllib.parse.quote(name, safe='')}/executions")
+        if status != 200 or not isinstance(body, list):
+            return []
+        return [
+            datetime.fromtimestamp(int(execution["group"]) / 1e9, UTC)
+            for execution in body
+            if isinstance(execution, dict) and str(execution.get("group", "")).isdigit()
+        ]
 
     def run(self, name: str) -> int:
         status, _ = self.call("POST", f"/v1/jobs/{urllib.parse.quote(name, safe='')}/run", timeout=10.0)
@@ -359,27 +428,46 @@ def parse_log(text: str) -> list[dict[str, Any]]:
     return found
 
 
+@dataclass(frozen=True)
+class Leadership:
+    """One leadership of this node, as its watcher saw it begin."""
+
+    since: datetime
+    """When the watcher saw its node lead."""
+    scheduler_from: tuple[datetime, datetime]
+    """Between which moments the node's scheduler started (Dkron starts it after a barrier)."""
+    noted: Notes
+    """What was noted before this leadership began."""
+
+
 def catch_up(
-    api: Api, leader_since: datetime, noted: Notes, window_s: float, done: set[str], held: dict[str, float]
+    api: Api, leadership: Leadership, window_s: float, done: set[str], held: dict[str, float]
 ) -> bool:
     """Start each job this leadership found missed, once; ``done`` holds ``job@due`` already handled,
-    ``held`` those to look at again later (monotonic time).
-
-    ``noted``: what was noted before this leadership began. True while something is left to look at.
+    ``held`` those to look at again later (monotonic time). True while something is left to look at.
     """
     now = datetime.now(UTC)
     jobs = api.jobs()
     running: set[str] | None = None
     waiting = False
+    noted = leadership.noted
     for job in jobs:
         name = str(job.get("name", ""))
-        decision = decide(job, now, leader_since, noted.leader_seen_at, window_s, noted.due(name))
+        decision = decide(
+            job,
+            now,
+            leadership.since,
+            noted.leader_seen_at,
+            window_s,
+            noted.due(name),
+            leadership.scheduler_from,
+        )
         if decision is None:
             continue
         key = f"{decision.job}@{decision.due.isoformat()}"
         if key in done:
             continue
-        if decision.action == "wait":
+        if decision.action == "wait" or (decision.not_before and decision.not_before > now):
             waiting = True
             continue
         if decision.action != "run":
@@ -401,6 +489,20 @@ def catch_up(
             held[key] = time.monotonic() + 1.0
             waiting = True
             continue
+        # A run that started just before the job was read (its end not yet recorded) shows here.
+        starts = api.starts(decision.job)
+        if served(job, decision.due, starts):
+            done.add(key)
+            log("served", job=decision.job, due=decision.due)
+            continue
+        spacing = timedelta(seconds=_spacing(job, decision.due))
+        if any(abs(now - start) < spacing for start in starts):
+            held[key] = time.monotonic() + 0.5
+            waiting = True
+            continue
+        # A watcher whose node no longer leads would start the run through the new leader.
+        if not api.leads():
+            return False
         started = datetime.now(UTC)
         try:
             status = api.run(decision.job)
@@ -427,14 +529,31 @@ def catch_up(
     return waiting
 
 
+def scheduler_start(api: Api, follower_seen: datetime, leader_since: datetime) -> tuple[datetime, datetime]:
+    """Between which moments the new leader's scheduler started: polled every few hundredths of a
+    second until it runs, as its first `@every` runs count from then."""
+    earliest = max(follower_seen, leader_since - timedelta(seconds=SCHEDULER_WAIT_S))
+    deadline = time.monotonic() + SCHEDULER_WAIT_S
+    while time.monotonic() < deadline:
+        asked = datetime.now(UTC)
+        started = api.scheduler_started()
+        if started is None:  # not told: assume it started as the leadership was seen
+            return (leader_since - timedelta(seconds=POLL_S), leader_since)
+        if started:
+            return (earliest, datetime.now(UTC))
+        earliest = asked
+        time.sleep(0.03)
+    return (earliest, datetime.now(UTC))
+
+
 def main() -> None:
     api = Api(os.environ.get(API_ENV, "http://127.0.0.1:8080"))
     window_s = float(os.environ.get(WINDOW_ENV, "86400"))
     state = os.environ.get(STATE_ENV, "")
     notes = Notes(Path(state) if state else None)
     log("watching", api=api.base, window_s=window_s, leader_seen_at=notes.leader_seen_at)
-    leader_since: datetime | None = None
-    noted = Notes(None)
+    leadership: Leadership | None = None
+    follower_seen = datetime.now(UTC)  # the last moment the node was seen not leading
     done: set[str] = set()
     held: dict[str, float] = {}
     waiting = False
@@ -456,15 +575,17 @@ def main() -> None:
             now = datetime.now(UTC)
             if api.leads():
                 first_leader = first_leader or time.monotonic()
-                if leader_since is None:
-                    leader_since = now
+                if leadership is None:
                     noted = notes.copy()  # what was true before this leadership
-                    log("leading", since=leader_since, leader_seen_at=noted.leader_seen_at)
-                if waiting or now - leader_since < timedelta(seconds=SCAN_FOR_S):
-                    waiting = catch_up(api, leader_since, noted, window_s, done, held)
+                    log("leading", since=now, leader_seen_at=noted.leader_seen_at)
+                    started = scheduler_start(api, follower_seen, now)
+                    leadership = Leadership(now, started, noted)
+                    log("scheduler", started_from=started[0], started_by=started[1])
+                if waiting or now - leadership.since < timedelta(seconds=SCAN_FOR_S):
+                    waiting = catch_up(api, leadership, window_s, done, held)
                 note(now)
             else:
-                leader_since, waiting = None, False
+                follower_seen, leadership, waiting = now, None, False
                 if api.has_leader():
                     first_leader = first_leader or time.monotonic()
                     note(now)

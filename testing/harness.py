@@ -400,11 +400,13 @@ def missed_due_times(starts: list[float], every_s: float, caught_up: list[float]
     Each run makes the next one due ``every_s`` later (Dkron stores it as the
     job's ``next``); a run that starts later than that serves it late, but a
     gap of two intervals or more between runs left due times with no run,
-    unless the run that ends the gap is a catch-up (``caught_up``: when a
-    watcher started one), which serves the outage's due times at once.
+    unless a catch-up (``caught_up``: when a watcher started one) ends the gap
+    or comes within an interval after it (one the new leader's first run left
+    no room for is started half an interval after that run): it serves the
+    outage's due times at once.
     """
     missed = 0
     for earlier, later in itertools.pairwise(sorted(starts)):
-        if not any(0 <= later - c < 1.5 for c in caught_up):
+        if not any(-1.5 < c - later <= every_s for c in caught_up):
             missed += max(0, math.floor((later - earlier) / every_s) - 1)
     return missed

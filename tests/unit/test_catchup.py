@@ -10,7 +10,7 @@ import pytest
 
 from components.node_config import agent_command
 from components.spec import ClusterSpec
-from nodeside.catchup import OFF_KEY, WINDOW_KEY, Notes, decide, parse_time
+from nodeside.catchup import OFF_KEY, WINDOW_KEY, Notes, decide, parse_time, served
 from nodeside.schedule import next_due
 
 UTC = UTC
@@ -131,15 +131,58 @@ def test_a_jobs_own_window_replaces_the_stacks() -> None:
     assert tight.action == "too-old"
 
 
-def test_an_every_job_is_left_alone_when_its_new_schedule_runs_it_within_the_second() -> None:
-    """Two runs in one second would look like a run twice: the leader's own run is near enough."""
+def test_a_caught_up_run_keeps_half_an_interval_from_the_leaders_first_run() -> None:
+    """Two runs of `@every 1s` less than half a second apart read as one due time run twice: a
+    missed time the leader's first run swallows is caught up half an interval after that run."""
     due = LEADER_SINCE - timedelta(seconds=0.5)
     quick = decide(job("@every 1s", due), NOW, LEADER_SINCE, OUTAGE_FROM, DAY)
     assert quick is not None
-    assert quick.action == "imminent"
+    # The scheduler started in 11:59:59.8-12:00:00: its first run at 12:00:00 or 12:00:01.
+    assert (quick.action, quick.not_before) == ("run", at("2026-12-01T12:00:01.5"))
     slow = decide(job("@every 10s", due), NOW, LEADER_SINCE, OUTAGE_FROM, DAY)
     assert slow is not None
-    assert slow.action == "run"
+    assert (slow.action, slow.not_before) == ("run", None)
+
+
+def test_a_missed_every_time_the_leaders_first_run_serves_within_an_interval_is_left_to_it() -> None:
+    """Dkron's new leader counts `@every` anew: a first run at the missed time, or late by less than an
+    interval, serves it, and a catch-up beside it would be a second run for one due time."""
+    ran = job("@every 2s", last_success="2026-12-01T11:59:58.05Z")  # due 12:00:00
+    now = at("2026-12-01T12:00:00.7")
+    at_its_time = (at("2026-12-01T11:59:58.5"), at("2026-12-01T11:59:58.6"))  # first run at 12:00:00
+    assert decide(ran, now, LEADER_SINCE, OUTAGE_FROM, DAY, None, at_its_time) is None
+    # First run at 12:00:02, 1.3 s away: the missed time is run now.
+    clear = decide(ran, now, LEADER_SINCE, OUTAGE_FROM, DAY, None, (at("2026-12-01T12:00:00.5"), now))
+    assert clear is not None
+    assert (clear.action, clear.not_before) == ("run", None)
+    # Seen leading late, the scheduler's start is only known to be since the node last followed:
+    # its first run at 12:00:00, :01 or :02. Half an interval after :02, if none served 12:00:00.
+    wide = decide(ran, now, LEADER_SINCE, OUTAGE_FROM, DAY, None, (at("2026-12-01T11:59:58.9"), now))
+    assert wide is not None
+    assert (wide.action, wide.not_before) == ("run", at("2026-12-01T12:00:03"))
+
+
+def test_a_missed_every_time_a_whole_interval_before_the_first_run_is_caught_up_at_once() -> None:
+    ran = job("@every 2s", last_success="2026-12-01T11:59:54.05Z")  # due 11:59:56, no leader till 12:00
+    started = (at("2026-12-01T12:00:00.1"), at("2026-12-01T12:00:00.15"))  # first run at 12:00:02
+    early = decide(ran, at("2026-12-01T12:00:00.2"), LEADER_SINCE, OUTAGE_FROM, DAY, None, started)
+    assert early is not None
+    assert (early.action, early.due, early.not_before) == ("run", at("2026-12-01T11:59:56"), None)
+    # A moment too late for 0.9 s before 12:00:02: half an interval after it instead.
+    late = decide(ran, at("2026-12-01T12:00:01.3"), LEADER_SINCE, OUTAGE_FROM, DAY, None, started)
+    assert late is not None
+    assert (late.action, late.not_before) == ("run", at("2026-12-01T12:00:03"))
+
+
+def test_a_run_started_for_a_due_time_or_late_within_its_interval_serves_it() -> None:
+    every = job("@every 2s")
+    due = at("2026-12-01T12:00:00")
+    assert served(every, due, [at("2026-12-01T12:00:00.02")])
+    assert served(every, due, [at("2026-12-01T12:00:01.4")])  # a new leader's first run, late
+    assert not served(every, due, [at("2026-12-01T11:59:58"), at("2026-12-01T12:00:02")])
+    daily = job("0 0 12 * * *")
+    assert served(daily, due, [at("2026-12-01T12:00:03")])
+    assert not served(daily, due, [at("2026-11-30T12:00:00")])
 
 
 def test_the_watcher_runs_beside_the_agent_unless_turned_off() -> None:
@@ -195,11 +238,9 @@ def test_an_every_due_time_the_new_schedule_skips_waits_for_its_time() -> None:
     later = decide(ran, at("2026-12-01T12:00:04.1"), LEADER_SINCE, OUTAGE_FROM, DAY)
     assert later is not None
     assert later.action == "run"
-    # Due when the leader's own first run is less than a quarter second away: left to it.
+    # Due less than 0.45 of an interval before the leader's own first run (12:00:09): left to it.
     close = job("@every 10s", last_success="2026-12-01T11:59:58.9Z")
-    imminent = decide(close, at("2026-12-01T12:00:08.9"), LEADER_SINCE, OUTAGE_FROM, DAY)
-    assert imminent is not None
-    assert imminent.action == "imminent"
+    assert decide(close, at("2026-12-01T12:00:08.2"), LEADER_SINCE, OUTAGE_FROM, DAY) is None
 
 
 def test_a_noted_due_time_outlives_the_later_one_a_replay_computes_until_the_job_runs() -> None:
