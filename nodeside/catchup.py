@@ -206,7 +206,7 @@ def decide(
         return Decision(name, "too-old", due)
     if earliest - now >= timedelta(seconds=spacing):
         return Decision(name, "run", due, in_window)
-    if swallowed:
+    if swallowed and every is not None:
         # Too close to the leader's first run, which may come a whole interval or more after the
         # missed time: half an interval after it, unless that run turns out to have served it.
         return Decision(name, "run", due, in_window, not_before=latest + timedelta(seconds=every / 2))
@@ -439,6 +439,22 @@ class Leadership:
     noted: Notes
     """What was noted before this leadership began."""
 
+    def decide(self, job: Mapping[str, Any], now: datetime, window_s: float) -> Decision | None:
+        noted_next = self.noted.due(str(job.get("name", "")))
+        return decide(
+            job, now, self.since, self.noted.leader_seen_at, window_s, noted_next, self.scheduler_from
+        )
+
+
+def _still_run(decision: Decision, now_decided: Decision | None, moment: datetime) -> bool:
+    """Whether a decision to run still holds when decided again at ``moment``."""
+    return (
+        now_decided is not None
+        and now_decided.action == "run"
+        and now_decided.due == decision.due
+        and (now_decided.not_before is None or now_decided.not_before <= moment)
+    )
+
 
 def catch_up(
     api: Api, leadership: Leadership, window_s: float, done: set[str], held: dict[str, float]
@@ -450,18 +466,8 @@ def catch_up(
     jobs = api.jobs()
     running: set[str] | None = None
     waiting = False
-    noted = leadership.noted
     for job in jobs:
-        name = str(job.get("name", ""))
-        decision = decide(
-            job,
-            now,
-            leadership.since,
-            noted.leader_seen_at,
-            window_s,
-            noted.due(name),
-            leadership.scheduler_from,
-        )
+        decision = leadership.decide(job, now, window_s)
         if decision is None:
             continue
         key = f"{decision.job}@{decision.due.isoformat()}"
@@ -495,8 +501,16 @@ def catch_up(
             done.add(key)
             log("served", job=decision.job, due=decision.due)
             continue
+        # Decided again at the moment of starting: asking for runs in progress waits for a server
+        # that just died (the fault that made this leader), and a decision a second old may start
+        # the run just as the leader's own schedule does.
+        moment = datetime.now(UTC)
+        if not _still_run(decision, leadership.decide(again, moment, window_s), moment):
+            held[key] = time.monotonic() + 0.2
+            waiting = True
+            continue
         spacing = timedelta(seconds=_spacing(job, decision.due))
-        if any(abs(now - start) < spacing for start in starts):
+        if any(abs(moment - start) < spacing for start in starts):
             held[key] = time.monotonic() + 0.5
             waiting = True
             continue

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -10,7 +11,7 @@ import pytest
 
 from components.node_config import agent_command
 from components.spec import ClusterSpec
-from nodeside.catchup import OFF_KEY, WINDOW_KEY, Notes, decide, parse_time, served
+from nodeside.catchup import OFF_KEY, WINDOW_KEY, Leadership, Notes, catch_up, decide, parse_time, served
 from nodeside.schedule import next_due
 
 UTC = UTC
@@ -271,3 +272,51 @@ def test_notes_survive_a_restart_in_their_file(tmp_path: Path) -> None:
     again = Notes(path)
     assert again.leader_seen_at == at("2026-12-01T12:00:00")
     assert again.due("report") == at("2026-12-02T00:00:00")
+
+
+class _Agent:
+    """The local agent's API as the watcher uses it, answering from memory; ``running`` takes
+    ``busy_s`` as Dkron's does when it waits for a server that just died."""
+
+    def __init__(self, job: dict[str, Any], busy_s: float) -> None:
+        self.job_body, self.busy_s = job, busy_s
+        self.started: list[str] = []
+
+    def jobs(self) -> list[dict[str, Any]]:
+        return [self.job_body]
+
+    def job(self, name: str) -> dict[str, Any]:
+        return self.job_body
+
+    def running(self) -> set[str]:
+        time.sleep(self.busy_s)
+        return set()
+
+    def starts(self, name: str) -> list[datetime]:
+        return []
+
+    def leads(self) -> bool:
+        return True
+
+    def run(self, name: str) -> int:
+        self.started.append(name)
+        return 202
+
+
+@pytest.mark.parametrize(("busy_s", "runs"), [(0.0, ["report"]), (None, [])])
+def test_a_run_decided_before_a_slow_answer_is_decided_again_before_it_starts(
+    busy_s: float | None, runs: list[str]
+) -> None:
+    """Seen on the lab: a new leader's watcher decided to catch up 1.2 s before the leader's first
+    run, then waited on `/v1/busy` for the killed server and started the run 0.4 s before it."""
+    now = datetime.now(UTC)
+    first_run = (now + timedelta(seconds=1.2)).replace(microsecond=0) + timedelta(seconds=1)
+    started = first_run - timedelta(seconds=2)  # the scheduler started then: first run one interval later
+    ended = first_run - timedelta(seconds=8) + timedelta(seconds=0.05)
+    body = job("@every 2s", last_success=ended.isoformat(), next=(ended + timedelta(seconds=2)).isoformat())
+    # Slow: the answer comes half a second before the leader's first run.
+    wait = busy_s if busy_s is not None else (first_run - now).total_seconds() - 0.5
+    agent = _Agent(body, wait)
+    leadership = Leadership(now, (started, started), Notes(None))
+    catch_up(agent, leadership, DAY, set(), {})  # type: ignore[arg-type]
+    assert agent.started == runs
