@@ -19,13 +19,16 @@ only) and acts only on the node that leads:
   the due times since, the watcher starts the job once through the API and
   says so in the node's log.
 
-Why a run is never started twice for one due time: the watcher starts a
-missed run once per due time it works out; just before that it reads the
-job again and stays away if Dkron's stored next time moved (Dkron writes it
-through Raft before each run, so a run the scheduler started meanwhile
-shows) or a run is in progress; a watcher on a node that lost leadership
-cannot start a run at all (that write needs the leader); and it leaves a job
-alone when the job's own schedule runs it within a second anyway.
+Why a run is never started twice for one due time: a new leader's scheduler
+counts an `@every` job anew from the moment it starts (after a Raft barrier),
+so the watcher waits for that start (`scheduler_started` at `/debug/vars`)
+and knows when the leader's own first run comes. A missed due time that run
+serves (at its time, or late by less than an interval) is left to it; any
+other is started at least 0.45 of an interval away from every regular run,
+at once or half an interval after the leader's first run. Just before
+starting, the watcher reads the job's kept runs (a run in progress shows
+there), keeps that distance with the clock of that moment, and checks that
+its own node still leads: the API hands a run to whoever leads now.
 
 Per job, metadata ``dkron-iac.catch-up: "off"`` turns it off and
 ``dkron-iac.catch-up-window`` (a Go duration) replaces the stack's window.
@@ -42,7 +45,7 @@ import urllib.error
 import urllib.parse
 import urllib.request
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -95,6 +98,11 @@ class Decision:
     """The first due time inside the window (the run that is caught up)."""
     not_before: datetime | None = None
     """For a run: not before this moment (half an interval after the leader's first run)."""
+    first_regular: datetime | None = None
+    """For a run now: the earliest the leader's own schedule runs the job next."""
+    later: tuple[datetime, datetime] | None = None
+    """For a run now: when to run instead if the moment has come too near ``first_regular``, and
+    the regular run after that moment."""
 
 
 def parse_time(text: object) -> datetime | None:
@@ -204,12 +212,15 @@ def decide(
     in_window = _first_due_from(job, due, now - timedelta(seconds=window))
     if in_window is None or in_window > now:
         return Decision(name, "too-old", due)
-    if earliest - now >= timedelta(seconds=spacing):
-        return Decision(name, "run", due, in_window)
+    # Too close to the leader's first run, which may come a whole interval or more after the
+    # missed time: half an interval after it, unless that run turns out to have served it.
+    later = None
     if swallowed and every is not None:
-        # Too close to the leader's first run, which may come a whole interval or more after the
-        # missed time: half an interval after it, unless that run turns out to have served it.
-        return Decision(name, "run", due, in_window, not_before=latest + timedelta(seconds=every / 2))
+        later = (latest + timedelta(seconds=every / 2), latest + timedelta(seconds=every))
+    if earliest - now >= timedelta(seconds=spacing):
+        return Decision(name, "run", due, in_window, first_regular=earliest, later=later)
+    if later is not None:
+        return Decision(name, "run", due, in_window, not_before=later[0], first_regular=later[1])
     return Decision(name, "imminent", due, in_window)
 
 
@@ -299,20 +310,6 @@ class Api:
     def job(self, name: str) -> dict[str, Any] | None:
         status, body = self.call("GET", f"/v1/jobs/{urllib.parse.quote(name, safe='')}")
         return body if status == 200 and isinstance(body, dict) else None
-
-    def running(self) -> set[str]:
-        """Jobs with an execution in progress anywhere in the cluster, as far as it answers quickly.
-
-        Dkron asks every server it still holds alive; one that just died makes the
-        answer wait or fail, and the run that was missed should not wait for that.
-        """
-        try:
-            status, body = self.call("GET", "/v1/busy", timeout=1.5)
-        except OSError:
-            return set()
-        if status != 200 or not isinstance(body, list):
-            return set()
-        return {str(execution.get("job_name")) for execution in body if isinstance(execution, dict)}
 
     def scheduler_started(self) -> bool | None:
         """Whether the agent's scheduler runs (Dkron's `scheduler_started` variable; None: not told)."""
@@ -446,101 +443,124 @@ class Leadership:
         )
 
 
-def _still_run(decision: Decision, now_decided: Decision | None, moment: datetime) -> bool:
-    """Whether a decision to run still holds when decided again at ``moment``."""
-    return (
-        now_decided is not None
-        and now_decided.action == "run"
-        and now_decided.due == decision.due
-        and (now_decided.not_before is None or now_decided.not_before <= moment)
-    )
-
-
 def catch_up(
-    api: Api, leadership: Leadership, window_s: float, done: set[str], held: dict[str, float]
+    api: Api,
+    leadership: Leadership,
+    window_s: float,
+    done: set[str],
+    held: dict[str, float],
+    pending: dict[str, tuple[Decision, dict[str, Any]]],
 ) -> bool:
     """Start each job this leadership found missed, once; ``done`` holds ``job@due`` already handled,
-    ``held`` those to look at again later (monotonic time). True while something is left to look at.
+    ``held`` those to look at again later (monotonic time), ``pending`` runs put off until a moment.
+    True while something is left to look at.
     """
     now = datetime.now(UTC)
-    jobs = api.jobs()
-    running: set[str] | None = None
     waiting = False
-    for job in jobs:
+    for job in api.jobs():
         decision = leadership.decide(job, now, window_s)
         if decision is None:
             continue
         key = f"{decision.job}@{decision.due.isoformat()}"
-        if key in done:
+        if key in done or key in pending:
             continue
-        if decision.action == "wait" or (decision.not_before and decision.not_before > now):
+        if decision.action == "wait":
             waiting = True
-            continue
-        if decision.action != "run":
+        elif decision.action != "run":
             done.add(key)
             log(decision.action, job=decision.job, due=decision.due, window_s=window_s)
-            continue
-        if held.get(key, 0.0) > time.monotonic():
+        elif decision.not_before is not None:
+            pending[key] = (decision, job)
+        elif held.get(key, 0.0) > time.monotonic():
             waiting = True
-            continue
-        running = api.running() if running is None else running
-        if decision.job in running:
-            done.add(key)
-            log("running", job=decision.job, due=decision.due)
-            continue
-        again = api.job(decision.job)
-        if again is None or again.get("next") != job.get("next"):
-            # A run started meanwhile moves the stored next time, and so does a leader still
-            # applying Raft's log: look again in a second, when either shows (a run as its last run).
-            held[key] = time.monotonic() + 1.0
-            waiting = True
-            continue
-        # A run that started just before the job was read (its end not yet recorded) shows here.
-        starts = api.starts(decision.job)
-        if served(job, decision.due, starts):
-            done.add(key)
-            log("served", job=decision.job, due=decision.due)
-            continue
-        # Decided again at the moment of starting: asking for runs in progress waits for a server
-        # that just died (the fault that made this leader), and a decision a second old may start
-        # the run just as the leader's own schedule does.
-        moment = datetime.now(UTC)
-        if not _still_run(decision, leadership.decide(again, moment, window_s), moment):
-            held[key] = time.monotonic() + 0.2
-            waiting = True
-            continue
-        spacing = timedelta(seconds=_spacing(job, decision.due))
-        if any(abs(moment - start) < spacing for start in starts):
-            held[key] = time.monotonic() + 0.5
-            waiting = True
-            continue
-        # A watcher whose node no longer leads would start the run through the new leader.
-        if not api.leads():
+        elif not _attempt(api, key, decision, job, done, held, pending):
             return False
-        started = datetime.now(UTC)
-        try:
-            status = api.run(decision.job)
-        except OSError as err:  # it may have started: the next look sees its run, or tries again
-            held[key] = time.monotonic() + 2.0
-            waiting = True
-            log("retry", job=decision.job, due=decision.due, error=repr(err))
+    for key, (decision, job) in list(pending.items()):
+        soon = datetime.now(UTC) + timedelta(seconds=POLL_S)
+        if (decision.not_before is not None and decision.not_before > soon) or held.get(
+            key, 0.0
+        ) > time.monotonic():
             continue
-        if status in (200, 202):
-            done.add(key)
-            due = decision.in_window or decision.due
-            log(
-                "run",
-                job=decision.job,
-                due=due,
-                first_missed=decision.due,
-                started=started,
-                late_s=round((started - due).total_seconds(), 3),
+        if decision.not_before is not None:  # started on time, not up to a poll later
+            time.sleep(max(0.0, (decision.not_before - datetime.now(UTC)).total_seconds()))
+        if not _attempt(api, key, decision, job, done, held, pending):
+            return False
+    return waiting or bool(pending) or any(t > time.monotonic() for k, t in held.items() if k not in done)
+
+
+def _attempt(
+    api: Api,
+    key: str,
+    decision: Decision,
+    job: dict[str, Any],
+    done: set[str],
+    held: dict[str, float],
+    pending: dict[str, tuple[Decision, dict[str, Any]]],
+) -> bool:
+    """Start one decided run if it still holds at this moment; False if this node no longer leads."""
+    put_off = decision.not_before is not None
+    again = api.job(decision.job)
+    if again is None or (not put_off and again.get("next") != job.get("next")):
+        # A run started meanwhile moves the stored next time, and so does a leader still
+        # applying Raft's log: look again in a second, when either shows (a run as its last run).
+        held[key] = time.monotonic() + 1.0
+        return True
+    # Every run that started since the job was read shows here, also one still in progress.
+    starts = api.starts(decision.job)
+    if served(job, decision.due, starts):
+        done.add(key)
+        pending.pop(key, None)
+        log("served", job=decision.job, due=decision.due)
+        return True
+    moment = datetime.now(UTC)
+    spacing = timedelta(seconds=_spacing(job, decision.due))
+    if decision.first_regular is not None and decision.first_regular - moment < spacing:
+        # Decided a moment ago, now too near the leader's own first run.
+        if decision.later is not None:
+            moment_later, after = decision.later
+            pending[key] = (
+                replace(decision, not_before=moment_later, first_regular=after, later=None),
+                job,
             )
-        else:  # e.g. the scheduler has not started yet: the next scan tries again
-            held[key] = time.monotonic() + 0.5
-            waiting = True
-            log("retry", job=decision.job, due=decision.due, status=status)
-    return waiting
+        else:
+            done.add(key)
+            log("imminent", job=decision.job, due=decision.due)
+        return True
+    if any(abs(moment - start) < spacing for start in starts):
+        held[key] = time.monotonic() + 0.5
+        return True
+    # A watcher whose node no longer leads would start the run through the new leader.
+    if not api.leads():
+        return False
+    try:
+        status = api.run(decision.job)
+    except OSError as err:  # it may have started: the next look sees its run, or tries again
+        held[key] = time.monotonic() + 2.0
+        log("retry", job=decision.job, due=decision.due, error=repr(err))
+        return True
+    if status not in (200, 202):  # e.g. the scheduler has not started yet: the next scan tries again
+        held[key] = time.monotonic() + 0.5
+        log("retry", job=decision.job, due=decision.due, status=status)
+        return True
+    # Dkron answers once the run has ended; a run handed to a node that just died (Serf still
+    # holds it alive for a few seconds) never started, and the due time is still unserved.
+    if not any(start >= moment - timedelta(seconds=0.05) for start in api.starts(decision.job)):
+        held[key] = time.monotonic() + 0.3
+        log("lost", job=decision.job, due=decision.due, started=moment)
+        return True
+    done.add(key)
+    pending.pop(key, None)
+    due = decision.in_window or decision.due
+    log(
+        "run",
+        job=decision.job,
+        due=due,
+        first_missed=decision.due,
+        started=moment,
+        late_s=round((moment - due).total_seconds(), 3),
+        put_off=put_off,
+    )
+    return True
 
 
 def scheduler_start(api: Api, follower_seen: datetime, leader_since: datetime) -> tuple[datetime, datetime]:
@@ -570,6 +590,7 @@ def main() -> None:
     follower_seen = datetime.now(UTC)  # the last moment the node was seen not leading
     done: set[str] = set()
     held: dict[str, float] = {}
+    pending: dict[str, tuple[Decision, dict[str, Any]]] = {}
     waiting = False
     last_note = 0.0
     # A restarted node's watcher keeps the last working leader it saw before the restart until
@@ -596,10 +617,11 @@ def main() -> None:
                     leadership = Leadership(now, started, noted)
                     log("scheduler", started_from=started[0], started_by=started[1])
                 if waiting or now - leadership.since < timedelta(seconds=SCAN_FOR_S):
-                    waiting = catch_up(api, leadership, window_s, done, held)
+                    waiting = catch_up(api, leadership, window_s, done, held, pending)
                 note(now)
             else:
                 follower_seen, leadership, waiting = now, None, False
+                pending.clear()
                 if api.has_leader():
                     first_leader = first_leader or time.monotonic()
                     note(now)
