@@ -37,6 +37,7 @@ import random
 import sys
 import tempfile
 import threading
+from collections import Counter
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -244,7 +245,8 @@ class Soak:
     def report(self, recorder: Recorder) -> dict[str, Any]:
         runs = recorder.starts()
         lines = recorder.watcher_lines()
-        caught_up = caught_up_starts(lines, "tick")
+        # A catch-up counts when a run started with it (one handed to a node that just died never does).
+        caught_up = [c for c in caught_up_starts(lines, "tick") if any(0 <= at - c < 0.5 for at, _ in runs)]
         doubles: list[dict[str, Any]] = [
             {"first": a, "second": b, "apart_s": round(b[0] - a[0], 3)}
             for a, b in itertools.pairwise(runs)
@@ -264,6 +266,7 @@ class Soak:
             "doubles": doubles,
             "missed": missed_due_times(starts, EVERY_S, caught_up),
             "caught_up": len(caught_up),
+            "watcher": dict(Counter(str(line["event"]) for line in lines)),
             "evidence": {f"{d['first'][0]:.3f}": recorder.log_lines_near(d["first"][0]) for d in doubles[:5]},
         }
 
