@@ -37,8 +37,8 @@ import random
 import sys
 import tempfile
 import threading
-from collections import Counter
 import time
+from collections import Counter
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import datetime
