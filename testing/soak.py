@@ -265,10 +265,29 @@ class Soak:
             "due": int((last - first) // EVERY_S) + 1 if starts else 0,
             "doubles": doubles,
             "missed": missed_due_times(starts, EVERY_S, caught_up),
+            "gaps": self._gaps(starts, caught_up),
             "caught_up": len(caught_up),
             "watcher": dict(Counter(str(line["event"]) for line in lines)),
             "evidence": {f"{d['first'][0]:.3f}": recorder.log_lines_near(d["first"][0]) for d in doubles[:5]},
         }
+
+    def _gaps(self, starts: list[float], caught_up: list[float]) -> list[dict[str, Any]]:
+        """Each gap that left due times without a run, with the fault in progress or just before."""
+        found = []
+        for earlier, later in itertools.pairwise(starts):
+            missed = missed_due_times([earlier, later], EVERY_S, caught_up)
+            if missed:
+                fault = max((f for f in self.faults if f["at"] <= later), key=lambda f: f["at"], default=None)
+                found.append(
+                    {
+                        "from": round(earlier, 3),
+                        "to": round(later, 3),
+                        "missed": missed,
+                        "fault": f"{fault['fault']} {fault['host']} at {fault['at']:.1f}" if fault else None,
+                        "leader_lost": bool(fault and fault["leader_lost"]),
+                    }
+                )
+        return found
 
 
 @contextlib.contextmanager
