@@ -948,6 +948,14 @@ def _soak(results: Results) -> list[str]:
             ]
         ],
     )
+    for gap in soak.get("gaps") or []:
+        out.append(
+            f"- {gap['missed']} due time(s) without a run between runs {gap['to'] - gap['from']:.1f} s apart,"
+            f" after the fault `{gap['fault']}`"
+            + (" (the leader was lost)" if gap.get("leader_lost") else "")
+        )
+    if soak.get("gaps"):
+        out.append("")
     healed = [f.get("whole_after_s") for f in soak.get("faults") or [] if f.get("whole_after_s") is not None]
     out += [
         f"Every fault healed: {'yes' if not soak.get('unhealed') else 'no, ' + str(soak.get('unhealed')) + ' did not'};"
