@@ -112,6 +112,7 @@ def render(results: Results) -> str:
     out += _registration(results)
     out += _memory(results)
     out += _hosts(results)
+    out += _soak(results)
     errors = results.get("errors") or {}
     if errors:
         out += ["## Failures in this run", ""]
@@ -192,6 +193,18 @@ def _summary(results: Results) -> list[str]:
             f"{_x(_ratio(_mean(mem100), _mean(mem0)))} → {_x(_ratio(_mean(mem500), _mean(mem0)))}",
         ],
     ]
+    soak = results.get("soak") or {}
+    if soak.get("runs") is not None:
+        rows.append(
+            [
+                f"Soak: {_s(soak.get('seconds'))} of random faults on three hosts (section 8)",
+                f"{len(soak.get('faults') or [])} faults ({soak.get('leader_lost')} cost the leader);"
+                f" {soak.get('runs')} runs of an `@every 2s` `:1` job, {len(soak.get('doubles') or [])} doubles,"
+                f" {soak.get('caught_up')} caught up",
+                f"the job's schedule: {soak.get('due')} due times",
+                f"due times left without a run: {soak.get('missed')}",
+            ]
+        )
     return ["## Summary", "", *_table(["Measure", "This project", "Baseline", "Ratio"], rows)]
 
 
@@ -885,4 +898,68 @@ def _hosts(results: Results) -> list[str]:
             ["Loss", "Host (node)", "New leader", "New leader after", "Next run after", "Whole again after"],
             rows,
         )
+    return out
+
+
+def _soak(results: Results) -> list[str]:
+    soak = results.get("soak") or {}
+    out = [
+        "## 8. A soak under repeated faults",
+        "",
+        "`testing/soak.py` on a lab of three hosts of its own (prefix `dks`): the stack runs `tick`"
+        " (`@every 2s`, tags `server: true:1`, a shell `echo`) on h1, h2 and h3, and every 25 s one fault"
+        " drawn at random strikes one host: its node's container killed and `pulumi up --refresh` run to"
+        " bring it back (*kill*), no packet to or from the host for 8 s (*cut*), or every process of the"
+        " host killed and the host started again 10 s later (*stop*; Docker restarts the node). The"
+        " cluster is seen whole again before the next fault. The runs are every execution group Dkron"
+        " kept (read every few seconds). A *double* is two runs less than 0.9 s apart: within one"
+        " leadership runs are 2 s apart, and a new leader counts `@every` anew, so closer runs serve one"
+        " due time twice. A due time is *missed* when a gap between runs holds it and no catch-up run"
+        " ends the gap or follows it within an interval. The seed replays the same faults"
+        " (`BENCH_ONLY=soak BENCH_SOAK_SEED=<seed> make bench`).",
+        "",
+    ]
+    out += _failed(results, "soak")
+    if soak.get("runs") is None:
+        return out
+    counts = soak.get("fault_counts") or {}
+    out += _table(
+        [
+            "Seed",
+            "Length",
+            "Faults (kill / cut / stop)",
+            "Leader lost",
+            "Runs",
+            "Doubles",
+            "Missed",
+            "Caught up",
+        ],
+        [
+            [
+                soak.get("seed"),
+                _s(soak.get("seconds")),
+                f"{len(soak.get('faults') or [])} ({counts.get('kill', 0)} / {counts.get('cut', 0)} /"
+                f" {counts.get('stop', 0)})",
+                soak.get("leader_lost"),
+                f"{soak.get('runs')} for {soak.get('due')} due times",
+                len(soak.get("doubles") or []),
+                soak.get("missed"),
+                soak.get("caught_up"),
+            ]
+        ],
+    )
+    for gap in soak.get("gaps") or []:
+        out.append(
+            f"- {gap['missed']} due time(s) without a run between runs {gap['to'] - gap['from']:.1f} s apart,"
+            f" after the fault `{gap['fault']}`"
+            + (" (the leader was lost)" if gap.get("leader_lost") else "")
+        )
+    if soak.get("gaps"):
+        out.append("")
+    healed = [f.get("whole_after_s") for f in soak.get("faults") or [] if f.get("whole_after_s") is not None]
+    out += [
+        f"Every fault healed: {'yes' if not soak.get('unhealed') else 'no, ' + str(soak.get('unhealed')) + ' did not'};"
+        f" whole again after the heal in {_s(min(healed, default=None))} to {_s(max(healed, default=None))}.",
+        "",
+    ]
     return out

@@ -21,6 +21,7 @@ import io
 import json
 import os
 import platform
+import random
 import signal
 import statistics
 import subprocess
@@ -54,6 +55,7 @@ from testing.harness import (
     watcher_lines,
 )
 from testing.lab import Lab
+from testing.soak import Soak, soak_cluster
 
 TAGS = {"python": "daily"}
 NODES = [{"name": name, "tags": dict(TAGS)} for name in baselines.NODE_NAMES]
@@ -997,6 +999,14 @@ class Bench:
             self.close_hosts_stack()
             self.lab_down()
 
+    def soak(self, data: dict[str, Any]) -> None:
+        """Ten minutes of random faults on a lab of three hosts of its own (`testing/soak.py`)."""
+        seconds = float(os.environ.get("BENCH_SOAK_S", "600"))
+        seed = int(os.environ.get("BENCH_SOAK_SEED", str(random.SystemRandom().randrange(1 << 31))))
+        self.say(f"soak: seed {seed}, {seconds:.0f} s (replay: BENCH_SOAK_SEED={seed})")
+        with soak_cluster(self.workdir / "soak-lab") as (lab, stack):
+            data.update(Soak(lab, stack, seed, seconds).run())
+
 
 def _brief(round_: dict[str, Any]) -> str:
     def outcome(r: dict[str, Any]) -> str:
@@ -1061,12 +1071,17 @@ def main() -> int:
     bench = Bench()
     bench.say(f"prefix {bench.prefix}; Pulumi output in {bench.log_path}")
     try:
-        if os.environ.get("BENCH_ONLY") == "hosts":  # a quick check of the hosts sections alone
+        only = os.environ.get("BENCH_ONLY", "")
+        if only in ("hosts", "soak"):  # one part alone, as a quick check
             with bench.section("machine") as data:
                 data.update(bench.machine())
+        if only == "hosts":
             bench.run_hosts()
-        else:
+        elif not only:
             bench.run()
+        if only in ("", "soak"):
+            with bench.section("soak") as data:
+                bench.soak(data)
     finally:
         # Cleanup must finish even if a second signal arrives.
         for sig in (signal.SIGTERM, signal.SIGHUP, signal.SIGINT):

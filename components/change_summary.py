@@ -44,6 +44,8 @@ class ClusterChange:
     dead: frozenset[str] = frozenset()
     """Removed nodes that are dead (their Raft peer is removed first)."""
     gossip_encryption: bool = True
+    unreachable_hosts: frozenset[str] = frozenset()
+    """Hosts whose engine does not answer: their nodes are kept as recorded or move off."""
 
 
 def _flatten(value: Any, prefix: str = "") -> dict[str, str]:
@@ -135,6 +137,19 @@ def _role(change: ClusterChange, node: str) -> str:
     return " (follower)"
 
 
+def _on_lost_host(change: ClusterChange, node: str) -> str | None:
+    """What becomes of a node whose recorded host does not answer (None: its host answers)."""
+    before, after = change.previous_nodes[node].get("host"), change.nodes[node].get("host")
+    if not before or before not in change.unreachable_hosts:
+        return None
+    if before == after:
+        return f"on {before}, which does not answer: kept as recorded"
+    return (
+        f"moves off {before}, which does not answer: created on {after}; its container and volume"
+        f" on {before} are dropped from the state, not deleted"
+    )
+
+
 def change_lines(change: ClusterChange) -> list[str]:
     """One line per node that changes, in the order the update handles them."""
     lines = [
@@ -143,6 +158,10 @@ def change_lines(change: ClusterChange) -> list[str]:
     for node in change.order:
         if node not in change.previous_nodes:
             lines.append(f"{node}: new")
+            continue
+        lost = _on_lost_host(change, node)
+        if lost:
+            lines.append(f"{node}{_role(change, node)}: {lost}")
             continue
         reasons = node_reasons(change, node)
         if reasons:

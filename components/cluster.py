@@ -248,7 +248,11 @@ class DkronCluster(pulumi.ComponentResource):
         # Logged without a resource, so at once, while the resources above wait on
         # the event loop to register: a preview shows it before the resource list.
         pulumi.log.info(
-            change_summary(update.change(args.previous_image, self.image, spec.dkron.gossip_encryption))
+            change_summary(
+                update.change(
+                    args.previous_image, self.image, spec.dkron.gossip_encryption, args.unreachable_hosts
+                )
+            )
         )
         warning = root_warning(spec)
         if warning:

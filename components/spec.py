@@ -371,7 +371,7 @@ class PersistenceSpec(_Settings):
 
 
 class CatchUpSpec(_Settings):
-    """Runs that fell due while the cluster had no leader (`components/jobs/catchup.py`)."""
+    """Runs that fell due while the cluster had no leader (`nodeside/catchup.py`)."""
 
     enabled: bool = Field(
         default=True,

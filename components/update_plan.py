@@ -215,7 +215,11 @@ class UpdatePlan:
         }
 
     def change(
-        self, previous_image: Mapping[str, Any], image: Mapping[str, Any], gossip_encryption: bool
+        self,
+        previous_image: Mapping[str, Any],
+        image: Mapping[str, Any],
+        gossip_encryption: bool,
+        unreachable_hosts: frozenset[str] = frozenset(),
     ) -> ClusterChange:
         """The inputs of the change summary a preview opens with."""
         return ClusterChange(
@@ -229,6 +233,7 @@ class UpdatePlan:
             removed=list(self.removed),
             dead=frozenset(self.dead),
             gossip_encryption=gossip_encryption,
+            unreachable_hosts=unreachable_hosts,
         )
 
 

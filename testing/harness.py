@@ -360,6 +360,18 @@ def test_stack(nodes: list[dict[str, Any]], **settings: Any) -> Iterator[TestSta
 # --- catch-up ------------------------------------------------------------------------------
 
 
+def tick_job(every: str = "2s", command: str = "echo tick", **fields: Any) -> dict[str, Any]:
+    """The job the scheduling tests count runs of: `tick`, due `@every` ``every`` on one server."""
+    return {
+        "name": "tick",
+        "schedule": f"@every {every}",
+        "tags": {"server": "true:1"},
+        "executor": "shell",
+        "executor_config": {"command": command},
+        **fields,
+    }
+
+
 def watcher_lines(containers: list[str], since: float, engine_ref: str | None = None) -> list[dict[str, Any]]:
     """What the catch-up watchers logged since ``since`` in these containers (gone ones are skipped)."""
     lines: list[dict[str, Any]] = []
@@ -388,11 +400,13 @@ def missed_due_times(starts: list[float], every_s: float, caught_up: list[float]
     Each run makes the next one due ``every_s`` later (Dkron stores it as the
     job's ``next``); a run that starts later than that serves it late, but a
     gap of two intervals or more between runs left due times with no run,
-    unless the run that ends the gap is a catch-up (``caught_up``: when a
-    watcher started one), which serves the outage's due times at once.
+    unless a catch-up (``caught_up``: when a watcher started one) ends the gap
+    or comes within an interval after it (one the new leader's first run left
+    no room for is started half an interval after that run): it serves the
+    outage's due times at once.
     """
     missed = 0
     for earlier, later in itertools.pairwise(sorted(starts)):
-        if not any(0 <= later - c < 1.5 for c in caught_up):
+        if not any(-1.5 < c - later <= every_s for c in caught_up):
             missed += max(0, math.floor((later - earlier) / every_s) - 1)
     return missed

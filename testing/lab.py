@@ -154,6 +154,16 @@ class Lab:
     def ssh_url(self, name: str) -> str:
         return f"ssh://root@{self.host(name).address}"
 
+    def stack_host(self, name: str) -> dict[str, str]:
+        """The host as a stack file's `cluster.hosts` entry names it: its engine through SSH, with
+        the lab's key and known hosts, and its address."""
+        return {
+            "docker": self.ssh_url(name),
+            "address": self.host(name).address,
+            "ssh_identity": str(self.key),
+            "ssh_known_hosts": str(self.known_hosts),
+        }
+
     def engine_ref(self, name: str) -> str:
         """The host's engine through SSH, with the lab's key and known hosts (the design's engine ref)."""
         return (

@@ -60,3 +60,19 @@ def pytest_report_header() -> str:
         f"project Docker objects besides make setup's: {len(names)} (CI removes them first; "
         f"no test may rely on them; `make clean-slate` lists them)"
     )
+
+
+def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
+    """The modules that took longest (setup, call and teardown summed), after pytest's slowest tests:
+    what `LONGEST_FIRST` is ordered by, and where to look when the suite grows slower."""
+    per_module: dict[str, float] = {}
+    for reports in terminalreporter.stats.values():
+        for report in reports:
+            if isinstance(report, pytest.TestReport):
+                module = report.nodeid.split("::", 1)[0]
+                per_module[module] = per_module.get(module, 0.0) + report.duration
+    if not per_module:
+        return
+    terminalreporter.write_sep("=", "slowest modules (worker time, setup + call + teardown)")
+    for module, seconds in sorted(per_module.items(), key=lambda item: -item[1])[:10]:
+        terminalreporter.write_line(f"{seconds:8.1f}s {module}")

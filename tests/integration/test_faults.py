@@ -440,14 +440,7 @@ def faults() -> Iterator[Faults]:
 def lab_faults(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Faults, Lab]]:
     """The same jobs on a cluster whose three nodes run on a one-host lab's engine."""
     with lab_session(LAB_PREFIX, LAB_SUBNET, tmp_path_factory.mktemp("lab"), hosts=1) as lab:
-        hosts = {
-            "h1": {
-                "docker": lab.ssh_url("h1"),
-                "address": lab.hosts["h1"],
-                "ssh_identity": str(lab.key),
-                "ssh_known_hosts": str(lab.known_hosts),
-            }
-        }
+        hosts = {"h1": lab.stack_host("h1")}
         with _faults_on(TestStack([{**node, "host": "h1"} for node in NODES], hosts=hosts)) as state:
             yield state, lab
 

@@ -34,20 +34,14 @@ from components.dkron_client import DkronClient, DkronError
 from components.docker_objects import engine
 from components.docker_objects.client import split_locator
 from components.health import observe
-from testing.harness import TestStack, derived_base_image, eventually, remove_image
+from testing.harness import TestStack, derived_base_image, eventually, remove_image, tick_job
 from testing.lab import Lab, lab_session
 
 LAB_PREFIX = "dkh"
 LAB_SUBNET = "10.213.79.0/24"
 LAB_HOSTS = 4
 PLACEMENT = {"n1": "h1", "n2": "h2", "n3": "h3"}
-TICK = {
-    "name": "tick",
-    "schedule": "@every 2s",
-    "tags": {"server": "true:1"},
-    "executor": "shell",
-    "executor_config": {"command": "echo tick"},
-}
+TICK = tick_job()
 
 
 @dataclass
@@ -143,15 +137,7 @@ def lab(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Lab]:
 
 @pytest.fixture(scope="module")
 def cluster(lab: Lab) -> Iterator[HostsCluster]:
-    hosts = {
-        name: {
-            "docker": lab.ssh_url(name),
-            "address": address,
-            "ssh_identity": str(lab.key),
-            "ssh_known_hosts": str(lab.known_hosts),
-        }
-        for name, address in lab.hosts.items()
-    }
+    hosts = {name: lab.stack_host(name) for name in lab.hosts}
     nodes = [{"name": node, "host": host} for node, host in PLACEMENT.items()]
     stack = TestStack(nodes, hosts=hosts, jobs=[TICK])
     try:

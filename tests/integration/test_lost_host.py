@@ -21,28 +21,22 @@ import pytest
 from components.dkron_client import DkronClient
 from components.docker_objects import engine
 from components.health import observe
-from testing.harness import TestStack, eventually, preview_ops
+from nodeside.catchup import parse_log
+from testing.harness import (
+    TestStack,
+    caught_up_starts,
+    eventually,
+    missed_due_times,
+    preview_ops,
+    tick_job,
+    watcher_lines,
+)
 from testing.lab import Lab, lab_session
 
 LAB_PREFIX = "dkg"
 LAB_SUBNET = "10.213.85.0/24"
 PLACEMENT = {"n1": "h1", "n2": "h2", "n3": "h3"}
-TICK = {
-    "name": "tick",
-    "schedule": "@every 2s",
-    "tags": {"server": "true:1"},
-    "executor": "shell",
-    "executor_config": {"command": "echo tick"},
-}
-
-
-def _host(lab: Lab, name: str) -> dict[str, str]:
-    return {
-        "docker": lab.ssh_url(name),
-        "address": lab.hosts[name],
-        "ssh_identity": str(lab.key),
-        "ssh_known_hosts": str(lab.known_hosts),
-    }
+TICK = tick_job()
 
 
 @pytest.fixture(scope="module")
@@ -53,7 +47,7 @@ def lab(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Lab]:
 
 @pytest.fixture(scope="module")
 def stack(lab: Lab) -> Iterator[TestStack]:
-    hosts = {name: _host(lab, name) for name in lab.hosts}
+    hosts = {name: lab.stack_host(name) for name in lab.hosts}
     nodes = [{"name": node, "host": host} for node, host in PLACEMENT.items()]
     made = TestStack(nodes, hosts=hosts, jobs=[TICK])
     try:
@@ -80,6 +74,13 @@ def _doubled(stack: TestStack, node: str) -> list[int]:
     return sorted(second for second, count in runs.items() if count > 1)
 
 
+def _starts(stack: TestStack, node: str, into: set[int]) -> set[int]:
+    """Add the dispatch times (execution groups, ns) of `tick`'s last 100 runs to ``into``."""
+    with _client(stack, node) as client:
+        into.update(int(e["group"]) for e in client.executions("tick"))
+    return into
+
+
 def _alive_members(stack: TestStack, node: str) -> dict[str, str]:
     with _client(stack, node) as client:
         return {m["Name"]: m["Addr"] for m in client.members() if m.get("Status") == 1}
@@ -96,6 +97,8 @@ def test_a_node_moves_off_a_host_lost_for_good_in_one_up(lab: Lab, stack: TestSt
     outputs = stack.up()
     assert sorted(outputs["voters"]) == sorted(PLACEMENT)
     eventually("tick to run a few times", lambda: _tick(stack, "n1")["success_count"] >= 3, 30)
+    began = time.time()
+    groups = _starts(stack, "n1", set())
     lab.stop_host("h3")
     counted = _tick(stack, "n1")["success_count"]
 
@@ -106,6 +109,7 @@ def test_a_node_moves_off_a_host_lost_for_good_in_one_up(lab: Lab, stack: TestSt
     stack.configure(move)
     # The preview says what becomes of h3's node before anything is done.
     preview = stack.preview()
+    _starts(stack, "n1", groups)  # Dkron keeps 100 runs: read them before the update, too
     said = preview.stdout + preview.stderr
     address = lab.hosts["h3"]
     assert f"host h3 ({address}) does not answer (ssh: connect to host {address} port 22" in said, said[
@@ -113,6 +117,7 @@ def test_a_node_moves_off_a_host_lost_for_good_in_one_up(lab: Lab, stack: TestSt
     ]
     assert f"n3 created on h4. Their containers ({stack.container('n3')}) and volumes" in said
     assert "on h3 are dropped from the state, not deleted; if h3 ever comes back" in said
+    assert "moves off h3, which does not answer: created on h4;" in said  # the node-by-node summary
     ops = preview_ops(preview)
     assert (ops.get("replace"), ops.get("delete")) == (2, 1), ops  # n3's volume and container; h3's image
 
@@ -125,6 +130,18 @@ def test_a_node_moves_off_a_host_lost_for_good_in_one_up(lab: Lab, stack: TestSt
     # The job's counters came through; no due time was served twice.
     assert _tick(stack, "n3")["success_count"] >= counted
     assert _doubled(stack, "n1") == []
+    # The moved node's catch-up watcher runs with the stack's rules, and every due time since h3
+    # was lost had a run (one the outage swallowed is caught up once, by the leader's watcher).
+    _starts(stack, "n1", groups)
+    lines = []
+    for node, host in (("n1", "h1"), ("n2", "h2"), ("n3", "h4")):
+        lines += watcher_lines([stack.container(node)], began, lab.engine_ref(host))
+    with engine(lab.engine_ref("h4")) as h4:
+        moved_log = h4.containers.get(stack.container("n3")).logs().decode(errors="replace")
+    watching = [line for line in parse_log(moved_log) if line["event"] == "watching"]
+    assert [line["window_s"] for line in watching] == [86400.0], moved_log[-3000:]
+    starts = sorted(g / 1e9 for g in groups if g / 1e9 >= began - 4)
+    assert missed_due_times(starts, 2.0, caught_up_starts(lines, "tick")) == 0, (starts, lines)
     # Done in one update: nothing left to do.
     assert set(preview_ops(stack.preview())) == {"same"}
 
@@ -140,6 +157,7 @@ def test_a_declared_host_that_does_not_answer_leaves_the_rest_to_update(lab: Lab
         address = lab.hosts["h2"]
         assert f"host h2 ({address}) does not answer (ssh: connect to host {address} port 22" in said
         assert "n2 kept as recorded" in said
+        assert "on h2, which does not answer: kept as recorded" in said
         stack.up()
         for node in ("n1", "n3"):
             assert _tick(stack, node)["name"] == "tick"

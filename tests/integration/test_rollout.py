@@ -31,6 +31,7 @@ from testing.harness import (
     eventually,
     missed_due_times,
     remove_image,
+    tick_job,
     watcher_lines,
 )
 
@@ -39,13 +40,7 @@ NODES: list[dict[str, Any]] = [
     {"name": "n2", "tags": {"python": "daily"}},
     {"name": "n3"},
 ]
-TICK = {
-    "name": "tick",
-    "schedule": "@every 2s",
-    "tags": {"server": "true:1"},
-    "executor": "shell",
-    "executor_config": {"command": "true"},
-}
+TICK = tick_job(command="true")
 
 
 @pytest.fixture(scope="module")

@@ -191,3 +191,27 @@ def test_a_node_moved_to_another_host_says_so_without_the_tunnel() -> None:
 
     lines = change_lines(change(previous_nodes=on("h2", "10.0.0.12"), nodes=on("h4", "10.0.0.14")))
     assert lines == ["node2 (follower): replace: host h2 -> h4; address 10.0.0.12 -> 10.0.0.14"]
+
+
+def test_nodes_on_a_host_that_does_not_answer_are_kept_or_move_off_it() -> None:
+    def on(hosts: dict[str, str]) -> dict[str, dict[str, Any]]:
+        nodes = three()
+        for node, host in hosts.items():
+            nodes[node]["host"] = host
+        return nodes
+
+    before = on({"node1": "h1", "node2": "h2", "node3": "h3"})
+    after = on({"node1": "h1", "node2": "h2", "node3": "h4"})
+    lines = change_lines(
+        change(
+            previous_nodes=before,
+            nodes=after,
+            down=frozenset({"node2", "node3"}),
+            unreachable_hosts=frozenset({"h2", "h3"}),
+        )
+    )
+    assert lines == [
+        "node2 (down, first): on h2, which does not answer: kept as recorded",
+        "node3 (down, first): moves off h3, which does not answer: created on h4; its container and"
+        " volume on h3 are dropped from the state, not deleted",
+    ]
