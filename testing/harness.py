@@ -397,15 +397,23 @@ def hand_made_jobs(count: int, prefix: str = "k", schedule: str = "@every 24h") 
 
 def make_by_hand(api_url: str, jobs: list[dict[str, Any]]) -> None:
     """POST `jobs` straight to Dkron's API, `BY_HAND_WORKERS` at a time, outside any stack."""
+    _by_hand(api_url, jobs, lambda client, job: client.upsert_job(job))
 
-    def post(chunk: list[dict[str, Any]]) -> None:
+
+def delete_by_hand(api_url: str, names: list[str]) -> None:
+    """DELETE the jobs `names` through Dkron's API, as many at a time as `make_by_hand` makes them."""
+    _by_hand(api_url, names, lambda client, name: client.delete_job(name))
+
+
+def _by_hand(api_url: str, items: list[T], call: Callable[[DkronClient, T], Any]) -> None:
+    def one_worker(chunk: list[T]) -> None:
         with DkronClient(api_url, timeout_s=30) as client:
-            for job in chunk:
-                client.upsert_job(job)
+            for item in chunk:
+                call(client, item)
 
-    chunks = [jobs[i::BY_HAND_WORKERS] for i in range(BY_HAND_WORKERS)]
+    chunks = [items[i::BY_HAND_WORKERS] for i in range(BY_HAND_WORKERS)]
     with ThreadPoolExecutor(max_workers=BY_HAND_WORKERS) as pool:
-        list(pool.map(post, chunks))
+        list(pool.map(one_worker, chunks))
 
 
 # --- catch-up ------------------------------------------------------------------------------
