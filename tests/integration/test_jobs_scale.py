@@ -7,6 +7,11 @@
 - Jobs made through the API: the preview lists them, `make jobs-export` writes
   them as a job file, the stack takes them over with one edit and no change,
   and `jobs.prune_unmanaged` deletes the ones left undeclared.
+- 5,000 jobs made through the API: `make preview` counts them, names ten and
+  gives `make jobs-export`, with no line per job; `make status` counts the jobs
+  by state and lists only the one that fails; taking over and pruning still work.
+- A stack deployed by the program from before, whose state holds the hand-made
+  jobs' digests in clear, previews with no line per job and updates with no change.
 """
 
 from __future__ import annotations
