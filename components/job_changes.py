@@ -19,7 +19,8 @@ from components.job_provider import changed_job_fields, managed_job
 __all__ = ["NAMED", "JobChanges", "job_changes", "job_summary"]
 
 NAMED = 10
-"""Jobs no stack declares that a preview names; beyond that it gives the count and `make jobs-export`."""
+"""Jobs no stack declares (or taken over with no change) that a preview names; beyond that it
+counts them and says where to see them all."""
 
 # Fields a rename may change besides the name.
 _RENAME_FREE = ("name", "displayname")
@@ -112,9 +113,17 @@ def job_summary(changes: JobChanges, stack: str, prune_unmanaged: bool) -> str:
         for old, new in changes.renamed.items()
     ]
     lines += [
-        f"  = {name}: taken over, " + (f"changes {', '.join(fields)}" if fields else "no change")
+        f"  = {name}: taken over, changes {', '.join(fields)}"
         for name, fields in changes.taken_over.items()
+        if fields
     ]
+    # Taken over as they are: nothing to act on, so named up to NAMED and counted beyond.
+    quiet = [name for name, fields in changes.taken_over.items() if not fields]
+    lines += [f"  = {name}: taken over, no change" for name in quiet[:NAMED]]
+    if len(quiet) > NAMED:
+        lines.append(
+            f"  = ... and {len(quiet) - NAMED} more taken over, no change (the stack's job files list them)"
+        )
     lines += [f"  - {name}: delete" for name in changes.deleted]
     if changes.unmanaged:
         lines += _unmanaged_lines(changes.unmanaged, stack, prune_unmanaged)

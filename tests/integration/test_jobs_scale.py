@@ -344,7 +344,9 @@ def _job_lines(text: str) -> list[str]:
     return [line for line in text.splitlines() if re.match(r"\s*[-+~]?\s*k\d{5}\b", line)]
 
 
-def test_thousands_of_jobs_made_by_hand_are_counted_in_the_preview_and_the_status(stack: TestStack) -> None:
+def test_thousands_of_jobs_made_by_hand_are_counted_in_the_preview_and_the_status(
+    stack: TestStack, tmp_path: Path
+) -> None:
     declared = [
         {"name": "kept", "schedule": "@daily", "executor": "shell", "executor_config": {"command": "true"}}
     ]
@@ -408,21 +410,34 @@ def test_thousands_of_jobs_made_by_hand_are_counted_in_the_preview_and_the_statu
     assert len(data["jobs"]) == BY_HAND + 3
     assert data["job_counts"]["failing"] == 1
 
-    # Taking two over still needs no write; pruning the rest lists ten and counts the others.
+    # Taking some over (declared as they are, in a job file) needs no write, and the preview
+    # names ten; pruning the rest names ten and counts the others. (Not thousands taken over:
+    # the stack output `jobs` lists the managed jobs, and Pulumi prints a line for each new one.)
     with stack.client("n1") as client:
-        client.delete_job("hand-failing")  # it would not stay as exported: it keeps running
-    taken = hand_made_jobs(2)
-    stack.configure(lambda cluster: cluster.update(jobs=[*declared, *taken]))
+        client.delete_job("hand-failing")  # it would not stay as declared: it keeps running
+    half = 25
+    taken = hand_made_jobs(half)
+    job_file = tmp_path / "taken-over.yaml"
+    job_file.write_text(yaml.safe_dump({"jobs": taken}, sort_keys=False))
+    stack.configure(lambda cluster: cluster.update(job_files=[str(job_file)]))
     preview = _make(stack, "preview")
+    assert preview.returncode == 0, preview.stdout[-3000:] + preview.stderr[-3000:]
+    assert f"job changes: {half} taken over; 1 unchanged" in preview.stdout
     assert "= k00000: taken over, no change" in preview.stdout
-    assert "= k00001: taken over, no change" in preview.stdout
+    assert (
+        f"  = ... and {half - 10} more taken over, no change (the stack's job files list them)"
+        in preview.stdout
+    )
+    assert len([line for line in preview.stdout.splitlines() if "taken over, no change" in line]) == 11
+    stack.stack.refresh(on_output=stack._echo, color="never")  # as `make up` does first
+    assert set(preview_ops(stack.preview())) == {"same"}
     stack.set_project_config("jobs", {"prune_unmanaged": True})
     preview = _make(stack, "preview")
     assert preview.returncode == 0, preview.stdout[-3000:]
-    pruned = BY_HAND - 2 + 1
-    assert f"job changes: 2 taken over, {pruned} pruned; 1 unchanged" in preview.stdout
+    pruned = BY_HAND - half + 1
+    assert f"job changes: {half} taken over, {pruned} pruned; 1 unchanged" in preview.stdout
     assert f"  - ... and {pruned - 10} more no stack declares; every one before the prune:" in preview.stdout
-    assert len(preview.stdout.splitlines()) < 80
+    assert len([line for line in preview.stdout.splitlines() if "no stack declares" in line]) == 11
     stack.up()
     eventually("the rest pruned", lambda: _all_as_declared(stack, [*declared, *taken]), 60)
     stack.set_project_config("jobs", None)

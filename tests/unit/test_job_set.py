@@ -180,6 +180,18 @@ def test_thousands_of_jobs_no_stack_declares_are_counted_with_a_few_names_and_th
     )
 
 
+def test_thousands_taken_over_with_no_change_are_counted_and_those_that_change_listed() -> None:
+    live = {f"k{i:05d}": job(f"k{i:05d}") for i in range(3000)}
+    declared = {**live, "k00005": job("k00005", schedule="@daily")}
+    lines = job_summary(job_changes(declared, live, managed_before=[]), "dev", False).splitlines()
+    assert lines[0] == "job changes: 3000 taken over; 0 unchanged"
+    assert lines[1] == "  = k00005: taken over, changes schedule"
+    assert lines[2:12] == [f"  = k{i:05d}: taken over, no change" for i in range(11) if i != 5]
+    assert lines[12:] == [
+        f"  = ... and {2999 - NAMED} more taken over, no change (the stack's job files list them)"
+    ]
+
+
 def test_summary_without_an_answering_node_compares_names_only() -> None:
     changes = job_changes({"a": job("a"), "b": job("b")}, None, managed_before=["a", "c"])
     lines = job_summary(changes, "dev", prune_unmanaged=False).splitlines()
