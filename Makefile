@@ -25,12 +25,13 @@ outputs:
 	@scripts/setup.sh >&2
 	@scripts/stack.sh outputs $(STACK)
 
-# The live cluster: a table (JSON=1: JSON; WATCH=1: refreshed in place). Exit 0 healthy,
+# The live cluster: a table, jobs summed up by state and those that need attention listed
+# (ALL=1: every job; JSON=1: JSON, every job; WATCH=1: refreshed in place). Exit 0 healthy,
 # 1 degraded, 2 broken or unreadable; make itself turns any failure into 2, so scripts that
 # need 1 apart from 2 run `scripts/status.sh STACK [--json]`.
 status:
 	@scripts/setup.sh >&2
-	@scripts/status.sh $(STACK) $(if $(JSON),--json,) $(if $(WATCH),--watch,)
+	@scripts/status.sh $(STACK) $(if $(JSON),--json,) $(if $(ALL),--all,) $(if $(WATCH),--watch,)
 
 # Jobs in the stack's cluster that it does not declare (or JOBS=a,b), written as a job file (OUT=path).
 jobs-export: setup

@@ -111,6 +111,7 @@ def render(results: Results) -> str:
     out += _failover(results)
     out += _registration(results)
     out += _memory(results)
+    out += _by_hand(results)
     out += _hosts(results)
     out += _soak(results)
     errors = results.get("errors") or {}
@@ -962,4 +963,80 @@ def _soak(results: Results) -> list[str]:
         f" whole again after the heal in {_s(min(healed, default=None))} to {_s(max(healed, default=None))}.",
         "",
     ]
+    return out
+
+
+def _by_hand(results: Results) -> list[str]:
+    r = results.get("by_hand_5000_jobs") or {}
+    out = ["## 6a. Five thousand jobs made by hand", ""]
+    out += _failed(results, "by_hand_5000_jobs")
+    without, with_ = r.get("without") or {}, r.get("with") or {}
+    if not (without.get("median_s") and with_.get("median_s")):
+        return out
+    a, b = without["median_s"], with_["median_s"]
+    out += [
+        f"{_n(r.get('jobs_by_hand'))} jobs made through Dkron's API beside the stack's"
+        f" {_n(r.get('jobs_declared'))} declared (`@every 24h`, a shell `true`; 16 parallel POSTs took"
+        f" {_s(r.get('create_s'))}, deleting them {_s(r.get('delete_s'))}). Each figure the median of"
+        f" {len((without.get('runs') or {}).get('up') or [])} runs, without them and with them; Dkron's own"
+        " answer, a plain `GET /v1/jobs`, in the same state. `make preview` and `make status` are timed"
+        " after their set-up step (`scripts/stack.sh preview`, `scripts/status.py`); the lines are what"
+        " each printed.",
+        "",
+    ]
+    rows = [
+        [
+            "`GET /v1/jobs` (Dkron's API)",
+            _n(a.get("get_jobs_ms"), " ms"),
+            _n(b.get("get_jobs_ms"), " ms"),
+            _x(_ratio(b.get("get_jobs_ms"), a.get("get_jobs_ms"))),
+        ],
+        [
+            "`make preview` (refresh, no change)",
+            _s(a.get("make_preview")),
+            _s(b.get("make_preview")),
+            _x(_ratio(b.get("make_preview"), a.get("make_preview"))),
+        ],
+        [
+            "`make preview`: lines printed",
+            _n((without.get("lines") or {}).get("make_preview")),
+            _n((with_.get("lines") or {}).get("make_preview")),
+            "",
+        ],
+        [
+            "`make status`",
+            _s(a.get("status")),
+            _s(b.get("status")),
+            _x(_ratio(b.get("status"), a.get("status"))),
+        ],
+        [
+            "`make status`: lines printed",
+            _n((without.get("lines") or {}).get("status")),
+            _n((with_.get("lines") or {}).get("status")),
+            "",
+        ],
+        [
+            "no-change `make up` (`up --refresh`)",
+            _s(a.get("up")),
+            _s(b.get("up")),
+            _x(_ratio(b.get("up"), a.get("up"))),
+        ],
+        [
+            "memory per node, mean",
+            _n(_mean(without.get("mib") or {}), " MiB"),
+            _n(_mean(with_.get("mib") or {}), " MiB"),
+            _x(_ratio(_mean(with_.get("mib") or {}), _mean(without.get("mib") or {}))),
+        ],
+    ]
+    out += _table(
+        [
+            "",
+            f"{_n(without.get('jobs_live'))} jobs in Dkron",
+            f"{_n(with_.get('jobs_live'))} jobs in Dkron",
+            "Ratio",
+        ],
+        rows,
+    )
+    unexpected = (without.get("unexpected_changes") or []) + (with_.get("unexpected_changes") or [])
+    out += [f"Changes the no-change updates made: {unexpected or 'none'}.", ""]
     return out

@@ -25,6 +25,7 @@ import random
 import signal
 import statistics
 import subprocess
+import sys
 import tempfile
 import time
 import traceback
@@ -50,7 +51,10 @@ from testing.harness import (
     TestStack,
     _remove_docker_objects,
     caught_up_starts,
+    delete_by_hand,
     free_port_block,
+    hand_made_jobs,
+    make_by_hand,
     missed_due_times,
     watcher_lines,
 )
@@ -72,6 +76,7 @@ LAB_SUBNET = "10.213.90.0/24"
 PLACEMENT = {"node1": "h1", "node2": "h2", "node3": "h3"}
 HOST_ROLLOUTS = 3  # rolling updates across the hosts: dkron.log_level to debug and back
 HOST_LOSSES = FAILOVERS  # the leader's whole host stopped
+BY_HAND = 5000  # jobs made through Dkron's API, beside the stack's own (issue 31)
 RESULTS = ROOT / "bench" / "results.json"
 DOC = ROOT / "docs" / "benchmarks.md"
 
@@ -564,6 +569,69 @@ class Bench:
         took, changes = self.s.timed_up()
         data.update(pulumi_up_s=round(took, 2), pulumi_changes=changed(changes))
 
+    def by_hand(self, data: dict[str, Any]) -> None:
+        """BY_HAND jobs made through Dkron's API beside the stack's own (16 parallel POSTs, as a
+        user's script would): `make preview`, `make status` and a no-change `make up` without them
+        and with them, each against a plain GET /v1/jobs and the nodes' memory in the same state;
+        the jobs are deleted at the end."""
+        jobs = hand_made_jobs(BY_HAND, prefix=f"{self.prefix}-hand-")
+        data["without"] = self._by_hand_round()
+        leader = self.s.api_url(probes.agreed_leader(self.s.api_urls()) or "node1")
+        started = time.monotonic()
+        make_by_hand(leader, jobs)
+        data["create_s"] = round(time.monotonic() - started, 2)
+        expected = len(jobs) + len(self.s.last_outputs.get("jobs") or [])
+        everywhere = probes.wait_until(
+            lambda: all(len(_jobs_on(url)) >= expected for url in self.s.api_urls().values()), 120, poll_s=1
+        )
+        if everywhere is None:
+            raise RuntimeError(f"the {BY_HAND} jobs made by hand did not reach every node in 120 s")
+        try:
+            data["with"] = self._by_hand_round()
+        finally:
+            started = time.monotonic()
+            with DkronClient(leader, timeout_s=30) as client:
+                names = [
+                    str(job["name"]) for job in client.list_jobs() if str(job["name"]).startswith(self.prefix)
+                ]
+            delete_by_hand(leader, names)
+            data["delete_s"] = round(time.monotonic() - started, 2)
+        data.update(jobs_by_hand=BY_HAND, jobs_declared=len(self.s.last_outputs.get("jobs") or []))
+
+    def _by_hand_round(self) -> dict[str, Any]:
+        """One state's figures: each timed RUNS times (median), memory once after a quiet pause."""
+        stack = self.s
+        runs: dict[str, list[float]] = {"get_jobs_ms": [], "make_preview": [], "status": [], "up": []}
+        lines: dict[str, int] = {}
+        unexpected: list[dict[str, int]] = []
+        for _ in range(RUNS):
+            with DkronClient(stack.api_url("node1"), timeout_s=30) as client:
+                started = time.monotonic()
+                live = len(client.list_jobs())
+                runs["get_jobs_ms"].append(round((time.monotonic() - started) * 1000, 1))
+            for kind, argv in (
+                ("make_preview", ["scripts/stack.sh", "preview", stack.name]),
+                ("status", [sys.executable, "scripts/status.py", stack.name]),
+            ):
+                started = time.monotonic()
+                done = subprocess.run(argv, cwd=ROOT, capture_output=True, text=True, check=False)
+                runs[kind].append(round(time.monotonic() - started, 2))
+                self.log.write(f"\n=== {kind} (exit {done.returncode}) ===\n{done.stdout}{done.stderr}")
+                lines[kind] = len(done.stdout.splitlines())
+            took, changes = stack.timed_up()
+            runs["up"].append(round(took, 2))
+            if changed(changes):
+                unexpected.append(changed(changes))
+        time.sleep(10)
+        return {
+            "jobs_live": live,
+            "runs": runs,
+            "median_s": {kind: median(values) for kind, values in runs.items()},
+            "lines": lines,
+            "unexpected_changes": unexpected,
+            "mib": probes.memory_mib(list(stack.containers().values())),
+        }
+
     def rolling_updates(self, data: dict[str, Any]) -> None:
         """Change the base image ROLLOUTS times: every node replaced, one at a time, the leader last."""
         stack = self.s
@@ -975,6 +1043,8 @@ class Bench:
             self.registration(data, 2000)
         with self.section("delete_2000_jobs") as data:
             self.remove_jobs(data, [TICK])
+        with self.section("by_hand_5000_jobs") as data:
+            self.by_hand(data)
         with self.section("rolling_update") as data:
             self.rolling_updates(data)
         with self.section("failover") as data:
@@ -1006,6 +1076,11 @@ class Bench:
         self.say(f"soak: seed {seed}, {seconds:.0f} s (replay: BENCH_SOAK_SEED={seed})")
         with soak_cluster(self.workdir / "soak-lab") as (lab, stack):
             data.update(Soak(lab, stack, seed, seconds).run())
+
+
+def _jobs_on(api_url: str) -> list[dict[str, Any]]:
+    with DkronClient(api_url, timeout_s=30) as client:
+        return client.list_jobs()
 
 
 def _brief(round_: dict[str, Any]) -> str:

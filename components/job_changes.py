@@ -3,9 +3,9 @@
 Pure functions of the jobs the stack declares, the jobs Dkron holds now (read
 once by the program) and the names the stack managed at its last update (its
 `jobs` output). The `DkronJobSet` diff below stays the authority; this says
-in one line per job what it will do and which fields change, names the jobs
-in Dkron that no stack declares, and never prints a value (a job's env may
-hold secrets).
+in one line per job what it will do and which fields change, counts the jobs
+in Dkron that no stack declares (naming the first few), and never prints a
+value (a job's env may hold secrets).
 """
 
 from __future__ import annotations
@@ -16,7 +16,11 @@ from typing import Any
 
 from components.job_provider import changed_job_fields, managed_job
 
-__all__ = ["JobChanges", "job_changes", "job_summary"]
+__all__ = ["NAMED", "JobChanges", "job_changes", "job_summary"]
+
+NAMED = 10
+"""Jobs no stack declares (or taken over with no change) that a preview names; beyond that it
+counts them and says where to see them all."""
 
 # Fields a rename may change besides the name.
 _RENAME_FREE = ("name", "displayname")
@@ -109,25 +113,41 @@ def job_summary(changes: JobChanges, stack: str, prune_unmanaged: bool) -> str:
         for old, new in changes.renamed.items()
     ]
     lines += [
-        f"  = {name}: taken over, " + (f"changes {', '.join(fields)}" if fields else "no change")
+        f"  = {name}: taken over, changes {', '.join(fields)}"
         for name, fields in changes.taken_over.items()
+        if fields
     ]
+    # Taken over as they are: nothing to act on, so named up to NAMED and counted beyond.
+    quiet = [name for name, fields in changes.taken_over.items() if not fields]
+    lines += [f"  = {name}: taken over, no change" for name in quiet[:NAMED]]
+    if len(quiet) > NAMED:
+        lines.append(
+            f"  = ... and {len(quiet) - NAMED} more taken over, no change (the stack's job files list them)"
+        )
     lines += [f"  - {name}: delete" for name in changes.deleted]
     if changes.unmanaged:
-        if prune_unmanaged:
-            lines += [
-                f"  - {name}: delete (no stack declares it; jobs.prune_unmanaged is on)"
-                for name in changes.unmanaged
-            ]
-        else:
-            # JOBS= names them; without it the export takes every job no stack declares.
-            names = f" JOBS={','.join(changes.unmanaged)}" if len(changes.unmanaged) <= 10 else ""
-            lines.append(
-                f"jobs in Dkron that no stack declares ({len(changes.unmanaged)}), left alone:"
-                f" {', '.join(changes.unmanaged)}"
-            )
-            lines.append(
-                f"  take them over: make jobs-export STACK={stack}{names}"
-                "; or delete them: jobs.prune_unmanaged: true"
-            )
+        lines += _unmanaged_lines(changes.unmanaged, stack, prune_unmanaged)
     return "\n".join(lines)
+
+
+def _unmanaged_lines(names: list[str], stack: str, prune_unmanaged: bool) -> list[str]:
+    """The jobs no stack declares: all of them up to ``NAMED``, else the count, the first
+    ``NAMED`` and the command that writes every one to a file (thousands of names would bury
+    the changes above)."""
+    shown, more = names[:NAMED], len(names) - NAMED
+    export = f"make jobs-export STACK={stack}"
+    if prune_unmanaged:
+        lines = [f"  - {name}: delete (no stack declares it; jobs.prune_unmanaged is on)" for name in shown]
+        if more > 0:
+            lines.append(f"  - ... and {more} more no stack declares; every one before the prune: {export}")
+        return lines
+    if more > 0:
+        return [
+            f"jobs in Dkron that no stack declares ({len(names)}), left alone: {', '.join(shown)} and {more} more",
+            f"  every one, to read or to take over: {export} (writes them all to a job file);"
+            " or delete them: jobs.prune_unmanaged: true",
+        ]
+    return [
+        f"jobs in Dkron that no stack declares ({len(names)}), left alone: {', '.join(names)}",
+        f"  take them over: {export} JOBS={','.join(names)}; or delete them: jobs.prune_unmanaged: true",
+    ]

@@ -31,7 +31,12 @@ State:
   digest of its managed fields, as of the last refresh or write. Declaring
   such a job unchanged (``make jobs-export``) is then no change at all; with
   ``prune_unmanaged`` they are deleted. A digest, not the body: a job made by
-  hand may carry secrets in its env.
+  hand may carry secrets in its env. Bookkeeping, not something a person acts
+  on: it is a secret in the state, and Pulumi shows no diff of a secret
+  output, so a refresh that finds 5,000 jobs made by hand prints no line per
+  job (the program's summary counts them instead, `components.job_changes`).
+  The key and its shape are those of the stacks deployed before: a stack whose
+  state holds it in clear takes the secret form at its next update.
 
 A failed update leaves the state as it was before the update; every write is
 an upsert and every delete accepts a job already gone, so the next ``up``
@@ -474,8 +479,11 @@ class DkronJobSet(Resource, module="dkron", name="DkronJobSet"):
         # provider cannot give it a per-path diff): 500 jobs would bury the one that
         # changes. The program's summary above the resources names each job and
         # field instead (`components.job_changes`).
+        # `unmanaged` is bookkeeping (see the module docstring): as a secret, no diff shows it.
         opts = pulumi.ResourceOptions.merge(
             opts,
-            pulumi.ResourceOptions(additional_secret_outputs=["secret_jobs"], hide_diffs=["jobs"]),
+            pulumi.ResourceOptions(
+                additional_secret_outputs=["secret_jobs", "unmanaged"], hide_diffs=["jobs"]
+            ),
         )
         super().__init__(DkronJobSetProvider(), resource_name, props, opts)

@@ -6,7 +6,10 @@ Three parts, kept apart so the judgement is tested on plain data:
   its engine, the Raft configuration, the catch-up watchers' log lines),
   starting from what the stack's outputs say was deployed;
 - `judge` turns what was seen into healthy, degraded or broken;
-- `render` and `as_json` show it to a person or a script.
+- `render` and `as_json` show it to a person or a script: the table sums the
+  jobs up by state and lists those that need attention (thousands of rows
+  would bury them, and take seconds to draw); the JSON, and the table with
+  `every_job`, hold every job.
 """
 
 from __future__ import annotations
@@ -30,6 +33,14 @@ from components.update_plan import recorded_container
 from nodeside.catchup import LATE_AFTER_S, due_unserved, last_run_failed, parse_log, parse_time
 
 Verdict = Literal["healthy", "degraded", "broken"]
+JobState = Literal["late", "failing", "caught up", "disabled", "ok"]
+
+JOB_STATES: tuple[JobState, ...] = ("ok", "failing", "late", "caught up", "disabled")
+"""The states the table sums the jobs up by, in its order."""
+NEEDS_ATTENTION: tuple[JobState, ...] = ("late", "failing", "caught up")
+"""The states of the jobs the table lists: the most pressing first."""
+LISTED = 50
+"""At most this many jobs that need attention are listed; the rest are counted."""
 
 EXIT_CODES: dict[Verdict, int] = {"healthy": 0, "degraded": 1, "broken": 2}
 """`make status`'s exit code for each verdict; a stack that cannot be read exits 2 as well."""
@@ -77,6 +88,9 @@ class JobStatus:
     """Runs the catch-up watcher started for it, from the logs of the nodes' current containers."""
     missed: int | None = None
     """Due times the watcher found missed but too old to run (outside the window)."""
+    state: JobState = "ok"
+    """The most pressing of: late, failing (its last run failed), caught up (the watcher ran it
+    or found a run too old to start), disabled; else ok (a job that never ran included)."""
 
 
 @dataclass(frozen=True)
@@ -97,6 +111,14 @@ class ClusterStatus:
     @property
     def exit_code(self) -> int:
         return EXIT_CODES[self.verdict]
+
+    @property
+    def job_counts(self) -> dict[JobState, int]:
+        """How many jobs are in each state, every state named."""
+        counts = dict.fromkeys(JOB_STATES, 0)
+        for job in self.jobs:
+            counts[job.state] += 1
+        return counts
 
 
 class StatusUnavailable(RuntimeError):
@@ -141,17 +163,45 @@ def short_error(error: str) -> str:
     return error[:80]
 
 
+def job_state(late: bool, failed: bool, caught_up: int, missed: int, disabled: bool) -> JobState:
+    """A job's state as the table sums it up: the most pressing of what holds."""
+    if late:
+        return "late"
+    if failed:
+        return "failing"
+    if caught_up or missed:
+        return "caught up"
+    return "disabled" if disabled else "ok"
+
+
+def watcher_lines_by_job(
+    lines: Sequence[Mapping[str, Any]] | None,
+) -> dict[str, list[Mapping[str, Any]]] | None:
+    """The catch-up watchers' log lines grouped by job (None: unknown), so each job finds its own
+    at once among thousands."""
+    if lines is None:
+        return None
+    grouped: dict[str, list[Mapping[str, Any]]] = {}
+    for line in lines:
+        if "job" in line:
+            grouped.setdefault(str(line["job"]), []).append(line)
+    return grouped
+
+
 def job_status(
-    job: Mapping[str, Any], now: datetime, watcher: Sequence[Mapping[str, Any]] | None
+    job: Mapping[str, Any], now: datetime, watcher: Mapping[str, Sequence[Mapping[str, Any]]] | None
 ) -> JobStatus:
-    """One job's line, from Dkron's job record and the watchers' log lines (None: unknown)."""
+    """One job's line, from Dkron's job record and the watchers' log lines by job
+    (`watcher_lines_by_job`; None: unknown)."""
     name = str(job.get("name", ""))
     success, error = parse_time(job.get("last_success")), parse_time(job.get("last_error"))
     failed = last_run_failed(job)
     result = "never" if failed is None else ("failed" if failed else "success")
     due = due_unserved(job, now)
     late = due if due is not None and (now - due).total_seconds() > LATE_AFTER_S else None
-    mine = [line for line in watcher or () if line.get("job") == name]
+    mine = (watcher or {}).get(name, [])
+    caught_up = sum(1 for line in mine if line["event"] == "run")
+    missed = sum(1 for line in mine if line["event"] == "too-old")
     return JobStatus(
         name=name,
         schedule=str(job.get("schedule") or ""),
@@ -163,8 +213,9 @@ def job_status(
         error_count=int(job.get("error_count") or 0),
         last_result=result,
         late_since=_iso(late),
-        caught_up=None if watcher is None else sum(1 for line in mine if line["event"] == "run"),
-        missed=None if watcher is None else sum(1 for line in mine if line["event"] == "too-old"),
+        caught_up=None if watcher is None else caught_up,
+        missed=None if watcher is None else missed,
+        state=job_state(late is not None, bool(failed), caught_up, missed, bool(job.get("disabled"))),
     )
 
 
@@ -310,7 +361,8 @@ def read_status(stack: str, outputs: Mapping[str, Any]) -> ClusterStatus:
         jobs_error = "no node answered" if not asked else "the jobs could not be read"
     else:
         logs = [box.log for box in seen.values()]
-        watcher = None if any(log is None for log in logs) else [line for log in logs for line in log or []]
+        lines = None if any(log is None for log in logs) else [line for log in logs for line in log or []]
+        watcher = watcher_lines_by_job(lines)
         jobs = [job_status(job, now, watcher) for job in sorted(raw_jobs, key=lambda j: str(j.get("name")))]
     return ClusterStatus(
         prometheus=_server(outputs.get("prometheus")),
@@ -331,7 +383,8 @@ VERDICT_STYLE: dict[Verdict, str] = {"healthy": "bold green", "degraded": "bold 
 
 
 def as_json(status: ClusterStatus) -> dict[str, Any]:
-    return {**asdict(status), "exit_code": status.exit_code}
+    """Every fact, every job included, with the job counts by state and the exit code."""
+    return {**asdict(status), "job_counts": status.job_counts, "exit_code": status.exit_code}
 
 
 def _ago(text: str | None, now: datetime) -> str:
@@ -359,8 +412,9 @@ def _mark(value: str, good: bool, bad: bool = False) -> Text:
     return Text(value, style="green" if good else ("red" if bad else "yellow"))
 
 
-def render(status: ClusterStatus) -> Group:
-    """The status as a person reads it: a headline, the problems, the nodes, the jobs."""
+def render(status: ClusterStatus, every_job: bool = False) -> Group:
+    """The status as a person reads it: a headline, the problems, the nodes, then the jobs
+    summed up by state and those that need attention (`every_job`: every job)."""
     now = parse_time(status.observed_at) or datetime.now(UTC)
     headline = Text.assemble(
         (f"{status.verdict.upper()}", VERDICT_STYLE[status.verdict]),
@@ -415,39 +469,76 @@ def render(status: ClusterStatus) -> Group:
 
     if status.jobs_error:
         parts.append(Text(f"jobs: unknown ({status.jobs_error})", style="red"))
+    elif not status.jobs:
+        parts.append(Text("jobs: none"))
     else:
-        jobs = Table(title="jobs", title_justify="left", show_edge=False)
-        for column in (
-            "job",
-            "schedule",
-            "next",
-            "last run",
-            "last success",
-            "last error",
-            "ok/failed",
-            "caught up",
-            "missed",
-            "late",
-        ):
-            jobs.add_column(column)
-        for job in status.jobs:
-            jobs.add_row(
-                job.name,
-                job.schedule + (" (disabled)" if job.disabled else ""),
-                _ago(job.next, now),
-                _mark(job.last_result, job.last_result == "success", job.last_result == "failed"),
-                _ago(job.last_success, now),
-                _ago(job.last_error, now),
-                f"{job.success_count}/{job.error_count}",
-                "?" if job.caught_up is None else str(job.caught_up),
-                "?" if job.missed is None else str(job.missed),
-                _mark(f"since {_ago(job.late_since, now)}", False, True) if job.late_since else "-",
-            )
-        if not status.jobs:
-            parts.append(Text("jobs: none"))
-        else:
-            parts.append(jobs)
+        parts += _jobs_part(status, now, every_job)
     return Group(*parts)
+
+
+_STATE_STYLE: dict[JobState, str] = {
+    "ok": "green",
+    "failing": "red",
+    "late": "red",
+    "caught up": "yellow",
+    "disabled": "",
+}
+
+
+def _jobs_part(status: ClusterStatus, now: datetime, every_job: bool) -> list[Any]:
+    counts = status.job_counts
+    summary = Text(f"jobs {len(status.jobs)}: ")
+    for i, state in enumerate(JOB_STATES):
+        summary.append(", " if i else "")
+        summary.append(f"{counts[state]} {state}", style=_STATE_STYLE[state] if counts[state] else "")
+    every = f"every job: make status STACK={status.stack} ALL=1"
+    if every_job:
+        return [summary, _jobs_table("jobs", status.jobs, now)]
+    pressing = sorted(
+        (job for job in status.jobs if job.state in NEEDS_ATTENTION),
+        key=lambda job: NEEDS_ATTENTION.index(job.state),
+    )
+    if not pressing:
+        return [summary, Text(f"no job needs attention ({every})")]
+    shown = pressing[:LISTED]
+    title = f"jobs that need attention ({len(pressing)} of {len(status.jobs)}; {every})"
+    parts: list[Any] = [summary, _jobs_table(title, shown, now)]
+    if len(pressing) > len(shown):
+        parts.append(Text(f"... and {len(pressing) - len(shown)} more that need attention ({every})"))
+    return parts
+
+
+def _jobs_table(title: str, jobs: Sequence[JobStatus], now: datetime) -> Table:
+    table = Table(title=title, title_justify="left", show_edge=False)
+    for column in (
+        "job",
+        "state",
+        "schedule",
+        "next",
+        "last run",
+        "last success",
+        "last error",
+        "ok/failed",
+        "caught up",
+        "missed",
+        "late",
+    ):
+        table.add_column(column)
+    for job in jobs:
+        table.add_row(
+            job.name,
+            Text(job.state, style=_STATE_STYLE[job.state]),
+            job.schedule + (" (disabled)" if job.disabled else ""),
+            _ago(job.next, now),
+            _mark(job.last_result, job.last_result == "success", job.last_result == "failed"),
+            _ago(job.last_success, now),
+            _ago(job.last_error, now),
+            f"{job.success_count}/{job.error_count}",
+            "?" if job.caught_up is None else str(job.caught_up),
+            "?" if job.missed is None else str(job.missed),
+            _mark(f"since {_ago(job.late_since, now)}", False, True) if job.late_since else "-",
+        )
+    return table
 
 
 def console(stream: Any = None) -> Console:

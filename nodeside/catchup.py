@@ -503,7 +503,7 @@ def _attempt(
     if again is None or (not put_off and again.get("next") != job.get("next")):
         # A run started meanwhile moves the stored next time, and so does a leader still
         # applying Raft's log: look again in a second, when either shows (a run as its last run).
-        held[key] = time.monotonic() + 1.0
+        _again_in(1.0, key, decision, job, held, pending)
         return True
     # Every run that started since the job was read shows here, also one still in progress.
     starts = api.starts(decision.job)
@@ -527,7 +527,7 @@ def _attempt(
             log("imminent", job=decision.job, due=decision.due)
         return True
     if any(abs(moment - start) < spacing for start in starts):
-        held[key] = time.monotonic() + 0.5
+        _again_in(0.5, key, decision, job, held, pending)
         return True
     # A watcher whose node no longer leads would start the run through the new leader.
     if not api.leads():
@@ -535,17 +535,17 @@ def _attempt(
     try:
         status = api.run(decision.job)
     except OSError as err:  # it may have started: the next look sees its run, or tries again
-        held[key] = time.monotonic() + 2.0
+        _again_in(2.0, key, decision, job, held, pending)
         log("retry", job=decision.job, due=decision.due, error=repr(err))
         return True
     if status not in (200, 202):  # e.g. the scheduler has not started yet: the next scan tries again
-        held[key] = time.monotonic() + 0.5
+        _again_in(0.5, key, decision, job, held, pending)
         log("retry", job=decision.job, due=decision.due, status=status)
         return True
     # Dkron answers once the run has ended; a run handed to a node that just died (Serf still
     # holds it alive for a few seconds) never started, and the due time is still unserved.
     if not any(start >= moment - timedelta(seconds=0.05) for start in api.starts(decision.job)):
-        held[key] = time.monotonic() + 0.3
+        _again_in(0.3, key, decision, job, held, pending)
         log("lost", job=decision.job, due=decision.due, started=moment)
         return True
     done.add(key)
@@ -561,6 +561,23 @@ def _attempt(
         put_off=put_off,
     )
     return True
+
+
+def _again_in(
+    seconds: float,
+    key: str,
+    decision: Decision,
+    job: dict[str, Any],
+    held: dict[str, float],
+    pending: dict[str, tuple[Decision, dict[str, Any]]],
+) -> None:
+    """Look at a decided run again in ``seconds``. A due time the leader's first run swallows is kept
+    as decided: decided again after that run, the job's last run would hide it."""
+    if decision.later is None and decision.not_before is None:
+        held[key] = time.monotonic() + seconds
+        return
+    moment = datetime.now(UTC) + timedelta(seconds=seconds)
+    pending[key] = (replace(decision, not_before=max(moment, decision.not_before or moment)), job)
 
 
 def scheduler_start(api: Api, follower_seen: datetime, leader_since: datetime) -> tuple[datetime, datetime]:

@@ -1,6 +1,9 @@
 """`make status [STACK=dev]`: the live cluster at a glance (components/status.py).
 
-    python scripts/status.py STACK [--json] [--watch [--interval S]]
+    python scripts/status.py STACK [--json] [--all] [--watch [--interval S]]
+
+The table sums the jobs up by state and lists those that need attention;
+`--all` lists every job, and `--json` always holds every job.
 
 Exit code: 0 healthy, 1 degraded (quorum kept), 2 broken (no leader agreed by
 a majority) or the stack cannot be read (not deployed, no such stack).
@@ -58,6 +61,9 @@ def main() -> int:
     parser = argparse.ArgumentParser(description="The live state of a stack's Dkron cluster.")
     parser.add_argument("stack", nargs="?", default="dev")
     parser.add_argument("--json", action="store_true", help="print the status as JSON")
+    parser.add_argument(
+        "--all", action="store_true", help="list every job, not only those that need attention"
+    )
     parser.add_argument("--watch", action="store_true", help="refresh in place until interrupted")
     parser.add_argument("--interval", type=float, default=2.0, help="seconds between refreshes (--watch)")
     args = parser.parse_args()
@@ -79,20 +85,20 @@ def main() -> int:
         print(json.dumps(as_json(status), indent=2))
         return status.exit_code
     if not args.watch:
-        out.print(render(status))
+        out.print(render(status, args.all))
         return status.exit_code
     latest: ClusterStatus = status
     try:
         if not out.is_terminal:  # nothing to redraw in a pipe or a file: one table after another
             while True:
-                out.print(render(latest))
+                out.print(render(latest, args.all))
                 time.sleep(args.interval)
                 latest = read_status(args.stack, outputs)
-        with Live(render(status), console=out, auto_refresh=False) as live:
+        with Live(render(status, args.all), console=out, auto_refresh=False) as live:
             while True:
                 time.sleep(args.interval)
                 latest = read_status(args.stack, outputs)
-                live.update(render(latest), refresh=True)
+                live.update(render(latest, args.all), refresh=True)
     except KeyboardInterrupt:
         pass
     return latest.exit_code

@@ -18,9 +18,11 @@ import random
 import socket
 import subprocess
 import sys
+import tarfile
 import time
 import uuid
 from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime
 from pathlib import Path
 from typing import Any, TypeVar
@@ -355,6 +357,63 @@ def test_stack(nodes: list[dict[str, Any]], **settings: Any) -> Iterator[TestSta
         yield stack
     finally:
         stack.close()
+
+
+def project_at(commit: str, into: Path) -> Path:
+    """The project as it was at `commit` (from git), runnable with this checkout's virtualenv:
+    deploy a stack with it to test that this code takes over what earlier code left."""
+    archive = subprocess.run(["git", "archive", commit], cwd=ROOT, check=True, capture_output=True).stdout
+    with tarfile.open(fileobj=io.BytesIO(archive)) as tar:
+        tar.extractall(into, filter="data")
+    (into / ".venv").symlink_to(ROOT / ".venv")
+    return into
+
+
+def has_commit(commit: str) -> bool:
+    """Whether this checkout has `commit` (a shallow clone may lack it)."""
+    found = subprocess.run(["git", "-C", str(ROOT), "cat-file", "-e", f"{commit}^{{commit}}"], check=False)
+    return found.returncode == 0
+
+
+# --- jobs made by hand ----------------------------------------------------------------------
+
+BY_HAND_WORKERS = 16
+"""Parallel requests when making jobs by hand, as a user's script would (5,000 jobs in about 9 s)."""
+
+
+def hand_made_jobs(count: int, prefix: str = "k", schedule: str = "@every 24h") -> list[dict[str, Any]]:
+    """`count` jobs as a user makes them through Dkron's API, a shell `true` each. Not `@hourly`
+    by default: thousands of jobs all due at the top of the hour would load the machine."""
+    return [
+        {
+            "name": f"{prefix}{i:05d}",
+            "schedule": schedule,
+            "executor": "shell",
+            "executor_config": {"command": "true"},
+        }
+        for i in range(count)
+    ]
+
+
+def make_by_hand(api_url: str, jobs: list[dict[str, Any]]) -> None:
+    """POST `jobs` straight to Dkron's API, `BY_HAND_WORKERS` at a time, outside any stack."""
+    _by_hand(api_url, jobs, lambda client, job: client.upsert_job(job))
+
+
+def delete_by_hand(api_url: str, names: list[str]) -> None:
+    """DELETE the jobs `names` through Dkron's API, as many at a time as `make_by_hand` makes them."""
+    _by_hand(api_url, names, lambda client, name: client.delete_job(name))
+
+
+def _by_hand(api_url: str, items: list[T], call: Callable[[DkronClient, T], Any]) -> None:
+    def one_worker(chunk: list[T]) -> None:
+        with DkronClient(api_url, timeout_s=30) as client:
+            for item in chunk:
+                call(client, item)
+
+    chunks = [items[i::BY_HAND_WORKERS] for i in range(BY_HAND_WORKERS)]
+    with ThreadPoolExecutor(max_workers=BY_HAND_WORKERS) as pool:
+        list(pool.map(one_worker, chunks))
 
 
 # --- catch-up ------------------------------------------------------------------------------

@@ -7,14 +7,15 @@ import pytest
 # the long ones start at once and the short ones fill in beside them; the unit tests go first.
 LONGEST_FIRST = (
     "test_hosts.py",
-    "test_jobs_stack.py",
-    "test_lost_host.py",
     "test_membership.py",
+    "test_lost_host.py",
+    "test_jobs_stack.py",
     "test_jobs_scale.py",
+    "test_metrics.py",
     "test_preview_summary.py",
     "test_privilege.py",
-    "test_metrics.py",
     "test_rollout.py",
+    "test_docker_resources.py",
     "test_cluster.py",
     "test_bad_input.py",
     "test_smoke.py",

@@ -467,7 +467,8 @@ def _faults_on(stack: TestStack) -> Iterator[Faults]:
         _assert_jobs_identical(stack, expected, stack.node_names())
         recorder = Recorder(stack)
         recorder.start()
-        eventually("a first run of tick", lambda: _tick_ran_since(recorder, 0), 30)
+        # A few seconds of runs before the first fault: the counts below cover time on both sides.
+        eventually("five runs of tick", lambda: _runs_recorded(recorder) >= 5, 30)
         yield Faults(stack, recorder, expected, images)
     finally:
         if recorder is not None:
@@ -800,6 +801,11 @@ def _runs_by_second(executions: list[dict[str, Any]]) -> dict[int, list[dict[str
 
 
 # --- the Docker daemon restarted, on an engine of the test's own -------------------------
+
+
+def _runs_recorded(recorder: Recorder) -> int:
+    recorder.collect()
+    return len(recorder.snapshot()[0])
 
 
 def test_docker_daemon_restarted(lab_faults: tuple[Faults, Lab]) -> None:

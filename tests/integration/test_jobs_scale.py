@@ -7,14 +7,21 @@
 - Jobs made through the API: the preview lists them, `make jobs-export` writes
   them as a job file, the stack takes them over with one edit and no change,
   and `jobs.prune_unmanaged` deletes the ones left undeclared.
+- 5,000 jobs made through the API: `make preview` counts them, names ten and
+  gives `make jobs-export`, with no line per job; `make status` counts the jobs
+  by state and lists only the one that fails; taking over and pruning still work.
+- A stack deployed by the program from before, whose state holds the hand-made
+  jobs' digests in clear, previews with no line per job and updates with no change.
 """
 
 from __future__ import annotations
 
 import contextlib
 import copy
+import json
 import os
 import re
+import shutil
 import signal
 import subprocess
 import time
@@ -27,8 +34,20 @@ import yaml
 from pulumi import automation as auto
 
 from components.job_provider import managed_job
-from testing.harness import ROOT, TestStack, assert_previewed, eventually, preview_ops
+from components.job_set_provider import digest
+from testing.harness import (
+    ROOT,
+    TestStack,
+    assert_previewed,
+    eventually,
+    hand_made_jobs,
+    has_commit,
+    make_by_hand,
+    preview_ops,
+    project_at,
+)
 from testing.processes import descendants, exited
+from tests.integration.test_jobs_layout_compat import _job_steps
 
 pytestmark = pytest.mark.integration
 
@@ -304,3 +323,165 @@ def test_jobs_made_by_hand_are_listed_exported_taken_over_and_pruned(
     assert nothing.returncode == 0, nothing.stderr
     assert "nothing to export" in nothing.stdout
     assert set(preview_ops(stack.preview())) == {"same"}
+
+
+BY_HAND = 5000
+
+
+def _make(stack: TestStack, target: str, *args: str) -> subprocess.CompletedProcess[str]:
+    """A make target on the stack as a user runs it (`make preview` puts everything on stdout)."""
+    return subprocess.run(
+        ["make", "--no-print-directory", target, f"STACK={stack.name}", *args],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+
+
+def _job_lines(text: str) -> list[str]:
+    """The lines that name one of the hand-made bulk jobs on a line of its own (a diff entry or a row)."""
+    return [line for line in text.splitlines() if re.match(r"\s*[-+~]?\s*k\d{5}\b", line)]
+
+
+def test_thousands_of_jobs_made_by_hand_are_counted_in_the_preview_and_the_status(
+    stack: TestStack, tmp_path: Path
+) -> None:
+    declared = [
+        {"name": "kept", "schedule": "@daily", "executor": "shell", "executor_config": {"command": "true"}}
+    ]
+    stack.set_project_config("jobs", None)
+    stack.configure(lambda cluster: cluster.update(jobs=declared, job_files=[]))
+    stack.up()
+    leftovers = set(_live(stack, "n1")) - {"kept"}
+    if leftovers:  # an earlier test's jobs, now undeclared: start from the declared job alone
+        with stack.client("n1") as client:
+            for name in sorted(leftovers, key=lambda n: n != "hand-child"):
+                client.delete_job(name)
+    failing = {
+        "name": "hand-failing",
+        "schedule": "@every 2s",
+        "executor": "shell",
+        "executor_config": {"command": "false"},
+    }
+    paused = {**failing, "name": "hand-paused", "disabled": True}
+    make_by_hand(stack.api_url("n1"), [*hand_made_jobs(BY_HAND), failing, paused])
+    eventually(
+        "the hand-made jobs on every node",
+        lambda: all(len(_live(stack, n)) == BY_HAND + 3 for n in stack.node_names()) or None,
+        60,
+    )
+
+    # The preview, as `make preview` prints it: the count, ten names, the export command;
+    # no line per job (the refresh used to print each job's digest, then every name on one line).
+    preview = _make(stack, "preview")
+    assert preview.returncode == 0, preview.stdout[-3000:] + preview.stderr[-3000:]
+    text = preview.stdout
+    print(f"BYHAND make preview: {len(text.splitlines())} lines\n{text}")
+    names = ", ".join(["hand-failing", "hand-paused", *(f"k{i:05d}" for i in range(8))])
+    assert (
+        f"jobs in Dkron that no stack declares ({BY_HAND + 2}), left alone: {names} and {BY_HAND + 2 - 10} more"
+        in text
+    ), text[-3000:]
+    assert f"make jobs-export STACK={stack.name} (writes them all to a job file)" in text
+    assert _job_lines(text) == [], _job_lines(text)[:5]
+    assert not re.search(r"^\s*[-+~]?\s*unmanaged\s*:", text, re.MULTILINE)  # the digests' diff
+    assert len(text.splitlines()) < 80, text[-3000:]
+
+    # The status sums the jobs up and lists the failing one alone; JSON=1 holds every job.
+    eventually(
+        "hand-failing failed",
+        lambda: _live(stack, "n1")["hand-failing"].get("error_count") or None,
+        60,
+    )
+    status = _make(stack, "status")
+    assert status.returncode == 0, status.stdout + status.stderr
+    print(f"BYHAND make status: {len(status.stdout.splitlines())} lines\n{status.stdout}")
+    assert (
+        f"jobs {BY_HAND + 3}: {BY_HAND + 1} ok, 1 failing, 0 late, 0 caught up, 1 disabled" in status.stdout
+    )
+    assert "jobs that need attention (1 of" in status.stdout
+    assert "hand-failing" in status.stdout
+    assert "hand-paused" not in status.stdout
+    assert _job_lines(status.stdout) == []
+    assert len(status.stdout.splitlines()) < 30, status.stdout
+    every = _make(stack, "status", "JSON=1")
+    data = json.loads(every.stdout)
+    assert len(data["jobs"]) == BY_HAND + 3
+    assert data["job_counts"]["failing"] == 1
+
+    # Taking some over (declared as they are, in a job file) needs no write, and the preview
+    # names ten; pruning the rest names ten and counts the others. (Not thousands taken over:
+    # the stack output `jobs` lists the managed jobs, and Pulumi prints a line for each new one.)
+    with stack.client("n1") as client:
+        client.delete_job("hand-failing")  # it would not stay as declared: it keeps running
+    half = 25
+    taken = hand_made_jobs(half)
+    job_file = tmp_path / "taken-over.yaml"
+    job_file.write_text(yaml.safe_dump({"jobs": taken}, sort_keys=False))
+    stack.configure(lambda cluster: cluster.update(job_files=[str(job_file)]))
+    preview = _make(stack, "preview")
+    assert preview.returncode == 0, preview.stdout[-3000:] + preview.stderr[-3000:]
+    assert f"job changes: {half} taken over; 1 unchanged" in preview.stdout
+    assert "= k00000: taken over, no change" in preview.stdout
+    assert (
+        f"  = ... and {half - 10} more taken over, no change (the stack's job files list them)"
+        in preview.stdout
+    )
+    assert len([line for line in preview.stdout.splitlines() if "taken over, no change" in line]) == 11
+    stack.stack.refresh(on_output=stack._echo, color="never")  # as `make up` does first
+    assert set(preview_ops(stack.preview())) == {"same"}
+    stack.set_project_config("jobs", {"prune_unmanaged": True})
+    preview = _make(stack, "preview")
+    assert preview.returncode == 0, preview.stdout[-3000:]
+    pruned = BY_HAND - half + 1
+    assert f"job changes: {half} taken over, {pruned} pruned; 1 unchanged" in preview.stdout
+    assert f"  - ... and {pruned - 10} more no stack declares; every one before the prune:" in preview.stdout
+    assert len([line for line in preview.stdout.splitlines() if "no stack declares" in line]) == 11
+    stack.up()
+    eventually("the rest pruned", lambda: _all_as_declared(stack, [*declared, *taken]), 60)
+    stack.set_project_config("jobs", None)
+
+
+# The program before the `unmanaged` digests became a secret: its state holds them in clear.
+DIGESTS_IN_CLEAR = "7fe0114278c959016a06dd61b8b3b015fe8827f1"
+
+
+@pytest.mark.skipif(not has_commit(DIGESTS_IN_CLEAR), reason=f"needs commit {DIGESTS_IN_CLEAR}")
+def test_a_stack_deployed_before_with_jobs_made_by_hand_previews_and_updates_quietly(tmp_path: Path) -> None:
+    declared = [
+        {"name": "kept", "schedule": "@daily", "executor": "shell", "executor_config": {"command": "true"}}
+    ]
+    stack = TestStack([{"name": "a"}], jobs=declared)
+    try:
+        old_tree = project_at(DIGESTS_IN_CLEAR, tmp_path / "old")
+        shutil.copy(stack.config_file, old_tree / "stacks" / stack.config_file.name)
+        old = auto.select_stack(stack_name=stack.name, work_dir=str(old_tree))
+        old.up(on_output=stack._echo, color="never")
+        stack.last_outputs = stack.outputs()
+        by_hand = hand_made_jobs(300)
+        make_by_hand(stack.api_url("a"), by_hand)
+        # The earlier program's refresh puts every hand-made job's digest in the state, in clear.
+        old.refresh(on_output=stack._echo, color="never")
+        live = _live(stack, "a")
+        assert digest(live["k00000"]) in stack.export_as_user()
+
+        # This program: the preview says what it always did (nothing to do) and no digest or
+        # name per job; the update changes nothing, and the digests go out of the clear.
+        preview = _make(stack, "preview")
+        assert preview.returncode == 0, preview.stdout[-3000:] + preview.stderr[-3000:]
+        assert "jobs in Dkron that no stack declares (300), left alone: k00000," in preview.stdout
+        assert _job_lines(preview.stdout) == [], _job_lines(preview.stdout)[:5]
+        # (The node image is rebuilt: its context is this checkout, not the old tree.)
+        assert _job_steps(stack) == {"jobs": "same"}
+        stack.up()  # and the harness's refreshed preview proposes no change
+        assert digest(live["k00000"]) not in stack.export_as_user()
+
+        # More jobs by hand: the refresh finds them and still prints no line per job.
+        make_by_hand(stack.api_url("a"), hand_made_jobs(300, prefix="m"))
+        preview = _make(stack, "preview")
+        assert "jobs in Dkron that no stack declares (600), left alone:" in preview.stdout
+        assert not [line for line in preview.stdout.splitlines() if re.match(r"\s*[-+~]?\s*m\d{5}\b", line)]
+        assert set(preview_ops(stack.preview())) == {"same"}
+    finally:
+        stack.close()

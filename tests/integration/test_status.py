@@ -71,6 +71,8 @@ def test_a_whole_cluster_is_healthy_node_by_node_and_job_by_job(cluster: TestSta
     [tick] = data["jobs"]
     assert (tick["name"], tick["schedule"], tick["last_result"]) == ("tick", "@every 2s", "success")
     assert (tick["caught_up"], tick["missed"]) == (0, 0)
+    assert tick["state"] == "ok"
+    assert data["job_counts"] == {"ok": 1, "failing": 0, "late": 0, "caught up": 0, "disabled": 0}
 
     # The table, through make: colourless when piped, exit 0.
     done = subprocess.run(
@@ -82,8 +84,20 @@ def test_a_whole_cluster_is_healthy_node_by_node_and_job_by_job(cluster: TestSta
     assert done.returncode == 0, done.stdout + done.stderr
     assert done.stdout.startswith(f"HEALTHY  stack {cluster.name}  leader {data['leader']}")
     assert "\x1b[" not in done.stdout
-    for name in ("node1", "node2", "node3", "tick"):
+    for name in ("node1", "node2", "node3"):
         assert name in done.stdout
+    # The jobs summed up; a job that is fine is listed only with ALL=1.
+    assert "jobs 1: 1 ok, 0 failing, 0 late, 0 caught up, 0 disabled" in done.stdout
+    assert f"no job needs attention (every job: make status STACK={cluster.name} ALL=1)" in done.stdout
+    assert "tick" not in done.stdout
+    every = subprocess.run(
+        ["make", "--no-print-directory", "status", f"STACK={cluster.name}", "ALL=1"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+    )
+    assert every.returncode == 0, every.stdout + every.stderr
+    assert "tick" in every.stdout
 
 
 def test_a_killed_node_degrades_it_and_a_lost_majority_breaks_it_until_up_brings_them_back(

@@ -7,7 +7,7 @@ from typing import Any
 import pytest
 from pulumi.runtime.rpc import UNKNOWN
 
-from components.job_changes import job_changes, job_summary
+from components.job_changes import NAMED, job_changes, job_summary
 from components.job_set_provider import DkronJobSetProvider, digest, job_set_changes, levels
 from components.jobs import JobConfigError, load_job_settings
 
@@ -156,6 +156,39 @@ def test_summary_lists_jobs_no_stack_declares_and_how_to_take_them_over_or_prune
         "job changes: 2 pruned; 1 unchanged",
         "  - hand-1: delete (no stack declares it; jobs.prune_unmanaged is on)",
         "  - hand-2: delete (no stack declares it; jobs.prune_unmanaged is on)",
+    ]
+
+
+def test_thousands_of_jobs_no_stack_declares_are_counted_with_a_few_names_and_the_export() -> None:
+    live = {"a": job("a"), **{f"k{i:05d}": job(f"k{i:05d}") for i in range(5000)}}
+    changes = job_changes({"a": job("a")}, live, managed_before=["a"])
+    lines = job_summary(changes, "dev", prune_unmanaged=False).splitlines()
+    assert lines == [
+        "no job changes (1 jobs)",
+        "jobs in Dkron that no stack declares (5000), left alone: "
+        + ", ".join(f"k{i:05d}" for i in range(NAMED))
+        + f" and {5000 - NAMED} more",
+        "  every one, to read or to take over: make jobs-export STACK=dev (writes them all to a job file);"
+        " or delete them: jobs.prune_unmanaged: true",
+    ]
+    pruning = job_summary(changes, "dev", prune_unmanaged=True).splitlines()
+    assert pruning[0] == "job changes: 5000 pruned; 1 unchanged"
+    assert pruning[1] == "  - k00000: delete (no stack declares it; jobs.prune_unmanaged is on)"
+    assert len(pruning) == 1 + NAMED + 1
+    assert pruning[-1] == (
+        f"  - ... and {5000 - NAMED} more no stack declares; every one before the prune: make jobs-export STACK=dev"
+    )
+
+
+def test_thousands_taken_over_with_no_change_are_counted_and_those_that_change_listed() -> None:
+    live = {f"k{i:05d}": job(f"k{i:05d}") for i in range(3000)}
+    declared = {**live, "k00005": job("k00005", schedule="@daily")}
+    lines = job_summary(job_changes(declared, live, managed_before=[]), "dev", False).splitlines()
+    assert lines[0] == "job changes: 3000 taken over; 0 unchanged"
+    assert lines[1] == "  = k00005: taken over, changes schedule"
+    assert lines[2:12] == [f"  = k{i:05d}: taken over, no change" for i in range(11) if i != 5]
+    assert lines[12:] == [
+        f"  = ... and {2999 - NAMED} more taken over, no change (the stack's job files list them)"
     ]
 
 

@@ -8,7 +8,9 @@ from datetime import UTC, datetime, timedelta
 
 from components.health import ClusterView, NodeView, RaftPeer
 from components.status import (
+    LISTED,
     ClusterStatus,
+    JobState,
     JobStatus,
     NodeStatus,
     as_json,
@@ -19,6 +21,7 @@ from components.status import (
     majority_leader,
     render,
     short_error,
+    watcher_lines_by_job,
 )
 
 NODES = ["a", "b", "c"]
@@ -86,31 +89,31 @@ def test_a_job_whose_last_run_failed_says_so() -> None:
             next="2026-12-01T12:00:00Z",
         ),
         NOW,
-        [],
+        {},
     )
     assert line.last_result == "failed"
     assert (line.success_count, line.error_count) == (3, 1)
     assert line.late_since is None
     assert (
         job_status(
-            job(last_success="2026-12-01T11:59:55Z", last_error="2026-12-01T11:59:50Z"), NOW, []
+            job(last_success="2026-12-01T11:59:55Z", last_error="2026-12-01T11:59:50Z"), NOW, {}
         ).last_result
         == "success"
     )
-    assert job_status(job(), NOW, []).last_result == "never"
+    assert job_status(job(), NOW, {}).last_result == "never"
 
 
 def test_a_job_is_late_once_a_due_time_has_passed_unserved_for_a_while() -> None:
     stale = job(last_success=(NOW - timedelta(minutes=5)).isoformat())
     assert (
-        job_status(stale, NOW, []).late_since
+        job_status(stale, NOW, {}).late_since
         == (NOW - timedelta(minutes=5) + timedelta(seconds=10)).isoformat()
     )
     # A disabled job or a manual one is never late.
-    assert job_status({**stale, "disabled": True}, NOW, []).late_since is None
-    assert job_status({**stale, "schedule": "@manually"}, NOW, []).late_since is None
+    assert job_status({**stale, "disabled": True}, NOW, {}).late_since is None
+    assert job_status({**stale, "schedule": "@manually"}, NOW, {}).late_since is None
     # Just due: not late yet.
-    assert job_status(job(last_success=(NOW - timedelta(seconds=15)).isoformat()), NOW, []).late_since is None
+    assert job_status(job(last_success=(NOW - timedelta(seconds=15)).isoformat()), NOW, {}).late_since is None
 
 
 def test_caught_up_and_missed_runs_come_from_the_watchers_lines_and_are_unknown_without_them() -> None:
@@ -120,7 +123,7 @@ def test_caught_up_and_missed_runs_come_from_the_watchers_lines_and_are_unknown_
         {"event": "too-old", "job": "report"},
         {"event": "leading"},
     ]
-    line = job_status(job(), NOW, lines)
+    line = job_status(job(), NOW, watcher_lines_by_job(lines))
     assert (line.caught_up, line.missed) == (1, 1)
     unknown = job_status(job(), NOW, None)
     assert (unknown.caught_up, unknown.missed) == (None, None)
@@ -167,9 +170,102 @@ def test_the_table_has_no_colour_codes_when_not_a_terminal() -> None:
     assert text.startswith("DEGRADED  stack dev  leader a")
     assert "c: container exited" in text
     assert "1h06m" in text  # a's uptime
-    assert "report" in text
-    assert "@daily" in text
+    assert "jobs 1: 1 ok, 0 failing, 0 late, 0 caught up, 0 disabled" in text
+    assert "no job needs attention (every job: make status STACK=dev ALL=1)" in text
+    assert "report" not in text
     assert "host" not in text  # one engine: no host column
+    every = io.StringIO()
+    console(every).print(render(status(), every_job=True))
+    assert "report" in every.getvalue()
+    assert "@daily" in every.getvalue()
+
+
+def test_a_job_is_summed_up_by_the_most_pressing_state() -> None:
+    failed = {"last_success": "2026-12-01T11:59:40Z", "last_error": "2026-12-01T11:59:50Z"}
+    stale = {"last_success": (NOW - timedelta(minutes=5)).isoformat()}
+    assert job_status(job(), NOW, {}).state == "ok"
+    assert job_status(job(**failed, next="2026-12-01T12:00:05Z"), NOW, {}).state == "failing"
+    assert job_status(job(**stale), NOW, {}).state == "late"
+    assert job_status(job(**stale, disabled=True), NOW, {}).state == "disabled"
+    caught = watcher_lines_by_job([{"event": "run", "job": "report"}])
+    assert job_status(job(), NOW, caught).state == "caught up"
+    too_old = watcher_lines_by_job([{"event": "too-old", "job": "report"}])
+    assert job_status(job(), NOW, too_old).state == "caught up"
+    assert job_status(job(**failed, disabled=True), NOW, caught).state == "failing"
+
+
+def many(count: int, state: JobState = "ok") -> list[JobStatus]:
+    result = "failed" if state == "failing" else "never"
+    return [
+        JobStatus(
+            f"k{i:05d}", "@hourly", False, None, None, None, 0, 0, result, caught_up=0, missed=0, state=state
+        )
+        for i in range(count)
+    ]
+
+
+def test_thousands_of_jobs_are_counted_by_state_and_only_those_that_need_attention_listed() -> None:
+    jobs = [
+        *many(5000),
+        JobStatus("broken", "@hourly", False, None, None, None, 0, 3, "failed", state="failing"),
+        JobStatus(
+            "stuck",
+            "@every 10s",
+            False,
+            None,
+            None,
+            None,
+            5,
+            0,
+            "success",
+            late_since=NOW.isoformat(),
+            state="late",
+        ),
+        JobStatus("paused", "@hourly", True, None, None, None, 0, 0, "never", state="disabled"),
+        JobStatus(
+            "after-outage",
+            "@hourly",
+            False,
+            None,
+            None,
+            None,
+            1,
+            0,
+            "success",
+            caught_up=1,
+            missed=0,
+            state="caught up",
+        ),
+    ]
+    big = ClusterStatus(**{**status("healthy").__dict__, "jobs": jobs, "problems": []})
+    assert big.job_counts == {"ok": 5000, "failing": 1, "late": 1, "caught up": 1, "disabled": 1}
+    stream = io.StringIO()
+    console(stream).print(render(big))
+    text = stream.getvalue()
+    assert "jobs 5004: 5000 ok, 1 failing, 1 late, 1 caught up, 1 disabled" in text
+    assert "jobs that need attention (3 of 5004; every job: make status STACK=dev ALL=1)" in text
+    rows = [
+        line.split()[0]
+        for line in text.splitlines()
+        if line.split() and line.split()[0] in ("stuck", "broken", "after-outage")
+    ]
+    assert rows == ["stuck", "broken", "after-outage"]  # late first, then failing, then caught up
+    assert "k00000" not in text
+    assert "paused" not in text
+    assert len(text.splitlines()) < 20
+    # JSON holds every job and the counts.
+    data = as_json(big)
+    assert len(data["jobs"]) == 5004
+    assert data["job_counts"]["ok"] == 5000
+
+
+def test_a_long_list_of_jobs_that_need_attention_is_cut_with_the_count_of_the_rest() -> None:
+    big = ClusterStatus(**{**status("healthy").__dict__, "jobs": many(200, "failing")})
+    stream = io.StringIO()
+    console(stream).print(render(big))
+    text = stream.getvalue()
+    assert f"... and {200 - LISTED} more that need attention (every job: make status STACK=dev ALL=1)" in text
+    assert sum(1 for line in text.splitlines() if line.lstrip().startswith("k0")) == LISTED
 
 
 def test_several_hosts_add_a_host_column_and_the_servers_beside_the_nodes_get_a_line() -> None:
