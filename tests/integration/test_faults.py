@@ -215,7 +215,11 @@ class Recorder:
         self.collect_watcher_lines()
         with self._lock:
             lines = list(self.watcher.values())
-        return [line for line in lines if "started" in line and since <= _iso(line["started"]) <= until]
+        stamped = [
+            (line, line.get("started") or line.get("since") or line.get("started_by") or line.get("due"))
+            for line in lines
+        ]
+        return [line for line, at in stamped if at and since <= _iso(str(at)) <= until]
 
     def beat_starts(self) -> list[float]:
         with self._lock:
@@ -758,9 +762,13 @@ def _assert_runs_across_faults(faults: Faults) -> None:
             "beat_runs": len(beats),
             "beat_missed": missed_due_times(beats, BEAT_EVERY_S, caught_up),
             "catch_ups": [
-                {k: line.get(k) for k in ("container", "job", "due", "late_s")}
+                {
+                    k: line.get(k)
+                    for k in ("container", "event", "job", "due", "late_s", "started")
+                    if k in line
+                }
                 for line in lines
-                if line["event"] == "run"
+                if line["event"] != "watching"
             ],
         }
     same_node = sum(
