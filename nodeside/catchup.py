@@ -19,16 +19,13 @@ only) and acts only on the node that leads:
   the due times since, the watcher starts the job once through the API and
   says so in the node's log.
 
-Why a run is never started twice for one due time: a new leader's scheduler
-counts an `@every` job anew from the moment it starts (after a Raft barrier),
-so the watcher waits for that start (`scheduler_started` at `/debug/vars`)
-and knows when the leader's own first run comes. A missed due time that run
-serves (at its time, or late by less than an interval) is left to it; any
-other is started at least 0.45 of an interval away from every regular run,
-at once or half an interval after the leader's first run. Just before
-starting, the watcher reads the job's kept runs (a run in progress shows
-there), keeps that distance with the clock of that moment, and checks that
-its own node still leads: the API hands a run to whoever leads now.
+Why a run is never started twice for one due time: the watcher starts a
+missed run once per due time it works out; just before that it reads the
+job again and stays away if Dkron's stored next time moved (Dkron writes it
+through Raft before each run, so a run the scheduler started meanwhile
+shows) or a run is in progress; a watcher on a node that lost leadership
+cannot start a run at all (that write needs the leader); and it leaves a job
+alone when the job's own schedule runs it within a second anyway.
 
 Per job, metadata ``dkron-iac.catch-up: "off"`` turns it off and
 ``dkron-iac.catch-up-window`` (a Go duration) replaces the stack's window.
@@ -45,7 +42,7 @@ import urllib.error
 import urllib.parse
 import urllib.request
 from collections.abc import Mapping
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -70,14 +67,8 @@ OUTAGE_MARGIN_S = 60.0
 """A leader may stop scheduling a little before it stops leading (a graceful stop): due times
 this long before the last working leader was seen still count as missed."""
 IMMINENT_S = 0.25
-"""A catch-up starts at least this long before or after a regular run of the job."""
-SPACING = 0.45
-"""... and at least this fraction of the job's interval (two runs closer than half an interval
-serve one due time twice, as a reader of the runs sees it) ..."""
-SPACING_CAP_S = 5.0
-"""... but never needs more than this (an hourly job is caught up even a minute before its run)."""
-SCHEDULER_WAIT_S = 30.0
-"""How long a new leader's watcher waits for its scheduler to start (Dkron first commits a barrier)."""
+"""A catch-up must start at least this long before the second in which the job's own schedule runs
+it next (due times are whole seconds): never two runs of a job in one second."""
 EPOCH = datetime(2000, 1, 1, tzinfo=UTC)
 LATE_AFTER_S = 30.0
 """How long a due time may pass unserved before a job counts as late (`make status`) or its runs as
@@ -96,13 +87,6 @@ class Decision:
     """The due time Dkron stored and nobody ran."""
     in_window: datetime | None = None
     """The first due time inside the window (the run that is caught up)."""
-    not_before: datetime | None = None
-    """For a run: not before this moment (half an interval after the leader's first run)."""
-    first_regular: datetime | None = None
-    """For a run now: the earliest the leader's own schedule runs the job next."""
-    later: tuple[datetime, datetime] | None = None
-    """For a run now: when to run instead if the moment has come too near ``first_regular``, and
-    the regular run after that moment."""
 
 
 def parse_time(text: object) -> datetime | None:
@@ -174,15 +158,12 @@ def decide(
     outage_from: datetime | None,
     window_s: float,
     noted_next: datetime | None = None,
-    scheduler_from: tuple[datetime, datetime] | None = None,
 ) -> Decision | None:
     """Whether ``job`` missed a run while there was no leader, and what to do about it.
 
     ``leader_since``: when this node's leadership began (as seen); ``outage_from``:
     when a working leader was last seen before it (None if never); ``noted_next``:
-    the job's next due time as noted then; ``scheduler_from``: the moments between
-    which this leader's scheduler started (an `@every` job's first run counts from
-    then), by default the fraction of a second before ``leader_since``.
+    the job's next due time as noted then.
     """
     name = str(job.get("name", ""))
     schedule = str(job.get("schedule", ""))
@@ -194,16 +175,11 @@ def decide(
     due = missed_due(job, noted_next)
     if due is None:
         return None
-    every = every_seconds(schedule)
-    if scheduler_from is None:
-        scheduler_from = (leader_since - timedelta(seconds=POLL_S), leader_since)
-    earliest, latest = _regular_runs(job, now, scheduler_from)
-    if every is None and due >= leader_since:
+    regular = _regular_run(job, now, leader_since)
+    if every_seconds(schedule) is None and due >= leader_since:
         return None  # not missed: the leader's own schedule has it
-    spacing = _spacing(job, due)
-    swallowed = every is not None and latest - due >= timedelta(seconds=every)
-    if due >= earliest - timedelta(seconds=spacing) and not swallowed:
-        return None  # the leader's own first run serves it, at its time or within an interval
+    if due >= regular - timedelta(seconds=IMMINENT_S):
+        return None  # served by the leader's own schedule (an @every job restarts when a leader takes over)
     if due > now:  # an @every due time the new leader's schedule skips: caught up when it is due
         return Decision(name, "wait", due)
     if outage_from is not None and due < outage_from - timedelta(seconds=OUTAGE_MARGIN_S):
@@ -212,40 +188,9 @@ def decide(
     in_window = _first_due_from(job, due, now - timedelta(seconds=window))
     if in_window is None or in_window > now:
         return Decision(name, "too-old", due)
-    # Too close to the leader's first run, which may come a whole interval or more after the
-    # missed time: half an interval after it, unless that run turns out to have served it.
-    later = None
-    if swallowed and every is not None:
-        later = (latest + timedelta(seconds=every / 2), latest + timedelta(seconds=every))
-    if earliest - now >= timedelta(seconds=spacing):
-        return Decision(name, "run", due, in_window, first_regular=earliest, later=later)
-    if later is not None:
-        return Decision(name, "run", due, in_window, not_before=later[0], first_regular=later[1])
-    return Decision(name, "imminent", due, in_window)
-
-
-def _spacing(job: Mapping[str, Any], due: datetime) -> float:
-    """How far a caught-up run must keep from the job's regular runs: less than half an interval
-    apart, two runs look like one due time served twice."""
-    interval = (_next_after(job, due) - due).total_seconds()
-    return max(IMMINENT_S, min(SPACING * interval, SPACING_CAP_S))
-
-
-def _next_after(job: Mapping[str, Any], due: datetime) -> datetime:
-    """The job's due time after ``due`` on the same schedule."""
-    schedule = str(job["schedule"])
-    every = every_seconds(schedule)
-    if every is not None:
-        return due + timedelta(seconds=every)
-    following = next_due(schedule, str(job["name"]), due, str(job.get("timezone") or ""))
-    return following or due + timedelta(days=3650)
-
-
-def served(job: Mapping[str, Any], due: datetime, starts: list[datetime]) -> bool:
-    """Whether a run started for ``due``: at it, or late but before the next due time (a leader's
-    `@every` schedule counts anew from its take-over, so its first run may come within an interval)."""
-    until = _next_after(job, due) - timedelta(seconds=0.5)
-    return any(due - timedelta(seconds=0.5) <= start < until for start in starts)
+    if regular - now < timedelta(seconds=IMMINENT_S):
+        return Decision(name, "imminent", due, in_window)
+    return Decision(name, "run", due, in_window)
 
 
 def _first_due_from(job: Mapping[str, Any], due: datetime, start: datetime) -> datetime | None:
@@ -259,23 +204,16 @@ def _first_due_from(job: Mapping[str, Any], due: datetime, start: datetime) -> d
     return next_due(schedule, str(job["name"]), start - timedelta(seconds=1), str(job.get("timezone") or ""))
 
 
-def _regular_runs(
-    job: Mapping[str, Any], now: datetime, scheduler_from: tuple[datetime, datetime]
-) -> tuple[datetime, datetime]:
-    """The earliest and the latest moment the leader's own schedule runs the job next.
-
-    An `@every` job is first run one interval after the scheduler started, counted from
-    the whole second (Dkron's cron library): known to the second unless the start's bounds
-    straddle one. A calendar schedule's next time does not depend on the leader.
-    """
+def _regular_run(job: Mapping[str, Any], now: datetime, leader_since: datetime) -> datetime:
+    """The earliest the leader's own schedule may run the job next."""
     schedule = str(job["schedule"])
     every = every_seconds(schedule)
     if every is not None:
-        first, last = (moment.replace(microsecond=0) + timedelta(seconds=every) for moment in scheduler_from)
-        return first, last
+        # Scheduled when the leader took over (seen up to POLL_S late), on a whole second.
+        taken_over = leader_since - timedelta(seconds=POLL_S)
+        return taken_over.replace(microsecond=0) + timedelta(seconds=every)
     upcoming = next_due(schedule, str(job["name"]), now, str(job.get("timezone") or ""))
-    upcoming = upcoming or now + timedelta(days=3650)
-    return upcoming, upcoming
+    return upcoming or now + timedelta(days=3650)
 
 
 class Api:
@@ -311,23 +249,19 @@ class Api:
         status, body = self.call("GET", f"/v1/jobs/{urllib.parse.quote(name, safe='')}")
         return body if status == 200 and isinstance(body, dict) else None
 
-    def scheduler_started(self) -> bool | None:
-        """Whether the agent's scheduler runs (Dkron's `scheduler_started` variable; None: not told)."""
-        status, body = self.call("GET", "/debug/vars", timeout=2.0)
-        if status != 200 or not isinstance(body, dict) or "scheduler_started" not in body:
-            return None
-        return bool(body["scheduler_started"])
+    def running(self) -> set[str]:
+        """Jobs with an execution in progress anywhere in the cluster, as far as it answers quickly.
 
-    def starts(self, name: str) -> list[datetime]:
-        """When the job's kept runs were dispatched (their execution groups)."""
-        status, body = self.call("GET", f"/v1/jobs/{urllib.parse.quote(name, safe='')}/executions")
+        Dkron asks every server it still holds alive; one that just died makes the
+        answer wait or fail, and the run that was missed should not wait for that.
+        """
+        try:
+            status, body = self.call("GET", "/v1/busy", timeout=1.5)
+        except OSError:
+            return set()
         if status != 200 or not isinstance(body, list):
-            return []
-        return [
-            datetime.fromtimestamp(int(execution["group"]) / 1e9, UTC)
-            for execution in body
-            if isinstance(execution, dict) and str(execution.get("group", "")).isdigit()
-        ]
+            return set()
+        return {str(execution.get("job_name")) for execution in body if isinstance(execution, dict)}
 
     def run(self, name: str) -> int:
         status, _ = self.call("POST", f"/v1/jobs/{urllib.parse.quote(name, safe='')}/run", timeout=10.0)
@@ -425,176 +359,72 @@ def parse_log(text: str) -> list[dict[str, Any]]:
     return found
 
 
-@dataclass(frozen=True)
-class Leadership:
-    """One leadership of this node, as its watcher saw it begin."""
-
-    since: datetime
-    """When the watcher saw its node lead."""
-    scheduler_from: tuple[datetime, datetime]
-    """Between which moments the node's scheduler started (Dkron starts it after a barrier)."""
-    noted: Notes
-    """What was noted before this leadership began."""
-
-    def decide(self, job: Mapping[str, Any], now: datetime, window_s: float) -> Decision | None:
-        noted_next = self.noted.due(str(job.get("name", "")))
-        return decide(
-            job, now, self.since, self.noted.leader_seen_at, window_s, noted_next, self.scheduler_from
-        )
-
-
 def catch_up(
-    api: Api,
-    leadership: Leadership,
-    window_s: float,
-    done: set[str],
-    held: dict[str, float],
-    pending: dict[str, tuple[Decision, dict[str, Any]]],
+    api: Api, leader_since: datetime, noted: Notes, window_s: float, done: set[str], held: dict[str, float]
 ) -> bool:
     """Start each job this leadership found missed, once; ``done`` holds ``job@due`` already handled,
-    ``held`` those to look at again later (monotonic time), ``pending`` runs put off until a moment.
-    True while something is left to look at.
+    ``held`` those to look at again later (monotonic time).
+
+    ``noted``: what was noted before this leadership began. True while something is left to look at.
     """
     now = datetime.now(UTC)
+    jobs = api.jobs()
+    running: set[str] | None = None
     waiting = False
-    for job in api.jobs():
-        decision = leadership.decide(job, now, window_s)
+    for job in jobs:
+        name = str(job.get("name", ""))
+        decision = decide(job, now, leader_since, noted.leader_seen_at, window_s, noted.due(name))
         if decision is None:
             continue
         key = f"{decision.job}@{decision.due.isoformat()}"
-        if key in done or key in pending:
+        if key in done:
             continue
         if decision.action == "wait":
             waiting = True
-        elif decision.action != "run":
+            continue
+        if decision.action != "run":
             done.add(key)
             log(decision.action, job=decision.job, due=decision.due, window_s=window_s)
-        elif decision.not_before is not None:
-            pending[key] = (decision, job)
-        elif held.get(key, 0.0) > time.monotonic():
-            waiting = True
-        elif not _attempt(api, key, decision, job, done, held, pending):
-            return False
-    for key, (decision, job) in list(pending.items()):
-        soon = datetime.now(UTC) + timedelta(seconds=POLL_S)
-        if (decision.not_before is not None and decision.not_before > soon) or held.get(
-            key, 0.0
-        ) > time.monotonic():
             continue
-        if decision.not_before is not None:  # started on time, not up to a poll later
-            time.sleep(max(0.0, (decision.not_before - datetime.now(UTC)).total_seconds()))
-        if not _attempt(api, key, decision, job, done, held, pending):
-            return False
-    return waiting or bool(pending) or any(t > time.monotonic() for k, t in held.items() if k not in done)
-
-
-def _attempt(
-    api: Api,
-    key: str,
-    decision: Decision,
-    job: dict[str, Any],
-    done: set[str],
-    held: dict[str, float],
-    pending: dict[str, tuple[Decision, dict[str, Any]]],
-) -> bool:
-    """Start one decided run if it still holds at this moment; False if this node no longer leads."""
-    put_off = decision.not_before is not None
-    again = api.job(decision.job)
-    if again is None or (not put_off and again.get("next") != job.get("next")):
-        # A run started meanwhile moves the stored next time, and so does a leader still
-        # applying Raft's log: look again in a second, when either shows (a run as its last run).
-        _again_in(1.0, key, decision, job, held, pending)
-        return True
-    # Every run that started since the job was read shows here, also one still in progress.
-    starts = api.starts(decision.job)
-    if served(job, decision.due, starts):
-        done.add(key)
-        pending.pop(key, None)
-        log("served", job=decision.job, due=decision.due)
-        return True
-    moment = datetime.now(UTC)
-    spacing = timedelta(seconds=_spacing(job, decision.due))
-    if decision.first_regular is not None and decision.first_regular - moment < spacing:
-        # Decided a moment ago, now too near the leader's own first run.
-        if decision.later is not None:
-            moment_later, after = decision.later
-            pending[key] = (
-                replace(decision, not_before=moment_later, first_regular=after, later=None),
-                job,
-            )
-        else:
+        if held.get(key, 0.0) > time.monotonic():
+            waiting = True
+            continue
+        running = api.running() if running is None else running
+        if decision.job in running:
             done.add(key)
-            log("imminent", job=decision.job, due=decision.due)
-        return True
-    if any(abs(moment - start) < spacing for start in starts):
-        _again_in(0.5, key, decision, job, held, pending)
-        return True
-    # A watcher whose node no longer leads would start the run through the new leader.
-    if not api.leads():
-        return False
-    try:
-        status = api.run(decision.job)
-    except OSError as err:  # it may have started: the next look sees its run, or tries again
-        _again_in(2.0, key, decision, job, held, pending)
-        log("retry", job=decision.job, due=decision.due, error=repr(err))
-        return True
-    if status not in (200, 202):  # e.g. the scheduler has not started yet: the next scan tries again
-        _again_in(0.5, key, decision, job, held, pending)
-        log("retry", job=decision.job, due=decision.due, status=status)
-        return True
-    # Dkron answers once the run has ended; a run handed to a node that just died (Serf still
-    # holds it alive for a few seconds) never started, and the due time is still unserved.
-    if not any(start >= moment - timedelta(seconds=0.05) for start in api.starts(decision.job)):
-        _again_in(0.3, key, decision, job, held, pending)
-        log("lost", job=decision.job, due=decision.due, started=moment)
-        return True
-    done.add(key)
-    pending.pop(key, None)
-    due = decision.in_window or decision.due
-    log(
-        "run",
-        job=decision.job,
-        due=due,
-        first_missed=decision.due,
-        started=moment,
-        late_s=round((moment - due).total_seconds(), 3),
-        put_off=put_off,
-    )
-    return True
-
-
-def _again_in(
-    seconds: float,
-    key: str,
-    decision: Decision,
-    job: dict[str, Any],
-    held: dict[str, float],
-    pending: dict[str, tuple[Decision, dict[str, Any]]],
-) -> None:
-    """Look at a decided run again in ``seconds``. A due time the leader's first run swallows is kept
-    as decided: decided again after that run, the job's last run would hide it."""
-    if decision.later is None and decision.not_before is None:
-        held[key] = time.monotonic() + seconds
-        return
-    moment = datetime.now(UTC) + timedelta(seconds=seconds)
-    pending[key] = (replace(decision, not_before=max(moment, decision.not_before or moment)), job)
-
-
-def scheduler_start(api: Api, follower_seen: datetime, leader_since: datetime) -> tuple[datetime, datetime]:
-    """Between which moments the new leader's scheduler started: polled every few hundredths of a
-    second until it runs, as its first `@every` runs count from then."""
-    earliest = max(follower_seen, leader_since - timedelta(seconds=SCHEDULER_WAIT_S))
-    deadline = time.monotonic() + SCHEDULER_WAIT_S
-    while time.monotonic() < deadline:
-        asked = datetime.now(UTC)
-        started = api.scheduler_started()
-        if started is None:  # not told: assume it started as the leadership was seen
-            return (leader_since - timedelta(seconds=POLL_S), leader_since)
-        if started:
-            return (earliest, datetime.now(UTC))
-        earliest = asked
-        time.sleep(0.03)
-    return (earliest, datetime.now(UTC))
+            log("running", job=decision.job, due=decision.due)
+            continue
+        again = api.job(decision.job)
+        if again is None or again.get("next") != job.get("next"):
+            # A run started meanwhile moves the stored next time, and so does a leader still
+            # applying Raft's log: look again in a second, when either shows (a run as its last run).
+            held[key] = time.monotonic() + 1.0
+            waiting = True
+            continue
+        started = datetime.now(UTC)
+        try:
+            status = api.run(decision.job)
+        except OSError as err:  # it may have started: the next look sees its run, or tries again
+            held[key] = time.monotonic() + 2.0
+            waiting = True
+            log("retry", job=decision.job, due=decision.due, error=repr(err))
+            continue
+        if status in (200, 202):
+            done.add(key)
+            due = decision.in_window or decision.due
+            log(
+                "run",
+                job=decision.job,
+                due=due,
+                first_missed=decision.due,
+                started=started,
+                late_s=round((started - due).total_seconds(), 3),
+            )
+        else:  # e.g. the scheduler has not started yet: the next scan tries again
+            held[key] = time.monotonic() + 0.5
+            waiting = True
+            log("retry", job=decision.job, due=decision.due, status=status)
+    return waiting
 
 
 def main() -> None:
@@ -603,11 +433,10 @@ def main() -> None:
     state = os.environ.get(STATE_ENV, "")
     notes = Notes(Path(state) if state else None)
     log("watching", api=api.base, window_s=window_s, leader_seen_at=notes.leader_seen_at)
-    leadership: Leadership | None = None
-    follower_seen = datetime.now(UTC)  # the last moment the node was seen not leading
+    leader_since: datetime | None = None
+    noted = Notes(None)
     done: set[str] = set()
     held: dict[str, float] = {}
-    pending: dict[str, tuple[Decision, dict[str, Any]]] = {}
     waiting = False
     last_note = 0.0
     # A restarted node's watcher keeps the last working leader it saw before the restart until
@@ -627,18 +456,15 @@ def main() -> None:
             now = datetime.now(UTC)
             if api.leads():
                 first_leader = first_leader or time.monotonic()
-                if leadership is None:
+                if leader_since is None:
+                    leader_since = now
                     noted = notes.copy()  # what was true before this leadership
-                    log("leading", since=now, leader_seen_at=noted.leader_seen_at)
-                    started = scheduler_start(api, follower_seen, now)
-                    leadership = Leadership(now, started, noted)
-                    log("scheduler", started_from=started[0], started_by=started[1])
-                if waiting or now - leadership.since < timedelta(seconds=SCAN_FOR_S):
-                    waiting = catch_up(api, leadership, window_s, done, held, pending)
+                    log("leading", since=leader_since, leader_seen_at=noted.leader_seen_at)
+                if waiting or now - leader_since < timedelta(seconds=SCAN_FOR_S):
+                    waiting = catch_up(api, leader_since, noted, window_s, done, held)
                 note(now)
             else:
-                follower_seen, leadership, waiting = now, None, False
-                pending.clear()
+                leader_since, waiting = None, False
                 if api.has_leader():
                     first_leader = first_leader or time.monotonic()
                     note(now)

@@ -416,6 +416,18 @@ def _by_hand(api_url: str, items: list[T], call: Callable[[DkronClient, T], Any]
         list(pool.map(one_worker, chunks))
 
 
+def register_jobs(client: DkronClient, jobs: list[dict[str, Any]]) -> None:
+    """Create or update each job through the API, in order, retried while a leader settles:
+    right after forming, leadership may still move, and the node asked refuses writes."""
+    for job in jobs:
+
+        def register(job: dict[str, Any] = job) -> bool:
+            client.upsert_job(job)
+            return True
+
+        eventually(f"job {job['name']} registered", register, 30)
+
+
 # --- catch-up ------------------------------------------------------------------------------
 
 

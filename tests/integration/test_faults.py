@@ -62,6 +62,7 @@ from testing.harness import (
     eventually,
     free_port_block,
     missed_due_times,
+    register_jobs,
     remove_image,
     watcher_lines,
 )
@@ -458,8 +459,7 @@ def _faults_on(stack: TestStack) -> Iterator[Faults]:
     try:
         stack.up(refresh=False)
         with stack.client("f1") as client:
-            for job in JOBS:  # the parent before its child
-                client.upsert_job(job)
+            register_jobs(client, JOBS)  # the parent before its child
         eventually(
             "every node to list every job",
             lambda: all(sorted(_jobs_on(stack, n)) == JOB_NAMES for n in stack.node_names()),

@@ -24,7 +24,7 @@ from pulumi import automation as auto
 from components import naming
 from components.docker_objects import engine
 from components.health import observe, raft_peers
-from testing.harness import TestStack, eventually
+from testing.harness import TestStack, eventually, register_jobs
 
 # Dkron's ReconcileInterval (dkron/leader.go), plus margin.
 RECONCILE_S = 60
@@ -52,8 +52,7 @@ def cluster() -> Iterator[TestStack]:
     try:
         stack.up(refresh=False)
         with stack.client("a") as client:
-            for job in JOBS:
-                client.upsert_job(job)
+            register_jobs(client, JOBS)
         yield stack
     finally:
         stack.close()

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import time
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -11,7 +10,7 @@ import pytest
 
 from components.node_config import agent_command
 from components.spec import ClusterSpec
-from nodeside.catchup import OFF_KEY, WINDOW_KEY, Leadership, Notes, catch_up, decide, parse_time, served
+from nodeside.catchup import OFF_KEY, WINDOW_KEY, Notes, decide, parse_time
 from nodeside.schedule import next_due
 
 UTC = UTC
@@ -132,58 +131,15 @@ def test_a_jobs_own_window_replaces_the_stacks() -> None:
     assert tight.action == "too-old"
 
 
-def test_a_caught_up_run_keeps_half_an_interval_from_the_leaders_first_run() -> None:
-    """Two runs of `@every 1s` less than half a second apart read as one due time run twice: a
-    missed time the leader's first run swallows is caught up half an interval after that run."""
+def test_an_every_job_is_left_alone_when_its_new_schedule_runs_it_within_the_second() -> None:
+    """Two runs in one second would look like a run twice: the leader's own run is near enough."""
     due = LEADER_SINCE - timedelta(seconds=0.5)
     quick = decide(job("@every 1s", due), NOW, LEADER_SINCE, OUTAGE_FROM, DAY)
     assert quick is not None
-    # The scheduler started in 11:59:59.8-12:00:00: its first run at 12:00:00 or 12:00:01.
-    assert (quick.action, quick.not_before) == ("run", at("2026-12-01T12:00:01.5"))
+    assert quick.action == "imminent"
     slow = decide(job("@every 10s", due), NOW, LEADER_SINCE, OUTAGE_FROM, DAY)
     assert slow is not None
-    assert (slow.action, slow.not_before) == ("run", None)
-
-
-def test_a_missed_every_time_the_leaders_first_run_serves_within_an_interval_is_left_to_it() -> None:
-    """Dkron's new leader counts `@every` anew: a first run at the missed time, or late by less than an
-    interval, serves it, and a catch-up beside it would be a second run for one due time."""
-    ran = job("@every 2s", last_success="2026-12-01T11:59:58.05Z")  # due 12:00:00
-    now = at("2026-12-01T12:00:00.7")
-    at_its_time = (at("2026-12-01T11:59:58.5"), at("2026-12-01T11:59:58.6"))  # first run at 12:00:00
-    assert decide(ran, now, LEADER_SINCE, OUTAGE_FROM, DAY, None, at_its_time) is None
-    # First run at 12:00:02, 1.3 s away: the missed time is run now.
-    clear = decide(ran, now, LEADER_SINCE, OUTAGE_FROM, DAY, None, (at("2026-12-01T12:00:00.5"), now))
-    assert clear is not None
-    assert (clear.action, clear.not_before) == ("run", None)
-    # Seen leading late, the scheduler's start is only known to be since the node last followed:
-    # its first run at 12:00:00, :01 or :02. Half an interval after :02, if none served 12:00:00.
-    wide = decide(ran, now, LEADER_SINCE, OUTAGE_FROM, DAY, None, (at("2026-12-01T11:59:58.9"), now))
-    assert wide is not None
-    assert (wide.action, wide.not_before) == ("run", at("2026-12-01T12:00:03"))
-
-
-def test_a_missed_every_time_a_whole_interval_before_the_first_run_is_caught_up_at_once() -> None:
-    ran = job("@every 2s", last_success="2026-12-01T11:59:54.05Z")  # due 11:59:56, no leader till 12:00
-    started = (at("2026-12-01T12:00:00.1"), at("2026-12-01T12:00:00.15"))  # first run at 12:00:02
-    early = decide(ran, at("2026-12-01T12:00:00.2"), LEADER_SINCE, OUTAGE_FROM, DAY, None, started)
-    assert early is not None
-    assert (early.action, early.due, early.not_before) == ("run", at("2026-12-01T11:59:56"), None)
-    # A moment too late for 0.9 s before 12:00:02: half an interval after it instead.
-    late = decide(ran, at("2026-12-01T12:00:01.3"), LEADER_SINCE, OUTAGE_FROM, DAY, None, started)
-    assert late is not None
-    assert (late.action, late.not_before) == ("run", at("2026-12-01T12:00:03"))
-
-
-def test_a_run_started_for_a_due_time_or_late_within_its_interval_serves_it() -> None:
-    every = job("@every 2s")
-    due = at("2026-12-01T12:00:00")
-    assert served(every, due, [at("2026-12-01T12:00:00.02")])
-    assert served(every, due, [at("2026-12-01T12:00:01.4")])  # a new leader's first run, late
-    assert not served(every, due, [at("2026-12-01T11:59:58"), at("2026-12-01T12:00:02")])
-    daily = job("0 0 12 * * *")
-    assert served(daily, due, [at("2026-12-01T12:00:03")])
-    assert not served(daily, due, [at("2026-11-30T12:00:00")])
+    assert slow.action == "run"
 
 
 def test_the_watcher_runs_beside_the_agent_unless_turned_off() -> None:
@@ -239,9 +195,11 @@ def test_an_every_due_time_the_new_schedule_skips_waits_for_its_time() -> None:
     later = decide(ran, at("2026-12-01T12:00:04.1"), LEADER_SINCE, OUTAGE_FROM, DAY)
     assert later is not None
     assert later.action == "run"
-    # Due less than 0.45 of an interval before the leader's own first run (12:00:09): left to it.
+    # Due when the leader's own first run is less than a quarter second away: left to it.
     close = job("@every 10s", last_success="2026-12-01T11:59:58.9Z")
-    assert decide(close, at("2026-12-01T12:00:08.2"), LEADER_SINCE, OUTAGE_FROM, DAY) is None
+    imminent = decide(close, at("2026-12-01T12:00:08.9"), LEADER_SINCE, OUTAGE_FROM, DAY)
+    assert imminent is not None
+    assert imminent.action == "imminent"
 
 
 def test_a_noted_due_time_outlives_the_later_one_a_replay_computes_until_the_job_runs() -> None:
@@ -272,58 +230,3 @@ def test_notes_survive_a_restart_in_their_file(tmp_path: Path) -> None:
     again = Notes(path)
     assert again.leader_seen_at == at("2026-12-01T12:00:00")
     assert again.due("report") == at("2026-12-02T00:00:00")
-
-
-class _Agent:
-    """The local agent's API as the watcher uses it, answering from memory; ``starts`` takes
-    ``busy_s``, as an API under load may."""
-
-    def __init__(self, job: dict[str, Any], busy_s: float) -> None:
-        self.job_body, self.busy_s = job, busy_s
-        self.started: list[str] = []
-        self.runs: list[datetime] = []
-
-    def jobs(self) -> list[dict[str, Any]]:
-        return [self.job_body]
-
-    def job(self, name: str) -> dict[str, Any]:
-        return self.job_body
-
-    def starts(self, name: str) -> list[datetime]:
-        time.sleep(self.busy_s)
-        return list(self.runs)
-
-    def leads(self) -> bool:
-        return True
-
-    def run(self, name: str) -> int:
-        self.started.append(name)
-        self.runs.append(datetime.now(UTC))
-        return 202
-
-
-@pytest.mark.parametrize(("busy_s", "runs"), [(0.0, ["report"]), (None, [])])
-def test_a_run_decided_before_a_slow_answer_is_decided_again_before_it_starts(
-    busy_s: float | None, runs: list[str]
-) -> None:
-    """Seen on the lab: a new leader's watcher decided to catch up 1.2 s before the leader's first
-    run, then waited on `/v1/busy` for the killed server and started the run 0.4 s before it.
-    Decided again at the moment of starting, the run is put off to half an interval after it."""
-    now = datetime.now(UTC)
-    first_run = (now + timedelta(seconds=1.2)).replace(microsecond=0) + timedelta(seconds=1)
-    started = first_run - timedelta(seconds=2)  # the scheduler started then: first run one interval later
-    ended = first_run - timedelta(seconds=8) + timedelta(seconds=0.05)
-    body = job("@every 2s", last_success=ended.isoformat(), next=(ended + timedelta(seconds=2)).isoformat())
-    # Slow: the answer comes half a second before the leader's first run.
-    wait = busy_s if busy_s is not None else (first_run - now).total_seconds() - 0.5
-    agent = _Agent(body, wait)
-    leadership = Leadership(now, (started, started), Notes(None))
-    pending: dict[str, Any] = {}
-    catch_up(agent, leadership, DAY, set(), {}, pending)  # type: ignore[arg-type]
-    assert agent.started == runs
-    if not runs:
-        (put_off, _), *_ = pending.values()
-        assert (put_off.not_before, put_off.first_regular) == (
-            first_run + timedelta(seconds=1),
-            first_run + timedelta(seconds=2),
-        )
