@@ -34,6 +34,7 @@ from pulumi import automation as auto
 from components import naming
 from components.dkron_client import DkronClient
 from components.docker_objects import engine
+from components.health import observe
 from nodeside.catchup import parse_log
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -273,6 +274,21 @@ class TestStack:
 
     def client(self, node: str) -> DkronClient:
         return DkronClient(self.api_url(node))
+
+    def leader_name(self) -> str | None:
+        """The leader as the first node that answers names it (None: no leader, or none answers)."""
+        for node in self.node_names():
+            with contextlib.suppress(Exception), DkronClient(self.api_url(node), timeout_s=2) as client:
+                leader = client.leader()
+                return str(leader["Name"]) if leader else None
+        return None
+
+    def problems(self) -> list[str]:
+        """What keeps the deployed cluster from being whole, read live from its nodes ([]: whole)."""
+        recorded = self.outputs()["nodes"]
+        api = {n: self.api_url(n) for n in self.node_names()}
+        containers = {n: f"{recorded[n]['container']}@{recorded[n]['engine']}" for n in self.node_names()}
+        return observe(api, containers).problems(self.node_names())
 
     def container(self, node: str) -> str:
         return naming.container_name(self.cluster_name, node)

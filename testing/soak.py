@@ -47,7 +47,6 @@ from typing import Any
 
 from components.dkron_client import DkronClient
 from components.docker_objects import engine
-from components.health import observe
 from nodeside.catchup import parse_log
 
 from .harness import TestStack, caught_up_starts, missed_due_times, tick_job
@@ -93,20 +92,13 @@ class Recorder:
     def _run(self) -> None:
         last = 0.0
         while not self._stop.is_set():
-            leader = self._leader()
+            leader = self.stack.leader_name()
             with self._lock:
                 self.leaders.append((time.time(), leader))
             if time.monotonic() - last >= 4:
                 self.collect()
                 last = time.monotonic()
             self._stop.wait(1)
-
-    def _leader(self) -> str | None:
-        for node in self.stack.node_names():
-            with contextlib.suppress(Exception), DkronClient(self.stack.api_url(node), timeout_s=2) as client:
-                leader = client.leader()
-                return str(leader["Name"]) if leader else None
-        return None
 
     def collect(self) -> None:
         """Read the executions from the first node that answers, and every container's log."""
@@ -229,18 +221,10 @@ class Soak:
         started = time.monotonic()
         while time.monotonic() - started < WHOLE_WITHIN_S:
             with contextlib.suppress(Exception):
-                if self._problems() == []:
+                if self.stack.problems() == []:
                     return round(time.monotonic() - started, 1)
             time.sleep(1)
         return None
-
-    def _problems(self) -> list[str]:
-        recorded = self.stack.outputs()["nodes"]
-        api = {n: self.stack.api_url(n) for n in self.stack.node_names()}
-        containers = {
-            n: f"{recorded[n]['container']}@{recorded[n]['engine']}" for n in self.stack.node_names()
-        }
-        return observe(api, containers).problems(self.stack.node_names())
 
     def report(self, recorder: Recorder) -> dict[str, Any]:
         runs = recorder.starts()

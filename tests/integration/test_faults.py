@@ -170,7 +170,7 @@ class Recorder:
     def _run(self) -> None:
         last_executions = 0.0
         while not self._stop.is_set():
-            leader = self._leader()
+            leader = self.stack.leader_name()
             with self._lock:
                 self.leaders.append((time.time(), leader))
             # Dkron keeps the last 100 executions: at one a second, every few seconds is plenty.
@@ -179,13 +179,6 @@ class Recorder:
                 self.collect_watcher_lines()
                 last_executions = time.monotonic()
             self._stop.wait(1)
-
-    def _leader(self) -> str | None:
-        for node in self.stack.node_names():
-            with contextlib.suppress(Exception), DkronClient(self.stack.api_url(node), timeout_s=2) as client:
-                leader = client.leader()
-                return str(leader["Name"]) if leader else None
-        return None
 
     def collect(self) -> None:
         for node in self.stack.node_names():

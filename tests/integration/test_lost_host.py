@@ -20,7 +20,6 @@ import pytest
 
 from components.dkron_client import DkronClient
 from components.docker_objects import engine
-from components.health import observe
 from nodeside.catchup import parse_log
 from testing.harness import (
     TestStack,
@@ -86,13 +85,6 @@ def _alive_members(stack: TestStack, node: str) -> dict[str, str]:
         return {m["Name"]: m["Addr"] for m in client.members() if m.get("Status") == 1}
 
 
-def _problems(stack: TestStack) -> list[str]:
-    recorded = stack.outputs()["nodes"]
-    api = {n: stack.api_url(n) for n in stack.node_names()}
-    containers = {n: f"{recorded[n]['container']}@{recorded[n]['engine']}" for n in stack.node_names()}
-    return observe(api, containers).problems(stack.node_names())
-
-
 def test_a_node_moves_off_a_host_lost_for_good_in_one_up(lab: Lab, stack: TestStack) -> None:
     outputs = stack.up()
     assert sorted(outputs["voters"]) == sorted(PLACEMENT)
@@ -124,7 +116,7 @@ def test_a_node_moves_off_a_host_lost_for_good_in_one_up(lab: Lab, stack: TestSt
     outputs = stack.up()
     assert outputs["nodes"]["n3"]["host"] == "h4"
     assert sorted(outputs["voters"]) == sorted(PLACEMENT)
-    eventually("the cluster whole on h1, h2 and h4", lambda: _problems(stack) == [], 60, poll_s=2)
+    eventually("the cluster whole on h1, h2 and h4", lambda: stack.problems() == [], 60, poll_s=2)
     assert _alive_members(stack, "n1")["n3"] == lab.hosts["h4"]
     eventually("n3 to hold the job", lambda: _tick(stack, "n3")["name"] == "tick", 30)
     # The job's counters came through; no due time was served twice.
@@ -150,7 +142,7 @@ def test_a_node_moves_off_a_host_lost_for_good_in_one_up(lab: Lab, stack: TestSt
 
 
 def test_a_declared_host_that_does_not_answer_leaves_the_rest_to_update(lab: Lab, stack: TestStack) -> None:
-    assert _problems(stack) == [], "the move left the cluster broken"
+    assert stack.problems() == [], "the move left the cluster broken"
     lab.stop_host("h2")
     hourly = {**TICK, "name": "hourly", "schedule": "@hourly"}
     stack.set_jobs([TICK, hourly])
@@ -169,7 +161,7 @@ def test_a_declared_host_that_does_not_answer_leaves_the_rest_to_update(lab: Lab
     finally:
         lab.start_host("h2")
     stack.up()
-    eventually("the cluster whole again", lambda: _problems(stack) == [], 90, poll_s=2)
+    eventually("the cluster whole again", lambda: stack.problems() == [], 90, poll_s=2)
 
     def n2_jobs() -> list[str]:  # n2 is whole before it has applied the log to its job store
         with _client(stack, "n2") as client:
@@ -180,7 +172,7 @@ def test_a_declared_host_that_does_not_answer_leaves_the_rest_to_update(lab: Lab
 
 
 def test_the_lost_host_back_with_its_old_node_leaves_the_cluster_as_it_is(lab: Lab, stack: TestStack) -> None:
-    assert _problems(stack) == [], "the move left the cluster broken"
+    assert stack.problems() == [], "the move left the cluster broken"
     with _client(stack, "n1") as client:
         leader = (client.leader() or {}).get("Name")
     old = stack.container("n3")
@@ -197,7 +189,7 @@ def test_the_lost_host_back_with_its_old_node_leaves_the_cluster_as_it_is(lab: L
     before = _tick(stack, "n1")["success_count"]
     eventually("tick to run on", lambda: _tick(stack, "n1")["success_count"] >= before + 10, 60)
     # The cluster is as it was: n3 is the one on h4, the leader has not changed, no run twice.
-    assert _problems(stack) == []
+    assert stack.problems() == []
     assert _alive_members(stack, "n1")["n3"] == lab.hosts["h4"]
     with _client(stack, "n1") as client:
         assert (client.leader() or {}).get("Name") == leader
