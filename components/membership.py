@@ -149,13 +149,40 @@ def remove_dead_peer(
     _remove_on_leader(api_urls, containers, node, what)
 
 
+# How long a peer removal keeps trying through an election: a node that loses
+# the leadership between being read as leader and being asked refuses it, and
+# the remaining nodes may be electing when a leaving leader has just gone.
+LEADER_WAIT_S = 30.0
+
+
 def _remove_on_leader(
-    api_urls: Mapping[str, str], containers: Mapping[str, str], node: str, what: str
+    api_urls: Mapping[str, str],
+    containers: Mapping[str, str],
+    node: str,
+    what: str,
+    timeout_s: float = LEADER_WAIT_S,
 ) -> None:
-    leader = observe(api_urls).leader
-    if leader is None:
-        raise RuntimeError(f"{what}: the remaining nodes have no leader")
-    remove_raft_peer(containers[leader], node, what)
+    deadline = time.monotonic() + timeout_s
+    while True:
+        leader = observe(api_urls).leader
+        try:
+            if leader is None:
+                raise RuntimeError(f"{what}: the remaining nodes have no leader after {timeout_s:.0f}s")
+            remove_raft_peer(containers[leader], node, what)
+            return
+        except Exception:
+            if leader is not None and _peer_gone(containers[leader], node):
+                return  # removed by the attempt that failed to answer, or by the node's own leave
+            if time.monotonic() >= deadline:
+                raise
+        time.sleep(1)
+
+
+def _peer_gone(container: str, node: str) -> bool:
+    try:
+        return node not in raft_peers(container)
+    except Exception:  # noqa: BLE001 - unknown: try the removal again
+        return False
 
 
 def stray_voters(voters: Sequence[str], configured: Sequence[str]) -> list[str]:
