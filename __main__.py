@@ -142,6 +142,7 @@ def main() -> None:
     pulumi.export("network", cluster.network)
     pulumi.export("image", cluster.image)
     pulumi.export("removed", cluster.removed)
+    pulumi.export("certificates", cluster.certificates)
     pulumi.export("jobs", sorted(job.name for job in jobs))
     if cluster.prometheus is not None:
         pulumi.export("prometheus", cluster.prometheus)

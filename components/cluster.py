@@ -21,6 +21,7 @@ import pulumi
 
 from components import naming, prometheus
 from components.addressing import docker_network_subnets
+from components.certificates import NodeCertificate, StackCA
 from components.change_summary import change_summary
 from components.docker_objects import (
     DockerContainer,
@@ -49,7 +50,10 @@ from components.node_config import (
     CONFIG_PATH,
     DATA_DIR,
     HTTP_PORT,
+    NODE_KEY_ENV,
     RPC_ADDR_ENV,
+    TLS_CA_PATH,
+    TLS_CERT_PATH,
     BootstrapPlan,
     agent_command,
     node_environment,
@@ -57,7 +61,8 @@ from components.node_config import (
 )
 from components.privilege import node_privileges, root_warning
 from components.rollout import NodeGate
-from components.spec import ClusterSpec
+from components.spec import LOOPBACK, ClusterSpec, NodeSpec
+from components.transport import TransportStep
 from components.update_plan import UpdatePlan
 
 # What goes into the image's build context, relative to the project root.
@@ -230,6 +235,10 @@ class DkronCluster(pulumi.ComponentResource):
                 engine=ref,
                 opts=self._as_recorded(child, host, DockerImageCopyProvider),
             ).loaded_id
+        # The stack's CA, made once; each node's certificate is declared with the node
+        # (`certificates`: when each ends, for `make status` and the next preview).
+        self.certificates: dict[str, pulumi.Output[str]] = {}
+        self._ca = StackCA(f"{name}-ca", stack=spec.name, opts=child) if spec.security.mutual_tls else None
         environment: pulumi.Input[Mapping[str, str]] = {}
         if spec.dkron.gossip_encryption:
             key = GossipKey(f"{name}-gossip-key", opts=child).key
@@ -258,6 +267,13 @@ class DkronCluster(pulumi.ComponentResource):
         if warning:
             pulumi.log.warn(warning)
 
+        # Every node waits on this step; it stops them all when the transport changes.
+        transport = TransportStep(
+            f"{name}-transport",
+            mutual_tls=spec.security.mutual_tls,
+            stop=update.transport_stop,
+            opts=child,
+        )
         gates: list[pulumi.CustomResource] = []
         removal: pulumi.Resource | None = None
         for node_name in update.dead:
@@ -268,11 +284,11 @@ class DkronCluster(pulumi.ComponentResource):
         steps_of: dict[str, tuple[DockerContainer, NodeGate]] = {}
         for node_name in update.order:
             before = update.after[node_name]
-            after: list[pulumi.Resource] = []
+            after: list[pulumi.Resource] = [transport]
             if before is not None:
-                after = [steps_of[before][1] if update.rolling else steps_of[before][0]]
+                after.append(steps_of[before][1] if update.rolling else steps_of[before][0])
             elif update.rolling and removal is not None:
-                after = [removal]
+                after.append(removal)
             steps_of[node_name] = self._declare_node(
                 node_name, after, image.image_id, network_name, environment
             )
@@ -308,6 +324,7 @@ class DkronCluster(pulumi.ComponentResource):
                 "removed": self.removed,
                 "prometheus": self.prometheus,
                 "alertmanager": self.alertmanager,
+                "certificates": self.certificates,
             }
         )
 
@@ -472,6 +489,12 @@ class DkronCluster(pulumi.ComponentResource):
                 ],
                 "healthcheck": HEALTHCHECK,
             }
+        tls_files, node_key = self._certificate(node)
+        if node_key is not None:
+            # The node's key goes where the gossip key is: the secret environment.
+            environment = pulumi.Output.secret(
+                pulumi.Output.all(environment, node_key).apply(lambda e: {**e[0], NODE_KEY_ENV: e[1]})
+            )
         container = DockerContainer(
             f"{name}-{node.name}",
             name=spec.container_name(node),
@@ -486,7 +509,10 @@ class DkronCluster(pulumi.ComponentResource):
             ),
             envs=environment,
             mounts=[{"volume": volume.name, "target": DATA_DIR}],
-            files={CONFIG_PATH: render_node_config(spec, node, self._args.plan, on_host)},
+            files={
+                CONFIG_PATH: render_node_config(spec, node, self._args.plan, on_host),
+                **tls_files,
+            },
             labels=node_labels,
             restart="unless-stopped",
             stop_timeout_s=STOP_TIMEOUT_S,
@@ -512,6 +538,25 @@ class DkronCluster(pulumi.ComponentResource):
             opts=child,
         )
         return container, gate
+
+    def _certificate(self, node: NodeSpec) -> tuple[dict[str, pulumi.Input[str]], pulumi.Output[str] | None]:
+        """The node's certificate: the files that hold the stack's CA and the
+        certificate (public), and its key (a secret); ({}, None) without mutual TLS."""
+        if self._ca is None:
+            return {}, None
+        spec, update = self._args.spec, self._args.update
+        certificate = NodeCertificate(
+            f"{self._name}-{node.name}-certificate",
+            ca=self._ca,
+            common_name=node.name,
+            dns_names=[node.name, spec.container_name(node), "localhost"],
+            ip_addresses=[update.addresses[node.name], LOOPBACK],
+            days=spec.security.node_certificate_days,
+            renew_within_days=spec.security.renew_within_days,
+            opts=pulumi.ResourceOptions(parent=self),
+        )
+        self.certificates[node.name] = certificate.not_after
+        return {TLS_CA_PATH: self._ca.cert_pem, TLS_CERT_PATH: certificate.cert_pem}, certificate.key_pem
 
     def _as_recorded(
         self, opts: pulumi.ResourceOptions, host: str | None, provider: type[DockerProvider]

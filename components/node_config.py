@@ -15,6 +15,14 @@ import yaml
 from components.spec import ClusterSpec, NodeSpec
 
 CONFIG_PATH = "/etc/dkron/dkron.yml"
+# The stack's CA and the node's certificate and key (`components.certificates`),
+# beside dkron.yml; the agent reads them from its `tls:` section (agent/security.go).
+TLS_CA_PATH = "/etc/dkron/ca.pem"
+TLS_CERT_PATH = "/etc/dkron/node.pem"
+# The node's key is in the container's environment (secret, like the gossip
+# key), not in a file; the agent takes it from there and drops it from its own
+# environment, so jobs do not inherit it.
+NODE_KEY_ENV = "DKRON_IAC_NODE_KEY"
 DATA_DIR = "/dkron/data"
 HTTP_PORT = 8080
 SERF_PORT = 8946
@@ -134,7 +142,14 @@ def node_settings(
         config["retry-join"] = list(plan.endpoints)
     if node.tags:
         config["tags"] = dict(node.tags)
+    if spec.security.mutual_tls:
+        config["tls"] = {"ca-file": TLS_CA_PATH, "cert-file": TLS_CERT_PATH, "key-env": NODE_KEY_ENV}
     return config
+
+
+def mutual_tls(record: Mapping[str, Any]) -> bool:
+    """Whether a node, as an update recorded it, runs with the stack's mutual TLS."""
+    return "tls" in (record.get("config") or {})
 
 
 @dataclass(frozen=True)

@@ -413,6 +413,36 @@ class SecuritySpec(_Settings):
             " naming them."
         ),
     )
+    mutual_tls: bool = Field(
+        default=True,
+        description=(
+            "Nodes talk gRPC and Raft only inside TLS, each side showing a certificate of the stack's own CA"
+            " (made once, its key a Pulumi secret); off only for a stack that must stay as made before TLS."
+        ),
+    )
+    node_certificate_days: int = Field(
+        default=365,
+        ge=2,
+        le=825,
+        description="How long a node certificate is valid when made.",
+    )
+    renew_within_days: float = Field(
+        default=60,
+        gt=0,
+        description=(
+            "`pulumi up` makes a node certificate again (a rolling update, previewed) once it ends within this"
+            " many days; below node_certificate_days."
+        ),
+    )
+
+    @model_validator(mode="after")
+    def _renewal_inside_validity(self) -> SecuritySpec:
+        if self.renew_within_days >= self.node_certificate_days:
+            raise ValueError(
+                f"renew_within_days ({self.renew_within_days:g}) must be below node_certificate_days"
+                f" ({self.node_certificate_days}): otherwise every update would make every certificate again"
+            )
+        return self
 
 
 class PrometheusSpec(_Settings):

@@ -8,6 +8,7 @@ cluster network's subnet and what was seen live when the update began (a
 
 from __future__ import annotations
 
+import dataclasses
 import ipaddress
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -24,6 +25,7 @@ from components.ports import assign_api_ports
 from components.privilege import node_privileges
 from components.rollout import rollout_order
 from components.spec import ClusterSpec
+from components.transport import transport_moves
 
 LOOPBACK = "127.0.0.1"
 EVERY_INTERFACE = "0.0.0.0"  # noqa: S104 - a published API; the README says what that exposes
@@ -200,6 +202,9 @@ class UpdatePlan:
     """What each node is deployed with: the stack's `nodes` output."""
     previous_nodes: Mapping[str, Mapping[str, Any]]
     """The stack's `nodes` output of its last update (for the change summary)."""
+    transport_stop: Mapping[str, str] = dataclasses.field(default_factory=dict)
+    """The containers (as recorded) of the nodes whose transport changes: all
+    stopped at once before any node starts again (`components.transport`)."""
 
     @property
     def live_removed(self) -> tuple[str, ...]:
@@ -260,7 +265,10 @@ def plan_update(
     # Without one (a new stack, or every node down) there is no quorum to
     # protect, and waiting for health node by node would wait forever:
     # start them all, one after another, then wait for the whole cluster.
-    rolling = live.leader is not None
+    # Moving between plain RPC and mutual TLS cannot roll (`components.transport`):
+    # every node of the old transport stops at once, then all start as above.
+    moving = transport_moves(spec.security.mutual_tls, previous_nodes)
+    rolling = live.leader is not None and not moving
     order = rollout_order([n.name for n in spec.nodes], live.leader, live.down)
     alive = set(live.alive)
     expected = {n: tuple(gate_expectation(order, i, alive, rolling)) for i, n in enumerate(order)}
@@ -332,4 +340,5 @@ def plan_update(
         removal_expected=removal_expected,
         nodes=nodes,
         previous_nodes=previous_nodes,
+        transport_stop={n: recorded_container(previous_nodes[n]) for n in moving},
     )

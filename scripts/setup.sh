@@ -39,18 +39,20 @@ fi
 mkdir -p "$ROOT/.setup"
 ln -sfn "$pulumi_dir" "$ROOT/.setup/pulumi-current"
 
-# --- Dkron ------------------------------------------------------------------
-dkron_dir="$CACHE/dkron-v$DKRON_VERSION-$(tree_hash toolchain/dkron)"
-step "Dkron v$DKRON_VERSION (built from its Go module)"
+# --- Dkron: the project's node agent, built on Dkron's Go module --------------
+# agent/ is Dkron's agent with the stack's mutual TLS (README, "Mutual TLS");
+# every other `dkron` subcommand is Dkron's own.
+dkron_dir="$CACHE/dkron-v$DKRON_VERSION-agent-$(tree_hash agent)"
+step "Dkron v$DKRON_VERSION node agent (agent/, built from Dkron's Go module)"
 if [ -x "$dkron_dir/dkron" ]; then
   done_step "cached in $dkron_dir"
 else
   tmp="$dkron_dir.tmp"
   rm -rf "$tmp" && mkdir -p "$tmp"
-  (cd "$ROOT/toolchain/dkron" && run_logged "$CACHE/logs/dkron-build.log" "go build dkron" \
+  (cd "$ROOT/agent" && run_logged "$CACHE/logs/dkron-build.log" "go build agent" \
     env CGO_ENABLED=0 go build -v -trimpath \
     -ldflags "-s -w -X github.com/distribworks/dkron/v4/dkron.Version=$DKRON_VERSION" \
-    -o "$tmp/dkron" github.com/distribworks/dkron/v4)
+    -o "$tmp/dkron" .)
   mv "$tmp" "$dkron_dir"
   done_step "built into $dkron_dir"
 fi

@@ -288,6 +288,9 @@ def test_one_network_image_and_key_and_a_volume_container_and_gate_per_node(
         "DockerNetwork": 1,
         "DockerImage": 1,
         "GossipKey": 1,
+        "StackCA": 1,
+        "TransportStep": 1,
+        "NodeCertificate": 3,
         "DockerVolume": 3,
         "DockerContainer": 3,
         "NodeGate": 3,
@@ -444,12 +447,15 @@ def test_no_container_input_comes_from_a_sibling_container(
     shared = {
         "network": {graph.one("dkron-network").urn},
         "image": {image.urn},
-        "envs": {graph.one("dkron-gossip-key").urn},
     }
     for container in containers:
         node = container.plain_inputs["hostname"]
+        certificate = graph.one(f"dkron-{node}-certificate").urn
         assert container.property_dependencies == {
             **shared,
+            # The gossip key and the node's own key; the CA's and the node's certificates.
+            "envs": {graph.one("dkron-gossip-key").urn, certificate},
+            "files": {graph.one("dkron-ca").urn, certificate},
             "mounts": {graph.one(f"dkron-{node}-volume").urn},
         }
         assert container.plain_inputs["image"] == image.state["image_id"]
@@ -469,7 +475,9 @@ def test_new_stack_starts_the_first_node_then_the_others_together_after_it(
     assert cluster.rollout_order == list(NODES)
     containers = graph.of("DockerContainer")
     assert [c.plain_inputs["hostname"] for c in containers] == list(NODES)
-    assert [c.depends_on for c in containers] == [set(), {containers[0].urn}, {containers[0].urn}]
+    transport = graph.one("dkron-transport").urn
+    assert [c.depends_on - {transport} for c in containers] == [set(), {containers[0].urn}, {containers[0].urn}]
+    assert all(transport in c.depends_on for c in containers)
     gates = {g.plain_inputs["node"]: g.plain_inputs for g in graph.of("NodeGate")}
     assert {n: g["expected"] for n, g in gates.items()} == {n: list(NODES) for n in NODES}
     # Only the last node started may restart one to kick a stalled bootstrap.
@@ -497,7 +505,8 @@ def test_rolling_update_goes_one_node_at_a_time_leader_last(
     containers = graph.of("DockerContainer")
     assert [c.plain_inputs["hostname"] for c in containers] == ["node1", "node3", "node2"]
     gate = {g.plain_inputs["node"]: g for g in graph.of("NodeGate")}
-    assert [c.depends_on for c in containers] == [set(), {gate["node1"].urn}, {gate["node3"].urn}]
+    transport = graph.one("dkron-transport").urn
+    assert [c.depends_on - {transport} for c in containers] == [set(), {gate["node1"].urn}, {gate["node3"].urn}]
     for node, g in gate.items():
         assert g.property_dependencies == {"container_id": {graph.one(f"dkron-{node}").urn}}
         assert g.plain_inputs["container_id"] == f"cid-dkron-{node}"

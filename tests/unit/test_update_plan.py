@@ -23,7 +23,12 @@ def cluster_spec(nodes: tuple[str, ...] = NODES, **changes: Any) -> ClusterSpec:
 def recorded(*nodes: str) -> dict[str, dict[str, Any]]:
     """The `nodes` output an earlier update left: nodeN at port 808N."""
     return {
-        n: {"container": f"unit-{n}", "api_url": f"http://127.0.0.1:{8080 + int(n[4:])}", "address": ""}
+        n: {
+            "container": f"unit-{n}",
+            "api_url": f"http://127.0.0.1:{8080 + int(n[4:])}",
+            "address": "",
+            "config": {"tls": {}},
+        }
         for n in nodes
     }
 

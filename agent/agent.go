@@ -1,0 +1,157 @@
+package main
+
+import (
+	"errors"
+	"fmt"
+	"os"
+	"os/signal"
+	"strings"
+	"syscall"
+	"time"
+
+	dkroncmd "github.com/distribworks/dkron/v4/cmd"
+	"github.com/distribworks/dkron/v4/dkron"
+	"github.com/distribworks/dkron/v4/logging"
+	"github.com/hashicorp/go-plugin"
+	"github.com/sirupsen/logrus"
+	"github.com/spf13/cobra"
+	"github.com/spf13/viper"
+)
+
+func agentCommand() *cobra.Command {
+	var configFile string
+	command := &cobra.Command{
+		Use:   "agent",
+		Short: "Start a Dkron agent (with the stack's TLS when dkron.yml names it)",
+		RunE: func(cmd *cobra.Command, args []string) error {
+			config, err := loadConfig(configFile)
+			if err != nil {
+				return err
+			}
+			return runAgent(config)
+		},
+	}
+	command.Flags().StringVar(&configFile, "config", "", "config file path")
+	command.Flags().AddFlagSet(dkron.ConfigFlagSet())
+	// The global viper, as Dkron's own command uses it: plugin discovery reads
+	// the config file's folder from it.
+	_ = viper.BindPFlags(command.Flags())
+	return command
+}
+
+// loadConfig reads dkron.yml, DKRON_* variables and flags the way `dkron agent`
+// does, and fails where Dkron would fall back to defaults: a node without its
+// config file is a broken node, not a fresh one.
+func loadConfig(configFile string) (*dkron.Config, error) {
+	if configFile == "" {
+		return nil, errors.New("--config is required")
+	}
+	viper.SetConfigFile(configFile)
+	viper.SetEnvPrefix("dkron")
+	viper.SetEnvKeyReplacer(strings.NewReplacer("-", "_"))
+	viper.AutomaticEnv()
+	logrus.AddHook(&logging.LogSplitter{})
+	if err := viper.ReadInConfig(); err != nil {
+		return nil, fmt.Errorf("config %s: %w", configFile, err)
+	}
+	config := dkron.DefaultConfig()
+	if err := viper.Unmarshal(config); err != nil {
+		return nil, fmt.Errorf("config %s: %w", configFile, err)
+	}
+	config.Tags = viper.GetStringMapString("tags")
+	if cliTags := viper.GetStringSlice("tag"); len(cliTags) > 0 {
+		tags, err := dkroncmd.UnmarshalTags(cliTags)
+		if err != nil {
+			return nil, err
+		}
+		config.Tags = tags
+	}
+	dkron.InitLogger(viper.GetString("log-level"), config.NodeName)
+	return config, nil
+}
+
+func runAgent(config *dkron.Config) error {
+	security, err := loadSecurity(viper.GetViper())
+	if err != nil {
+		return err
+	}
+	// Read once: jobs, which inherit the agent's environment, get no secret of
+	// the node's (they still run as its user; README, "Mutual TLS").
+	for _, name := range []string{"DKRON_ENCRYPT", viper.GetString(keyEnvKey)} {
+		if name != "" {
+			_ = os.Unsetenv(name)
+		}
+	}
+	discovered := &dkroncmd.Plugins{LogLevel: config.LogLevel, NodeName: config.NodeName}
+	if err := discovered.DiscoverPlugins(); err != nil {
+		return err
+	}
+	options := []dkron.AgentOption{dkron.WithPlugins(dkron.Plugins{
+		Processors: discovered.Processors,
+		Executors:  discovered.Executors,
+	})}
+
+	if security != nil {
+		options = append(options, dkron.WithTransportCredentials(security.peerConfig()))
+	}
+	agent := dkron.NewAgent(config, options...)
+	if security != nil {
+		logger := logrus.WithField("node", config.NodeName)
+		agent.GRPCClient = dkron.NewGRPCClient(security.dialOption(), agent, logger)
+		logger.Info("agent: mutual TLS on the RPC port (gRPC and Raft), the stack's CA only")
+	}
+	if err := agent.Start(); err != nil {
+		return err
+	}
+	if code := waitForSignals(agent); code != 0 {
+		return fmt.Errorf("exit status: %d", code)
+	}
+	return nil
+}
+
+// waitForSignals is `dkron agent`'s signal handling: SIGHUP reloads tags,
+// SIGTERM and interrupts leave gracefully once running jobs end.
+func waitForSignals(agent *dkron.Agent) int {
+	signals := make(chan os.Signal, 4)
+	signal.Notify(signals, os.Interrupt, syscall.SIGTERM, syscall.SIGHUP)
+	var received os.Signal
+	for received == nil {
+		select {
+		case s := <-signals:
+			if s == syscall.SIGHUP {
+				reloadTags(agent)
+				continue
+			}
+			received = s
+		case err := <-agent.RetryJoinCh():
+			fmt.Println("[ERR] agent: Retry join failed: ", err)
+			return 1
+		}
+	}
+	fmt.Printf("Caught signal: %v", received)
+	if received != syscall.SIGTERM && received != os.Interrupt {
+		return 1
+	}
+	logrus.Info("agent: Gracefully shutting down agent...")
+	go func() {
+		if err := agent.Stop(); err != nil {
+			logrus.WithError(err).Error("agent: stopping")
+		}
+	}()
+	for agent.GetRunningJobs() > 0 {
+		logrus.Info("Waiting for jobs to finish...")
+		time.Sleep(time.Second)
+	}
+	logrus.Info("No jobs left. Exiting.")
+	plugin.CleanupClients()
+	return 0
+}
+
+func reloadTags(agent *dkron.Agent) {
+	fmt.Println("Reloading configuration...")
+	if err := viper.ReadInConfig(); err != nil {
+		logrus.WithError(err).Error("agent: reloading the config")
+		return
+	}
+	agent.UpdateTags(viper.GetStringMapString("tags"))
+}

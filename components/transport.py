@@ -1,0 +1,95 @@
+"""Moving a cluster between plain RPC and mutual TLS: one short full restart.
+
+A node with the stack's TLS and one without cannot talk gRPC or Raft to each
+other, so the move cannot roll node by node: half way, neither half would
+have a quorum it could reach. Instead, the update's first step stops every
+node at once, without a graceful leave (a leave would take the node out of
+Raft's configuration, which the restarted cluster needs whole), and keeps
+Docker from restarting them; then every node starts again, one after
+another, with its data and the new transport, and the cluster elects a
+leader as soon as a majority is back. Jobs due in between are served by the
+catch-up watcher once a leader is elected (README, "Mutual TLS").
+
+`TransportStep` is declared on every stack. It does its work when it is
+created or replaced (its `mutual_tls` changed); otherwise its diff is empty,
+so an update that changes nothing shows nothing for it.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import time
+from collections.abc import Mapping
+from typing import Any
+
+import pulumi
+from pulumi.dynamic import CreateResult, DiffResult, ResourceProvider
+
+from components.docker_objects.client import engine, split_locator
+from components.node_config import mutual_tls
+
+# How long the step waits for a killed container to be seen stopped.
+STOP_WAIT_S = 30.0
+
+
+def transport_moves(wanted: bool, previous_nodes: Mapping[str, Mapping[str, Any]]) -> list[str]:
+    """The recorded nodes whose transport is not the one the config wants (sorted)."""
+    return sorted(n for n, record in previous_nodes.items() if mutual_tls(record) != wanted)
+
+
+def stop_without_leaving(locator: str) -> bool:
+    """Kill a node's container (no graceful leave) and keep Docker from
+    restarting it; False when there is no such container (or engine)."""
+    where, name = split_locator(locator)
+    try:
+        with engine(where, timeout_s=20) as client:
+            container = client.containers.get(name)
+            container.update(restart_policy={"Name": "no"})
+            with contextlib.suppress(Exception):  # already stopped
+                container.kill()
+            deadline = time.monotonic() + STOP_WAIT_S
+            while time.monotonic() < deadline:
+                container.reload()
+                if container.status != "running":
+                    return True
+                time.sleep(0.25)
+            raise RuntimeError(f"container {locator} still runs {STOP_WAIT_S:.0f}s after it was killed")
+    except RuntimeError:
+        raise
+    except Exception:  # noqa: BLE001 - gone already: nothing to stop
+        return False
+
+
+class TransportStepProvider(ResourceProvider):
+    def create(self, props: dict[str, Any]) -> CreateResult:
+        stopped = [node for node, locator in sorted(props["stop"].items()) if stop_without_leaving(locator)]
+        return CreateResult(id_="transport", outs={**props, "stopped": stopped})
+
+    def diff(self, _id: str, olds: dict[str, Any], news: dict[str, Any]) -> DiffResult:
+        moved = olds.get("mutual_tls") != news.get("mutual_tls")
+        return DiffResult(
+            changes=moved,
+            replaces=["mutual_tls"] if moved else [],
+            stables=[],
+            delete_before_replace=False,
+        )
+
+
+class TransportStep(pulumi.dynamic.Resource, module="rollout", name="TransportStep"):
+    """Stops every node of `stop` at once when the cluster changes transport."""
+
+    stopped: pulumi.Output[list[str]]
+
+    def __init__(
+        self,
+        resource_name: str,
+        mutual_tls: bool,
+        stop: Mapping[str, str],
+        opts: pulumi.ResourceOptions | None = None,
+    ) -> None:
+        super().__init__(
+            TransportStepProvider(),
+            resource_name,
+            {"mutual_tls": mutual_tls, "stop": dict(stop), "stopped": None},
+            opts,
+        )
