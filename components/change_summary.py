@@ -16,6 +16,15 @@ from typing import Any
 NO_CHANGE = "no node changes"
 HEADER = "node changes, in rollout order:"
 KEY_MOVES = "gossip key moves from dkron.yml into the environment (one-time)"
+TO_TLS = (
+    "mutual TLS: every node stops at once (no graceful leave) and starts again with the stack's"
+    " certificates; no leader until most are back, about ten seconds; the catch-up watcher runs what"
+    " that skips (one-time)"
+)
+FROM_TLS = (
+    "plain RPC: every node stops at once (no graceful leave) and starts again without TLS; no leader"
+    " until most are back; the catch-up watcher runs what that skips"
+)
 UNSET = "(unset)"
 # What a node record without `user` ran as: every node did before the setting.
 USER_BEFORE_RECORDS = "root"
@@ -46,6 +55,9 @@ class ClusterChange:
     gossip_encryption: bool = True
     unreachable_hosts: frozenset[str] = frozenset()
     """Hosts whose engine does not answer: their nodes are kept as recorded or move off."""
+    transport_moves: Sequence[str] = ()
+    """Nodes whose transport changes (`components.transport`): the whole cluster restarts."""
+    mutual_tls: bool = True
 
 
 def _flatten(value: Any, prefix: str = "") -> dict[str, str]:
@@ -155,6 +167,8 @@ def change_lines(change: ClusterChange) -> list[str]:
     lines = [
         f"{n}: removed (dead: its Raft peer is removed first)" for n in change.removed if n in change.dead
     ]
+    if change.transport_moves:
+        lines.insert(0, TO_TLS if change.mutual_tls else FROM_TLS)
     for node in change.order:
         if node not in change.previous_nodes:
             lines.append(f"{node}: new")

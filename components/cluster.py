@@ -259,7 +259,11 @@ class DkronCluster(pulumi.ComponentResource):
         pulumi.log.info(
             change_summary(
                 update.change(
-                    args.previous_image, self.image, spec.dkron.gossip_encryption, args.unreachable_hosts
+                    args.previous_image,
+                    self.image,
+                    spec.dkron.gossip_encryption,
+                    args.unreachable_hosts,
+                    spec.security.mutual_tls,
                 )
             )
         )

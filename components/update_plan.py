@@ -225,6 +225,7 @@ class UpdatePlan:
         image: Mapping[str, Any],
         gossip_encryption: bool,
         unreachable_hosts: frozenset[str] = frozenset(),
+        mutual_tls: bool = True,
     ) -> ClusterChange:
         """The inputs of the change summary a preview opens with."""
         return ClusterChange(
@@ -233,12 +234,15 @@ class UpdatePlan:
             previous_image=previous_image,
             image=image,
             order=list(self.order),
-            leader=self.leader,
+            # Not rolling: nobody goes last, every node starts at once.
+            leader=self.leader if self.rolling else None,
             down=self.down,
             removed=list(self.removed),
             dead=frozenset(self.dead),
             gossip_encryption=gossip_encryption,
             unreachable_hosts=unreachable_hosts,
+            transport_moves=tuple(self.transport_stop),
+            mutual_tls=mutual_tls,
         )
 
 
