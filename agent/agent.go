@@ -1,7 +1,6 @@
 package main
 
 import (
-	"errors"
 	"fmt"
 	"os"
 	"os/signal"
@@ -39,20 +38,24 @@ func agentCommand() *cobra.Command {
 	return command
 }
 
-// loadConfig reads dkron.yml, DKRON_* variables and flags the way `dkron agent`
-// does, and fails where Dkron would fall back to defaults: a node without its
-// config file is a broken node, not a fresh one.
+// loadConfig reads dkron.yml, DKRON_* variables and flags as `dkron agent`
+// does: without --config, dkron.yml in /etc/dkron, ~/.dkron or ./config; none
+// found, Dkron's defaults and the flags.
 func loadConfig(configFile string) (*dkron.Config, error) {
-	if configFile == "" {
-		return nil, errors.New("--config is required")
+	if configFile != "" {
+		viper.SetConfigFile(configFile)
+	} else {
+		viper.SetConfigName("dkron")
+		viper.AddConfigPath("/etc/dkron")
+		viper.AddConfigPath("$HOME/.dkron")
+		viper.AddConfigPath("./config")
 	}
-	viper.SetConfigFile(configFile)
 	viper.SetEnvPrefix("dkron")
 	viper.SetEnvKeyReplacer(strings.NewReplacer("-", "_"))
 	viper.AutomaticEnv()
 	logrus.AddHook(&logging.LogSplitter{})
 	if err := viper.ReadInConfig(); err != nil {
-		return nil, fmt.Errorf("config %s: %w", configFile, err)
+		logrus.WithError(err).Info("No valid config found: Applying default values.")
 	}
 	config := dkron.DefaultConfig()
 	if err := viper.Unmarshal(config); err != nil {

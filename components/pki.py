@@ -23,6 +23,9 @@ from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 # The CA outlives every node certificate it signs; it is not renewed in place
 # (README, "Mutual TLS": what a CA at its end takes).
 CA_DAYS = 3650
+# A node certificate ending within this many days is a problem: `make status`
+# says so and the alert rule fires (`make up` renews well before, by default).
+EXPIRY_WARNING_DAYS = 30
 # Issued a little in the past: a host whose clock is behind still accepts it.
 BACKDATE = dt.timedelta(minutes=5)
 

@@ -15,6 +15,7 @@ from typing import Any
 import yaml
 
 from components.node_config import EXPORTER_PORT, HTTP_PORT
+from components.pki import EXPIRY_WARNING_DAYS
 from components.spec import ClusterSpec
 from nodeside.catchup import LATE_AFTER_S
 from nodeside.schedule import go_duration_seconds
@@ -158,6 +159,17 @@ def alert_rules(spec: ClusterSpec) -> dict[str, Any]:
             "for": hold,
             "labels": {"severity": "warning"},
             "annotations": {"summary": "Dkron node {{ $labels.node }} does not answer its metrics scrape."},
+        },
+        {
+            "alert": "DkronNodeCertificateEnding",
+            # `make up` renews a certificate well before this (security.renew_within_days).
+            "expr": "min by (node) (dkron_iac_node_certificate_expiry_timestamp_seconds) - time()"
+            f" < {EXPIRY_WARNING_DAYS} * 86400",
+            "labels": {"severity": "warning"},
+            "annotations": {
+                "summary": "The certificate of Dkron node {{ $labels.node }} ends within "
+                f"{EXPIRY_WARNING_DAYS} days: run `make up` to make a new one."
+            },
         },
     ]
     return {"groups": [{"name": "dkron-iac", "rules": rules}]}

@@ -29,6 +29,7 @@ from rich.text import Text
 from components.dkron_client import DkronClient, DkronError
 from components.docker_objects.client import engine, split_locator
 from components.health import ClusterView, RaftPeer, observe, raft_peers
+from components.pki import EXPIRY_WARNING_DAYS
 from components.update_plan import recorded_container
 from nodeside.catchup import LATE_AFTER_S, due_unserved, last_run_failed, parse_log, parse_time
 
@@ -68,6 +69,8 @@ class NodeStatus:
     version: str | None = None
     sees_leader: str | None = None
     api_error: str | None = None
+    certificate_ends: str | None = None
+    """When the node's certificate of the stack's CA ends (None: the stack runs without mutual TLS)."""
 
 
 @dataclass(frozen=True)
@@ -130,6 +133,24 @@ class StatusUnavailable(RuntimeError):
 
 def _shorten(line: str, error: str | None) -> str:
     return line.replace(error, short_error(error)) if error else line
+
+
+CERTIFICATE_WARNING_DAYS = EXPIRY_WARNING_DAYS
+"""A node certificate ending within this many days is a problem (the alert rule says the same)."""
+
+
+def certificate_problems(nodes: Sequence[NodeStatus], now: datetime) -> list[str]:
+    """One line per node whose certificate ends within `CERTIFICATE_WARNING_DAYS` (or has ended)."""
+    lines = []
+    for node in nodes:
+        ends = parse_time(node.certificate_ends)
+        if ends is None:
+            continue
+        left = (ends - now).total_seconds()
+        if left < CERTIFICATE_WARNING_DAYS * 86400:
+            when = f"ended {_duration(-left)} ago" if left <= 0 else f"ends in {_duration(left)}"
+            lines.append(f"{node.name}: its certificate {when}: `make up` makes a new one (rolling)")
+    return lines
 
 
 def majority_leader(view: ClusterView, expected: Sequence[str]) -> str | None:
@@ -351,8 +372,13 @@ def read_status(stack: str, outputs: Mapping[str, Any]) -> ClusterStatus:
                 version=versions.get(n),
                 sees_leader=answer.leader,
                 api_error=short_error(answer.error) if answer.error else None,
+                certificate_ends=(outputs.get("certificates") or {}).get(n),
             )
         )
+    expiring = certificate_problems(nodes, now)
+    if expiring:
+        problems += expiring
+        verdict = "degraded" if verdict == "healthy" else verdict
 
     jobs_error = None
     jobs: list[JobStatus] = []
@@ -439,6 +465,7 @@ def render(status: ClusterStatus, every_job: bool = False) -> Group:
         "image",
         "api",
         "uptime",
+        *(["cert ends"] if any(node.certificate_ends for node in status.nodes) else []),
     ]
     for column in columns:
         nodes.add_column(column)
@@ -456,6 +483,8 @@ def render(status: ClusterStatus, every_job: bool = False) -> Group:
             node.api_url.partition("#")[0],
             _duration(node.uptime_s) if node.uptime_s is not None else "-",
         ]
+        if "cert ends" in columns:
+            row.append(_certificate_cell(node.certificate_ends, now))
         nodes.add_row(*row)
     parts.append(nodes)
     for role, server in (("prometheus", status.prometheus), ("alertmanager", status.alertmanager)):
@@ -474,6 +503,16 @@ def render(status: ClusterStatus, every_job: bool = False) -> Group:
     else:
         parts += _jobs_part(status, now, every_job)
     return Group(*parts)
+
+
+def _certificate_cell(ends: str | None, now: datetime) -> Text:
+    moment = parse_time(ends)
+    if moment is None:
+        return Text("-")
+    left = (moment - now).total_seconds()
+    return _mark(
+        _ago(ends, now), left >= CERTIFICATE_WARNING_DAYS * 86400, left < CERTIFICATE_WARNING_DAYS * 86400
+    )
 
 
 _STATE_STYLE: dict[JobState, str] = {

@@ -16,13 +16,16 @@ nodeside.exporter`, standard library only) and answers each scrape of
   ``dkron_iac_job_last_error_timestamp_seconds``, ``dkron_iac_job_success_total``,
   ``dkron_iac_job_error_total`` and ``dkron_iac_job_unserved_due_seconds`` (how
   long ago the first due time after its last run passed with no run; 0 when
-  none has).
+  none has);
+- ``dkron_iac_node_certificate_expiry_timestamp_seconds``: when the node's
+  certificate of the stack's CA ends (absent without mutual TLS).
 """
 
 from __future__ import annotations
 
 import json
 import os
+import ssl
 import subprocess
 import sys
 import urllib.error
@@ -50,7 +53,10 @@ HELP = {
     "dkron_iac_job_success_total": "Successful runs of the job, as Dkron counts them.",
     "dkron_iac_job_error_total": "Failed runs of the job, as Dkron counts them.",
     "dkron_iac_job_unserved_due_seconds": "Seconds since the first due time after the job's last run passed with no run (0: none).",
+    "dkron_iac_node_certificate_expiry_timestamp_seconds": "When this node's certificate of the stack's CA ends.",
 }
+# The node's certificate (`components.node_config.TLS_CERT_PATH`).
+CERT_PATH = "/etc/dkron/node.pem"
 COUNTERS = {"dkron_iac_job_success_total", "dkron_iac_job_error_total"}
 
 
@@ -162,7 +168,26 @@ class Agent:
         jobs = self.status("/v1/jobs")[1] or []
         voters = self.raft_voters() if is_leader else None
         now = datetime.now(UTC)
-        return exposition(samples(is_leader, code == 200 and bool(leader), members, voters, jobs, now))
+        found = samples(is_leader, code == 200 and bool(leader), members, voters, jobs, now)
+        ends = certificate_expiry(CERT_PATH)
+        if ends is not None:
+            found.append(("dkron_iac_node_certificate_expiry_timestamp_seconds", {}, ends))
+        return exposition(found)
+
+
+def certificate_expiry(path: str) -> float | None:
+    """When the PEM certificate at `path` ends (Unix time); None without one.
+
+    The standard library has no public X.509 parser; CPython's `ssl` module
+    decodes a certificate file for its own tests, and that is enough here.
+    """
+    if not os.path.exists(path):
+        return None
+    try:
+        decoded = ssl._ssl._test_decode_cert(path)  # type: ignore[attr-defined]
+        return float(ssl.cert_time_to_seconds(decoded["notAfter"]))
+    except (AttributeError, KeyError, ValueError, ssl.SSLError):
+        return None
 
 
 def serve(agent: Agent, port: int) -> None:

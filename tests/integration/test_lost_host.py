@@ -111,7 +111,8 @@ def test_a_node_moves_off_a_host_lost_for_good_in_one_up(lab: Lab, stack: TestSt
     assert "on h3 are dropped from the state, not deleted; if h3 ever comes back" in said
     assert "moves off h3, which does not answer: created on h4;" in said  # the node-by-node summary
     ops = preview_ops(preview)
-    assert (ops.get("replace"), ops.get("delete")) == (2, 1), ops  # n3's volume and container; h3's image
+    # n3's volume, container and certificate (it names the new host's address); h3's image.
+    assert (ops.get("replace"), ops.get("delete")) == (3, 1), ops
 
     outputs = stack.up()
     assert outputs["nodes"]["n3"]["host"] == "h4"

@@ -24,6 +24,7 @@ from pulumi import automation as auto
 from components import naming
 from components.docker_objects import engine
 from components.health import observe, raft_peers
+from components.node_config import CONFIG_PATH, TLS_CA_PATH, TLS_CERT_PATH
 from testing.harness import TestStack, eventually, register_jobs
 
 # Dkron's ReconcileInterval (dkron/leader.go), plus margin.
@@ -194,18 +195,23 @@ def _start_extra_server(stack: TestStack, name: str) -> str:
     """A Dkron server the stack does not know, joined to its cluster by hand.
 
     It runs the stack's own image, a copy of a node's rendered config with
-    another node name and the node's environment (the gossip key is there), as
-    someone trying a node out by hand would.
+    another node name, the node's certificate files and its environment (the
+    gossip key and the node's key are there), as someone trying a node out by
+    hand would.
     """
     source = configured(stack)[0]
     with engine() as client:
         node = client.containers.get(stack.container(source))
-        config = node.exec_run(["cat", "/etc/dkron/dkron.yml"]).output.decode()
+        config = node.exec_run(["cat", CONFIG_PATH]).output.decode()
         config = config.replace(f"node-name: {source}\n", f"node-name: {name}\n")
         assert f"node-name: {name}\n" in config
+        copies = {CONFIG_PATH: config}
+        for path in (TLS_CA_PATH, TLS_CERT_PATH):
+            copies[path] = node.exec_run(["cat", path]).output.decode()
         script = (
-            f"mkdir -p /etc/dkron && printf %s {shlex.quote(config)} > /etc/dkron/dkron.yml"
-            " && exec dkron agent --config /etc/dkron/dkron.yml"
+            "mkdir -p /etc/dkron && "
+            + " && ".join(f"printf %s {shlex.quote(text)} > {path}" for path, text in copies.items())
+            + f" && exec dkron agent --config {CONFIG_PATH}"
         )
         network = next(iter(node.attrs["NetworkSettings"]["Networks"]))
         extra = client.containers.run(

@@ -121,6 +121,10 @@ def test_a_stack_made_without_tls_moves_onto_it_in_one_previewed_step(stack: Tes
     with engine() as client:
         logs = client.containers.get(stack.container("n1")).logs().decode(errors="replace")
     assert "mutual TLS on the RPC port" in logs
+    # The CA's key and the nodes' keys are secrets in the state: an export shows ciphertext.
+    exported = stack.export_as_user()
+    assert "StackCA" in exported
+    assert "PRIVATE KEY" not in exported
 
     with stack.client(outputs["leader"]) as client:
         eventually(

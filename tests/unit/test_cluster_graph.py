@@ -476,7 +476,11 @@ def test_new_stack_starts_the_first_node_then_the_others_together_after_it(
     containers = graph.of("DockerContainer")
     assert [c.plain_inputs["hostname"] for c in containers] == list(NODES)
     transport = graph.one("dkron-transport").urn
-    assert [c.depends_on - {transport} for c in containers] == [set(), {containers[0].urn}, {containers[0].urn}]
+    assert [c.depends_on - {transport} for c in containers] == [
+        set(),
+        {containers[0].urn},
+        {containers[0].urn},
+    ]
     assert all(transport in c.depends_on for c in containers)
     gates = {g.plain_inputs["node"]: g.plain_inputs for g in graph.of("NodeGate")}
     assert {n: g["expected"] for n, g in gates.items()} == {n: list(NODES) for n in NODES}
@@ -506,7 +510,11 @@ def test_rolling_update_goes_one_node_at_a_time_leader_last(
     assert [c.plain_inputs["hostname"] for c in containers] == ["node1", "node3", "node2"]
     gate = {g.plain_inputs["node"]: g for g in graph.of("NodeGate")}
     transport = graph.one("dkron-transport").urn
-    assert [c.depends_on - {transport} for c in containers] == [set(), {gate["node1"].urn}, {gate["node3"].urn}]
+    assert [c.depends_on - {transport} for c in containers] == [
+        set(),
+        {gate["node1"].urn},
+        {gate["node3"].urn},
+    ]
     for node, g in gate.items():
         assert g.property_dependencies == {"container_id": {graph.one(f"dkron-{node}").urn}}
         assert g.plain_inputs["container_id"] == f"cid-dkron-{node}"

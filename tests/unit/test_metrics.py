@@ -110,8 +110,10 @@ def test_each_alert_rule_watches_its_condition_held_for_three_evaluations() -> N
         "DkronJobLastRunFailed",
         "DkronJobRunsStopped",
         "DkronNodeDown",
+        "DkronNodeCertificateEnding",
     }
     assert "dkron_iac_node_is_leader" in rules["DkronNoLeader"]["expr"]
+    assert rules["DkronNodeCertificateEnding"]["expr"].endswith("- time() < 30 * 86400")
     assert rules["DkronNoLeader"]["for"] == "15s"
     assert "for" not in rules["DkronJobLastRunFailed"]
     assert rules["DkronJobRunsStopped"]["expr"].endswith("> 30")

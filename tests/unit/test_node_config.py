@@ -55,7 +55,11 @@ def test_new_cluster_config() -> None:
         "http-addr": ":8080",
         "enable-prometheus": True,
         "tags": {"python": "daily"},
-        "tls": {"ca-file": "/etc/dkron/ca.pem", "cert-file": "/etc/dkron/node.pem", "key-env": "DKRON_IAC_NODE_KEY"},
+        "tls": {
+            "ca-file": "/etc/dkron/ca.pem",
+            "cert-file": "/etc/dkron/node.pem",
+            "key-env": "DKRON_IAC_NODE_KEY",
+        },
     }
     assert DATA_DIR == "/dkron/data"
 

@@ -87,7 +87,10 @@ def test_run_as_root_tags_puts_only_the_nodes_with_all_those_tags_on_root() -> N
             "cluster.security.run_as_root_tags = {'tier': 'legacy'}: has no effect with run_as_root: true",
         ),
         ({"run_as_root": "maybe"}, "cluster.security.run_as_root = 'maybe'"),
-        ({"run_as_rot": True}, "unknown setting; allowed: run_as_root, run_as_root_tags, mutual_tls, node_certificate_days, renew_within_days (did you mean"),
+        (
+            {"run_as_rot": True},
+            "unknown setting; allowed: run_as_root, run_as_root_tags, mutual_tls, node_certificate_days, renew_within_days (did you mean",
+        ),
         ({"run_as_root_tags": {"role": "x"}}, "is set by Dkron itself"),
     ],
 )
