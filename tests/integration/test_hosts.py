@@ -17,6 +17,7 @@ twice (two executions in one scheduled second) fails the test that saw it.
 from __future__ import annotations
 
 import contextlib
+import sys
 import threading
 import time
 from collections import Counter
@@ -33,7 +34,8 @@ import requests
 from components.dkron_client import DkronClient, DkronError
 from components.docker_objects import engine
 from components.docker_objects.client import split_locator
-from components.health import observe
+from components.health import observe, raft_peers
+from testing import intruder
 from testing.harness import TestStack, derived_base_image, eventually, remove_image, tick_job
 from testing.lab import Lab, lab_session
 
@@ -176,6 +178,58 @@ def test_forms_across_three_hosts(cluster: HostsCluster) -> None:
     # Gossip is encrypted across hosts.
     with DkronClient(cluster.stack.api_url("n1")) as client:
         assert client.agent()["serf"]["encrypted"] in ("true", True)
+
+
+def test_nothing_on_another_lab_host_commands_the_cluster(cluster: HostsCluster, tmp_path: Path) -> None:
+    """From h4 (a host of the lab with no node yet): the stack's own `dkron` command
+    in clear and with another CA's certificate, a TLS client without a certificate
+    or with another CA's, and Raft in clear, at every node's RPC port; then the
+    same command with a copy of n1's credentials, which works from there."""
+    cluster.require_whole("attacks from another host")
+    outputs = cluster.stack.outputs()
+    nodes = outputs["nodes"]
+    targets = {n: f"{nodes[n]['address']}:{nodes[n]['rpc_port']}" for n in PLACEMENT}
+    h1 = cluster.lab.engine_ref("h1")
+    with engine(h1) as client:
+        image = client.containers.get(cluster.stack.container("n1")).image
+    tag = image.tags[0]
+    cluster.lab.load_images(tag, names=["h4"])
+    h4 = cluster.lab.engine_ref("h4")
+    labels = {"dkron-iac.stack": cluster.stack.name}
+    leader = cluster.leader()
+    assert leader is not None
+    peers_before = raft_peers(cluster.containers()[leader])
+    stranger = intruder.other_ca(tmp_path / "other")
+
+    for node, target in targets.items():
+        for creds in (None, stranger):
+            for args in (["raft", "list-peers"], ["raft", "remove-peer", "--peer-id", "n2"]):
+                code, said = intruder.dkron(tag, [*args, "--rpc-addr", target], creds, h4, labels=labels)
+                assert code != 0, (node, args, creds, said)
+                assert "Peer removed" not in said, said
+        address, port = target.split(":")
+        for probe in (
+            ["handshake", address, port],
+            ["handshake", address, port, str(stranger)],
+            ["raft", address, port],
+        ):
+            done = cluster.lab.run_in("h4", sys.executable, "-m", "testing.intruder", *probe)
+            assert done.stdout.strip() == "refused", (node, probe, done.stdout, done.stderr)
+
+    assert raft_peers(cluster.containers()[leader]) == peers_before
+    assert cluster.leader() == leader
+    assert all(cluster.jobs_on(n) == ["tick"] for n in PLACEMENT)
+    # The control: n1's own credentials, copied to h4, work there.
+    own = intruder.node_credentials(cluster.stack.container("n1"), tmp_path / "own", h1)
+    code, said = intruder.dkron(
+        tag, ["raft", "list-peers", "--rpc-addr", targets["n2"]], own, h4, labels=labels
+    )
+    assert code == 0, said
+    assert all(f" {n} " in f" {said} " for n in PLACEMENT), said
+    done = cluster.lab.run_in(
+        "h4", sys.executable, "-m", "testing.intruder", "handshake", *targets["n2"].split(":"), str(own)
+    )
+    assert done.stdout.strip() == "accepted", done.stdout + done.stderr
 
 
 def test_rolling_update_across_hosts(cluster: HostsCluster) -> None:

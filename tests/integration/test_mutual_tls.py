@@ -13,8 +13,6 @@ changed; a copy of a node's own certificate, from the same place, works.
 from __future__ import annotations
 
 import itertools
-import socket
-import ssl
 import threading
 import time
 from collections.abc import Iterator
@@ -24,10 +22,10 @@ from pathlib import Path
 import pytest
 import yaml
 
-from components import pki
 from components.docker_objects.client import engine
 from components.health import raft_peers
-from components.node_config import CONFIG_PATH, NODE_KEY_ENV, TLS_CA_PATH, TLS_CERT_PATH
+from components.node_config import CONFIG_PATH, NODE_KEY_ENV, TLS_CA_PATH
+from testing import intruder
 from testing.harness import (
     TestStack,
     caught_up_starts,
@@ -155,8 +153,12 @@ def test_a_stack_made_without_tls_moves_onto_it_in_one_previewed_step(stack: Tes
     starts = [s for s in starts if s >= started - 10]
     caught = caught_up_starts(watcher_lines([stack.container(n) for n in NODES], started - 10), "tick")
     assert missed_due_times(starts, 2.0, caught) == 0, (starts, caught)
-    # One run per due time: no two runs of tick within 0.9 s.
-    assert all(b - a >= 0.9 for a, b in itertools.pairwise(starts)), starts
+    # One run per due time (two runs of tick within 0.9 s serve one due time), but for
+    # the one the catch-up watcher and the new leader's scheduler may both serve once
+    # the leader is lost (issue 33, README "Missed runs": at most one per lost leader).
+    doubles = [(a, b) for a, b in itertools.pairwise(starts) if b - a < 0.9]
+    print(f"runs served twice in the move: {doubles}")
+    assert len(doubles) <= 1, (doubles, starts)
 
 
 # --- from outside ------------------------------------------------------------------------
@@ -166,93 +168,13 @@ def _address(stack: TestStack, node: str) -> str:
     return str(stack.outputs()["nodes"][node]["address"])
 
 
-def _other_ca_files(into: Path) -> Path:
-    """A CA that is not the stack's, with a node certificate it signed, as a node's files."""
-    ca = pki.make_ca("intruder")
-    issued = pki.issue(ca, "n1", ["n1", "localhost"], ["127.0.0.1"], days=30)
-    return _credentials(into, ca.cert_pem, issued.cert_pem, issued.key_pem)
-
-
-def _credentials(into: Path, ca_pem: str, cert_pem: str, key_pem: str) -> Path:
-    into.mkdir(mode=0o755, parents=True, exist_ok=True)
-    for name, text in {"ca.pem": ca_pem, "cert.pem": cert_pem, "key.pem": key_pem}.items():
-        (into / name).write_text(text)
-        (into / name).chmod(0o644)
-    config = {
-        "tls": {"ca-file": "/creds/ca.pem", "cert-file": "/creds/cert.pem", "key-file": "/creds/key.pem"}
-    }
-    (into / "dkron.yml").write_text(yaml.safe_dump(config))
-    (into / "dkron.yml").chmod(0o644)
-    return into
-
-
-def _stolen_node_files(stack: TestStack, node: str, into: Path) -> Path:
-    """A node's own CA, certificate and key, as whoever holds them has them."""
-    with engine() as client:
-        env = client.containers.get(stack.container(node)).attrs["Config"]["Env"]
-    key = next(e.split("=", 1)[1] for e in env if e.startswith(f"{NODE_KEY_ENV}="))
-    return _credentials(
-        into, _in_node(stack, node, "cat", TLS_CA_PATH), _in_node(stack, node, "cat", TLS_CERT_PATH), key
-    )
-
-
 def _outsider(stack: TestStack, args: list[str], creds: Path | None) -> tuple[int, str]:
-    """`dkron <args>` in a throwaway container of the stack's image on the cluster
-    network (with `creds` as its config, or none: a plain client)."""
+    """`dkron <args>` in a throwaway container of the stack's image on the cluster network."""
     with engine() as client:
         node = client.containers.get(stack.container("n1"))
         network = next(iter(node.attrs["NetworkSettings"]["Networks"]))
-        config = "/creds/dkron.yml" if creds else "/nonexistent/dkron.yml"
-        container = client.containers.run(
-            node.image.id,
-            entrypoint=["dkron", *args, "--config", config],
-            network=network,
-            volumes={str(creds): {"bind": "/creds", "mode": "ro"}} if creds else {},
-            detach=True,
-            labels={"dkron-iac.stack": stack.name},
-        )
-        try:
-            code = int(container.wait(timeout=60)["StatusCode"])
-            return code, container.logs().decode(errors="replace")
-        finally:
-            container.remove(force=True)
-
-
-def _handshake_refused(address: str, creds: Path | None) -> bool:
-    """A TLS client on the RPC port (with `creds`' certificate, or none) is turned away."""
-    context = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
-    context.check_hostname = False
-    context.verify_mode = ssl.CERT_NONE
-    context.set_alpn_protocols(["h2"])
-    if creds is not None:
-        context.load_cert_chain(creds / "cert.pem", creds / "key.pem")
-    try:
-        with (
-            socket.create_connection((address, RPC_PORT), timeout=5) as raw,
-            context.wrap_socket(raw) as tls,
-        ):
-            # TLS 1.3: the server checks the client's certificate after the
-            # client's side of the handshake; its verdict comes with the first read.
-            tls.sendall(b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n")
-            return tls.recv(64) == b""
-    except (ssl.SSLError, ConnectionError):
-        return True
-    except TimeoutError:
-        return False  # accepted, waiting for more: not refused
-
-
-def _plain_raft_refused(address: str) -> bool:
-    """Raft's own framing in clear (an AppendEntries type byte and garbage) is dropped."""
-    with socket.create_connection((address, RPC_PORT), timeout=5) as raw:
-        raw.sendall(b"\x00" + b"\x81\xa4Term\x01" * 40)
-        try:
-            answer = raw.recv(64)
-        except ConnectionError:
-            return True
-        except TimeoutError:
-            return False
-        # Closed, or a TLS alert record and closed: never a Raft answer.
-        return answer == b"" or answer[:1] == b"\x15"
+        image = str(node.image.id)
+    return intruder.dkron(image, args, creds, network=network, labels={"dkron-iac.stack": stack.name})
 
 
 def test_nothing_without_the_stacks_certificate_commands_the_cluster(
@@ -263,7 +185,7 @@ def test_nothing_without_the_stacks_certificate_commands_the_cluster(
     peers_before = raft_peers(stack.container(leader))
     with stack.client(leader) as client:
         jobs_before = sorted(j["name"] for j in client.list_jobs())
-    other_ca = _other_ca_files(tmp_path / "other")
+    other_ca = intruder.other_ca(tmp_path / "other")
     target = f"{_address(stack, 'n2')}:{RPC_PORT}"
 
     # gRPC from the cluster's own network: in clear, and with another CA's certificate.
@@ -276,9 +198,9 @@ def test_nothing_without_the_stacks_certificate_commands_the_cluster(
     # From the host: a TLS client without a certificate or with another CA's, and Raft in clear.
     for node in NODES:
         address = _address(stack, node)
-        assert _handshake_refused(address, None), node
-        assert _handshake_refused(address, other_ca), node
-        assert _plain_raft_refused(address), node
+        assert intruder.handshake_refused(address, RPC_PORT, None), node
+        assert intruder.handshake_refused(address, RPC_PORT, other_ca), node
+        assert intruder.plain_raft_refused(address, RPC_PORT), node
 
     # Nothing changed: the same peers, the same jobs, the same leader.
     assert raft_peers(stack.container(leader)) == peers_before
@@ -287,11 +209,11 @@ def test_nothing_without_the_stacks_certificate_commands_the_cluster(
     assert stack.leader_name() == leader
 
     # The control: the same commands with a node's own credentials work from there.
-    own = _stolen_node_files(stack, "n1", tmp_path / "own")
+    own = intruder.node_credentials(stack.container("n1"), tmp_path / "own")
     code, said = _outsider(stack, ["raft", "list-peers", "--rpc-addr", target], own)
     assert code == 0, said
     assert all(f"{node} " in said for node in NODES), said
-    assert not _handshake_refused(_address(stack, "n2"), own)
+    assert not intruder.handshake_refused(_address(stack, "n2"), RPC_PORT, own)
 
 
 def test_dkron_raft_commands_in_a_node_use_its_certificate(stack: TestStack) -> None:
