@@ -114,6 +114,18 @@ def render(results: Results) -> str:
     out += _by_hand(results)
     out += _hosts(results)
     out += _soak(results)
+    out += _tls_cost(results)
+    partial = results.get("partial_runs") or []
+    if partial:
+        out += ["## Sections measured again on their own", ""]
+        for part in partial:
+            only = part.get("only")
+            when = (results.get(f"machine_{only}") or {}).get("date", "n/a")
+            out.append(
+                f"- `BENCH_ONLY={only}` on {when} ({_s(part.get('duration_s'))}): its sections replace"
+                " those of the full run above."
+            )
+        out.append("")
     errors = results.get("errors") or {}
     if errors:
         out += ["## Failures in this run", ""]
@@ -1039,4 +1051,47 @@ def _by_hand(results: Results) -> list[str]:
     )
     unexpected = (without.get("unexpected_changes") or []) + (with_.get("unexpected_changes") or [])
     out += [f"Changes the no-change updates made: {unexpected or 'none'}.", ""]
+    return out
+
+
+def _tls_cost(results: Results) -> list[str]:
+    cost = results.get("tls_cost") or {}
+    out = [
+        "## 9. The cost of mutual TLS",
+        "",
+        "Each round makes two three-node stacks on the local engine, one with `security.mutual_tls: false`"
+        " and one with the default (gRPC and Raft inside TLS with the stack's CA), in swapped order from"
+        f" round to round, and times on each: forming it, registering {_n(cost.get('jobs'))} jobs by"
+        " `pulumi up`, one rolling update of every node (a new base image) and one leader failover"
+        " (`docker kill` of the leader: time to a leader every survivor names, and to the next run of a"
+        " `:1` job due every second). Medians of the rounds; the ratio is TLS over plain.",
+        "",
+    ]
+    out += _failed(results, "tls_cost")
+    median_of = cost.get("median") or {}
+    if not median_of:
+        return out
+    labels = {
+        "formation_s": "Formation (`pulumi up` of an empty stack)",
+        "register_jobs_s": f"{_n(cost.get('jobs'))} jobs by `pulumi up`",
+        "rolling_update_s": "Rolling update of every node",
+        "new_leader_s": "Failover: a leader every survivor names",
+        "next_run_s": "Failover: the next run of a `:1` job",
+    }
+    rows = [
+        [
+            label,
+            _s(median_of.get("plain", {}).get(key)),
+            _s(median_of.get("tls", {}).get(key)),
+            _x((cost.get("ratios") or {}).get(key)),
+        ]
+        for key, label in labels.items()
+    ]
+    out += _table(["", "Without TLS", "With mutual TLS", "TLS / plain"], rows)
+    rounds = cost.get("rounds") or []
+    missed = sum(
+        (r.get("rolling_update_due_times_missed") or 0) + (r.get("failover_due_times_missed") or 0)
+        for r in rounds
+    )
+    out += [f"Rounds: {len(rounds)} stacks; due times missed in their updates and failovers: {missed}.", ""]
     return out

@@ -77,6 +77,8 @@ PLACEMENT = {"node1": "h1", "node2": "h2", "node3": "h3"}
 HOST_ROLLOUTS = 3  # rolling updates across the hosts: dkron.log_level to debug and back
 HOST_LOSSES = FAILOVERS  # the leader's whole host stopped
 BY_HAND = 5000  # jobs made through Dkron's API, beside the stack's own (issue 31)
+TLS_ROUNDS = 2  # rounds of (a stack without mutual TLS, one with it), the order swapped each round
+TLS_JOBS = 500  # jobs each of those stacks registers by `pulumi up`
 RESULTS = ROOT / "bench" / "results.json"
 DOC = ROOT / "docs" / "benchmarks.md"
 
@@ -1069,6 +1071,57 @@ class Bench:
             self.close_hosts_stack()
             self.lab_down()
 
+    def tls_cost(self, data: dict[str, Any]) -> None:
+        """What mutual TLS costs: formation, `TLS_JOBS` jobs by `pulumi up`, a rolling update and a
+        leader failover, each on a stack without it and on one with it; medians and TLS/plain ratios."""
+        rounds: list[dict[str, Any]] = []
+        data["rounds"] = rounds
+        for number in range(1, TLS_ROUNDS + 1):
+            for tls in (False, True) if number % 2 else (True, False):
+                rounds.append(self._tls_round(number, tls))
+                self.say(f"tls round {number} (mutual_tls {tls}): {rounds[-1]}")
+        keys = ("formation_s", "register_jobs_s", "rolling_update_s", "new_leader_s", "next_run_s")
+        data["median"] = {
+            name: {key: median([r.get(key) for r in rounds if r["mutual_tls"] == tls]) for key in keys}
+            for name, tls in (("plain", False), ("tls", True))
+        }
+        data["ratios"] = {
+            key: ratio(data["median"]["tls"][key], data["median"]["plain"][key]) for key in keys
+        }
+        data["jobs"] = TLS_JOBS
+
+    def _tls_round(self, number: int, tls: bool) -> dict[str, Any]:
+        """One stack, timed through the four steps (`_rollout` and `_kill_leader` run on it)."""
+        kept = self.stack
+        stack = BenchStack(NODES, self.log, security={"mutual_tls": tls}, jobs=[TICK])
+        self.open_stacks.append(stack)
+        self.stack = stack
+        result: dict[str, Any] = {"mutual_tls": tls, "stack": stack.name}
+        try:
+            result["formation_s"] = round(stack.timed_up()[0], 2)
+            stack.set_jobs([TICK, *bulk_jobs("job", TLS_JOBS)])
+            result["register_jobs_s"] = round(stack.timed_up()[0], 2)
+            rollout = self._rollout(100 + 2 * number + int(tls))
+            result["rolling_update_s"] = rollout["total_s"]
+            result["rolling_update_due_times_missed"] = rollout["due_times_missed"]
+            with DkronClient(stack.api_url("node1"), timeout_s=30) as client:
+                client.upsert_job(BEAT)
+            probes.wait_until(
+                lambda: len(probes.executions(stack.api_urls().values(), str(BEAT["name"]))) >= 3, 60
+            )
+            if probes.wait_until(lambda: probes.whole(stack.api_urls()), 120) is None:
+                raise RuntimeError("the cluster is not whole before the leader is killed")
+            failover = self._kill_leader()
+            result.update(
+                new_leader_s=failover["new_leader_s"],
+                next_run_s=failover["next_run_s"],
+                failover_due_times_missed=failover["due_times_missed"],
+            )
+        finally:
+            self.stack = kept
+            self.close_stack(stack)
+        return result
+
     def soak(self, data: dict[str, Any]) -> None:
         """Ten minutes of random faults on a lab of three hosts of its own (`testing/soak.py`)."""
         seconds = float(os.environ.get("BENCH_SOAK_S", "600"))
@@ -1145,15 +1198,22 @@ def main() -> int:
         signal.signal(sig, _stop_on_signal)
     bench = Bench()
     bench.say(f"prefix {bench.prefix}; Pulumi output in {bench.log_path}")
+    only = os.environ.get("BENCH_ONLY", "")
     try:
-        only = os.environ.get("BENCH_ONLY", "")
-        if only in ("hosts", "soak"):  # one part alone, as a quick check
-            with bench.section("machine") as data:
+        if only:
+            # One part alone: its sections replace theirs in the last full run's results.
+            with contextlib.suppress(FileNotFoundError, ValueError):
+                bench.results = {**json.loads(RESULTS.read_text()), "errors": {}}
+            bench.results.setdefault("partial_runs", []).append({"only": only})
+            with bench.section(f"machine_{only}") as data:
                 data.update(bench.machine())
         if only == "hosts":
             bench.run_hosts()
         elif not only:
             bench.run()
+        if only in ("", "tls"):
+            with bench.section("tls_cost") as data:
+                bench.tls_cost(data)
         if only in ("", "soak"):
             with bench.section("soak") as data:
                 bench.soak(data)
@@ -1166,7 +1226,7 @@ def main() -> int:
         others = None
         with contextlib.suppress(Exception):
             others = probes.other_containers([bench.prefix])
-        bench.results["run"] = {
+        this_run = {
             "prefix": bench.prefix,
             "duration_s": round(time.monotonic() - bench.started, 1),
             "load_average_at_end": _load(),
@@ -1175,6 +1235,10 @@ def main() -> int:
             "dockerd_pid_at_end": _root_dockerd(),
             "pulumi_log": str(bench.log_path),
         }
+        if only:
+            bench.results["partial_runs"][-1].update(this_run)
+        else:
+            bench.results["run"] = this_run
         RESULTS.write_text(json.dumps(bench.results, indent=2) + "\n")
         DOC.parent.mkdir(exist_ok=True)
         DOC.write_text(report.render(bench.results))
