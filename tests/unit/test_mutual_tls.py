@@ -83,7 +83,7 @@ def _props(ca: pki.Issued, **changes: Any) -> dict[str, Any]:
 
 def test_a_node_certificate_is_made_again_when_what_it_names_or_its_ca_changes(ca: pki.Issued) -> None:
     provider = NodeCertificateProvider()
-    olds = provider.create(_props(ca)).outs
+    olds = provider.create(_props(ca)).outs or {}
     assert pki.signed_by(olds["cert_pem"], ca.cert_pem)
 
     same = provider.diff("cert-n1", olds, _props(ca))
@@ -103,7 +103,7 @@ def test_a_node_certificate_is_made_again_when_what_it_names_or_its_ca_changes(c
 
 def test_a_node_certificate_ending_within_the_window_is_made_again(ca: pki.Issued) -> None:
     provider = NodeCertificateProvider()
-    olds = provider.create(_props(ca, days=30)).outs
+    olds = provider.create(_props(ca, days=30)).outs or {}
     assert not provider.diff("cert-n1", olds, _props(ca, days=30, renew_within_days=20)).replaces
     renewed = provider.diff("cert-n1", olds, _props(ca, days=30, renew_within_days=30))
     assert renewed.replaces == ["not_after"]
@@ -111,7 +111,7 @@ def test_a_node_certificate_ending_within_the_window_is_made_again(ca: pki.Issue
 
 def test_the_stack_ca_is_made_once() -> None:
     provider = StackCAProvider()
-    made = provider.create({"stack": "unit"}).outs
+    made = provider.create({"stack": "unit"}).outs or {}
     assert made["cert_pem"].startswith("-----BEGIN CERTIFICATE-----")
     assert not provider.diff("stack-ca", made, {"stack": "renamed"}).changes
 
