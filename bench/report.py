@@ -1083,7 +1083,7 @@ def _tls_cost(results: Results) -> list[str]:
             label,
             _s(median_of.get("plain", {}).get(key)),
             _s(median_of.get("tls", {}).get(key)),
-            _x((cost.get("ratios") or {}).get(key)),
+            _ratio2((cost.get("ratios") or {}).get(key)),
         ]
         for key, label in labels.items()
     ]
@@ -1095,3 +1095,8 @@ def _tls_cost(results: Results) -> list[str]:
     )
     out += [f"Rounds: {len(rounds)} stacks; due times missed in their updates and failovers: {missed}.", ""]
     return out
+
+
+def _ratio2(value: Any) -> str:
+    """A ratio to two decimals: the cost of TLS is judged against 1.10."""
+    return f"{value:.2f}x" if isinstance(value, (int, float)) else "n/a"
