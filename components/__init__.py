@@ -18,6 +18,9 @@ Planning (pure: data in, data out)
 The cluster
 - `cluster.py`: `DkronCluster`, which declares the resources of a plan.
 - `gossip_key.py`: the stack's gossip key, made once, kept secret.
+- `pki.py`: the stack's CA and node certificates as PEM text (pure).
+- `certificates.py`: the CA, made once, and each node's certificate, renewed before it ends; keys secret.
+- `transport.py`: the one-step move between plain RPC and mutual TLS (every node stopped at once).
 
 Cluster health and gates
 - `health.py`: what "whole" means; observing the cluster and waiting for it.
