@@ -263,6 +263,30 @@ def test_a_job_whose_last_run_failed_fires_until_a_run_succeeds(cluster: TestSta
     clears(cluster, ("DkronJobLastRunFailed", "flaky"), timeout_s=30)
 
 
+def test_certificates_ending_within_thirty_days_fire_and_degrade_the_status_until_renewed(
+    cluster: TestStack,
+) -> None:
+    # Node certificates of 20 days (made again within 10): each ends inside the 30 days the
+    # alert and `make status` watch for, as a certificate an update never renewed would.
+    cluster.configure(lambda c: c.update(security={"node_certificate_days": 20, "renew_within_days": 10}))
+    cluster.up()
+    for node in cluster.node_names():
+        fires(cluster, ("DkronNodeCertificateEnding", node))
+    code, data = status_json(cluster.name)
+    assert code == 1, data
+    assert sorted(p.split(":")[0] for p in data["problems"] if "certificate ends in 19d" in p) == sorted(
+        cluster.node_names()
+    ), data["problems"]
+
+    # The default again: a year. The nodes roll onto new certificates and it clears.
+    cluster.configure(lambda c: c.pop("security"))
+    cluster.up()
+    for node in cluster.node_names():
+        clears(cluster, ("DkronNodeCertificateEnding", node), timeout_s=60)
+    code, data = status_json(cluster.name)
+    assert not [p for p in data["problems"] if "certificate" in p], data["problems"]
+
+
 def test_lost_nodes_fire_down_not_voter_runs_stopped_and_no_leader_until_up_brings_them_back(
     cluster: TestStack,
 ) -> None:
