@@ -70,32 +70,44 @@ class Timeline:
 
     def __enter__(self) -> Timeline:
         self.started = time.time()
-        self._threads = [threading.Thread(target=self._poll_leader, daemon=True)]
+        # Docker's events are read as they happen: the engine keeps only its last 256
+        # (health checks and execs count), and other suites on the engine push a stack's
+        # first events out before an update ends.
+        self._engine = contextlib.ExitStack()
+        client = self._engine.enter_context(engine())
+        self._stream = client.api.events(
+            since=int(self.started) - 1,
+            filters={"type": "container", "label": f"dkron-iac.stack={self.stack.name}"},
+            decode=True,
+        )
+        self._threads = [
+            threading.Thread(target=self._poll_leader, daemon=True),
+            threading.Thread(target=self._read_events, daemon=True),
+        ]
         for thread in self._threads:
             thread.start()
         return self
 
     def __exit__(self, *_: object) -> None:
         self.finished = time.time()
+        time.sleep(1)  # the last events of the update on their way
         self._stop.set()
+        self._stream.close()
         for thread in self._threads:
-            thread.join()
-        with engine() as client:
-            raw = client.api.events(
-                since=int(self.started) - 1,
-                until=int(self.finished) + 1,
-                filters={"type": "container", "label": f"dkron-iac.stack={self.stack.name}"},
-                decode=True,
-            )
-            self.events = [
-                {
-                    "node": e["Actor"]["Attributes"].get("dkron-iac.node"),
-                    "action": e["Action"],
-                    "t": e["timeNano"] / 1e9,
-                }
-                for e in raw
-                if e["Action"] in ("create", "start", "kill", "die", "stop", "destroy")
-            ]
+            thread.join(10)
+        self._engine.close()
+
+    def _read_events(self) -> None:
+        with contextlib.suppress(Exception):  # the stream closed under the read: done
+            for e in self._stream:
+                if e.get("Action") in ("create", "start", "kill", "die", "stop", "destroy"):
+                    self.events.append(
+                        {
+                            "node": e["Actor"]["Attributes"].get("dkron-iac.node"),
+                            "action": e["Action"],
+                            "t": e["timeNano"] / 1e9,
+                        }
+                    )
 
     def _poll_leader(self) -> None:
         api = {n: self.stack.api_url(n) for n in self.stack.node_names()}
