@@ -1204,7 +1204,8 @@ def main() -> int:
             # One part alone: its sections replace theirs in the last full run's results.
             with contextlib.suppress(FileNotFoundError, ValueError):
                 bench.results = {**json.loads(RESULTS.read_text()), "errors": {}}
-            bench.results.setdefault("partial_runs", []).append({"only": only})
+            earlier = [p for p in bench.results.get("partial_runs", []) if p.get("only") != only]
+            bench.results["partial_runs"] = [*earlier, {"only": only}]
             with bench.section(f"machine_{only}") as data:
                 data.update(bench.machine())
         if only == "hosts":
