@@ -135,19 +135,20 @@ def _shorten(line: str, error: str | None) -> str:
     return line.replace(error, short_error(error)) if error else line
 
 
-CERTIFICATE_WARNING_DAYS = EXPIRY_WARNING_DAYS
-"""A node certificate ending within this many days is a problem (the alert rule says the same)."""
+def _ending_soon(seconds_left: float) -> bool:
+    """A node certificate this close to its end is a problem (the alert rule says the same)."""
+    return seconds_left < EXPIRY_WARNING_DAYS * 86400
 
 
 def certificate_problems(nodes: Sequence[NodeStatus], now: datetime) -> list[str]:
-    """One line per node whose certificate ends within `CERTIFICATE_WARNING_DAYS` (or has ended)."""
+    """One line per node whose certificate ends within `EXPIRY_WARNING_DAYS` (or has ended)."""
     lines = []
     for node in nodes:
         ends = parse_time(node.certificate_ends)
         if ends is None:
             continue
         left = (ends - now).total_seconds()
-        if left < CERTIFICATE_WARNING_DAYS * 86400:
+        if _ending_soon(left):
             when = f"ended {_duration(-left)} ago" if left <= 0 else f"ends in {_duration(left)}"
             lines.append(f"{node.name}: its certificate {when}: `make up` makes a new one (rolling)")
     return lines
@@ -510,9 +511,7 @@ def _certificate_cell(ends: str | None, now: datetime) -> Text:
     if moment is None:
         return Text("-")
     left = (moment - now).total_seconds()
-    return _mark(
-        _ago(ends, now), left >= CERTIFICATE_WARNING_DAYS * 86400, left < CERTIFICATE_WARNING_DAYS * 86400
-    )
+    return _mark(_ago(ends, now), not _ending_soon(left), _ending_soon(left))
 
 
 _STATE_STYLE: dict[JobState, str] = {

@@ -22,10 +22,13 @@ import time
 from collections.abc import Mapping
 from typing import Any
 
+import docker
 import pulumi
+import requests
 from pulumi.dynamic import CreateResult, DiffResult, ResourceProvider
 
 from components.docker_objects.client import engine, split_locator
+from components.docker_objects.errors import DockerResourceError
 from components.node_config import mutual_tls
 
 # How long the step waits for a killed container to be seen stopped.
@@ -45,19 +48,19 @@ def stop_without_leaving(locator: str) -> bool:
         with engine(where, timeout_s=20) as client:
             container = client.containers.get(name)
             container.update(restart_policy={"Name": "no"})
-            with contextlib.suppress(Exception):  # already stopped
+            with contextlib.suppress(docker.errors.APIError):  # already stopped
                 container.kill()
             deadline = time.monotonic() + STOP_WAIT_S
-            while time.monotonic() < deadline:
-                container.reload()
-                if container.status != "running":
-                    return True
+            while container.status == "running":
+                if time.monotonic() >= deadline:
+                    raise RuntimeError(
+                        f"container {locator} still runs {STOP_WAIT_S:.0f}s after it was killed"
+                    )
                 time.sleep(0.25)
-            raise RuntimeError(f"container {locator} still runs {STOP_WAIT_S:.0f}s after it was killed")
-    except RuntimeError:
-        raise
-    except Exception:  # noqa: BLE001 - gone already: nothing to stop
-        return False
+                container.reload()
+    except (docker.errors.APIError, requests.RequestException, DockerResourceError):
+        return False  # gone already, or its engine with it: nothing to stop
+    return True
 
 
 class TransportStepProvider(ResourceProvider):
