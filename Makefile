@@ -3,7 +3,7 @@ SHELL := /bin/bash
 STACK ?= dev
 PYTEST_ARGS ?=
 
-.PHONY: setup up preview refresh destroy outputs status jobs-export test test-fast test-unit lint bench clean-slate lab-up lab-down
+.PHONY: setup up preview refresh destroy outputs api-token api-ca status jobs-export test test-fast test-unit lint bench clean-slate lab-up lab-down
 
 setup:
 	@scripts/setup.sh
@@ -24,6 +24,12 @@ destroy: setup
 outputs:
 	@scripts/setup.sh >&2
 	@scripts/stack.sh outputs $(STACK)
+
+# The API's token (the UI's password, any user name) and the stack's CA (what a browser or curl
+# trusts); set-up progress to stderr, so stdout is the value alone.
+api-token api-ca:
+	@scripts/setup.sh >&2
+	@scripts/stack.sh $@ $(STACK)
 
 # The live cluster: a table, jobs summed up by state and those that need attention listed
 # (ALL=1: every job; JSON=1: JSON, every job; WATCH=1: refreshed in place). Exit 0 healthy,

@@ -7,6 +7,7 @@ from typing import Any
 import pulumi
 
 from components.addressing import AddressConflict, choose_subnet, recorded_subnet
+from components.api_access import authorize
 from components.cluster import (
     ClusterDataLost,
     DkronCluster,
@@ -58,6 +59,22 @@ def previous_outputs(project: str, stack: str) -> dict[str, Any]:
     return outputs
 
 
+def ui_access(stack: str, api_urls: dict[str, str]) -> dict[str, Any]:
+    """How a person gets at the UI (`make outputs`): every node serves it; HTTPS, the token as password."""
+    access: dict[str, Any] = {
+        "urls": {node: f"{url.partition('#')[0]}/ui/" for node, url in sorted(api_urls.items())},
+        "login": f"any user name; the password is the stack's API token: make api-token STACK={stack}",
+        "certificate": f"the stack's CA signs the nodes' certificates: make api-ca STACK={stack} > ca.pem,"
+        " then trust ca.pem in the browser (or accept its warning once)",
+    }
+    if any("#" in url for url in api_urls.values()):
+        access["ssh_hosts"] = (
+            "a node on an ssh:// host serves its API on that host's loopback: forward the port first"
+            " (ssh -L PORT:127.0.0.1:PORT to the host), then open its URL here"
+        )
+    return access
+
+
 def main() -> None:
     stack, project = pulumi.get_stack(), pulumi.get_project()
     try:
@@ -107,6 +124,8 @@ def main() -> None:
     # The cluster as the update finds it (who leads, who is down, which removed
     # nodes are dead), read live once: it decides the shape of the resource graph.
     api_urls, removed_urls = observation_targets(spec, previous_nodes, placements)
+    # The credentials the last update recorded (its nodes' APIs want them), a secret output.
+    authorize([*api_urls.values(), *removed_urls.values()], previous.get("api_auth"))
     live = observe_live(api_urls, removed_urls)
     # What happens to each job, said before the resource list (see `change_summary`).
     # A new cluster has no jobs yet; a deployed one is asked.
@@ -132,6 +151,7 @@ def main() -> None:
         cluster.ready,
         parent=cluster,
         prune_unmanaged=job_settings.prune_unmanaged,
+        api_auth=cluster.api_auth,
     )
 
     pulumi.export("leader", cluster.leader)
@@ -143,6 +163,10 @@ def main() -> None:
     pulumi.export("image", cluster.image)
     pulumi.export("removed", cluster.removed)
     pulumi.export("certificates", cluster.certificates)
+    if cluster.api_auth is not None:
+        # The token and CA a caller of the API needs (`make status`, `make api-token`): a secret.
+        pulumi.export("api_auth", cluster.api_auth)
+        pulumi.export("ui", ui_access(stack, cluster.api_urls))
     pulumi.export("jobs", sorted(job.name for job in jobs))
     if cluster.prometheus is not None:
         pulumi.export("prometheus", cluster.prometheus)

@@ -78,8 +78,13 @@ func runAgent(config *dkron.Config) error {
 	if err != nil {
 		return err
 	}
+	access, err := loadAPIAccess(viper.GetViper(), security)
+	if err != nil {
+		return err
+	}
 	// Read once: jobs, which inherit the agent's environment, get no secret of
-	// the node's (they still run as its user; README, "Mutual TLS").
+	// the node's (they still run as its user; README, "Mutual TLS"). The API
+	// token's variable is gone already (loadAPIAccess).
 	for _, name := range []string{"DKRON_ENCRYPT", viper.GetString(keyEnvKey)} {
 		if name != "" {
 			_ = os.Unsetenv(name)
@@ -102,6 +107,10 @@ func runAgent(config *dkron.Config) error {
 		logger := logrus.WithField("node", config.NodeName)
 		agent.GRPCClient = dkron.NewGRPCClient(security.dialOption(), agent, logger)
 		logger.Info("agent: mutual TLS on the RPC port (gRPC and Raft), the stack's CA only")
+	}
+	if access != nil {
+		// Dkron fills the field with its own transport only when it is empty.
+		agent.HTTPTransport = newAPITransport(agent, config, security, access)
 	}
 	if err := agent.Start(); err != nil {
 		return err

@@ -1,6 +1,7 @@
 // Command dkron is the node program of this project: Dkron 4.0.5's agent, built
-// from its Go module, with the stack's mutual TLS on the RPC port and on the
-// HTTP API when the node's dkron.yml names the stack's certificates.
+// from its Go module, with the stack's mutual TLS on the RPC port when the
+// node's dkron.yml names the stack's certificates, and its HTTP API and UI over
+// HTTPS with the stack's token when it names the token too (api.go).
 //
 // `dkron agent` and `dkron raft ...` are this file's; every other subcommand
 // (`version`, `keygen`, ...) is Dkron's own, unchanged. Without a `tls:`

@@ -1060,7 +1060,8 @@ def _tls_cost(results: Results) -> list[str]:
         "## 9. The cost of mutual TLS",
         "",
         "Each round makes two three-node stacks on the local engine, one with `security.mutual_tls: false`"
-        " and one with the default (gRPC and Raft inside TLS with the stack's CA), in swapped order from"
+        " and one with the default (gRPC and Raft inside TLS with the stack's CA, the API over HTTPS with"
+        " the stack's token, which every call of the program and the bench shows), in swapped order from"
         f" round to round, and times on each: forming it, registering {_n(cost.get('jobs'))} jobs by"
         " `pulumi up`, one rolling update of every node (a new base image) and one leader failover"
         " (`docker kill` of the leader: time to a leader every survivor names, and to the next run of a"

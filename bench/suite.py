@@ -42,6 +42,7 @@ from pulumi.automation import EngineEvent
 
 from bench import baselines, probes, report
 from components import naming
+from components.api_access import authorize_outputs
 from components.dkron_client import DkronClient
 from components.docker_objects import engine
 from components.health import observe
@@ -157,6 +158,7 @@ class BenchStack(TestStack):
             raise
         took = time.monotonic() - started
         self.last_outputs = {k: v.value for k, v in result.outputs.items()}
+        authorize_outputs(self.last_outputs)
         return took, _ops(result.summary.resource_changes)
 
     def timed_preview(self) -> tuple[float, dict[str, int]]:

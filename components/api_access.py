@@ -9,13 +9,26 @@ opened on first use and kept up (restarted whenever the host comes back) for
 the life of the process (`components.tunnels`). Tunnels are not shared
 between processes: a tunnel on a fixed local port held by one process would
 keep sending another's calls to a node's old host after the node moved.
+
+A node of a stack with mutual TLS serves its API over HTTPS with a
+certificate of the stack's CA and answers only callers with the stack's API
+token (README, "Who can command the cluster"). Whoever calls it first says so
+here (`authorize`): the token and the CA, for the URLs they hold. Every
+`DkronClient` of this process then checks the node's certificate against that
+CA and sends the token; it never sends the token to an `http://` URL.
 """
 
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import socket
+import tempfile
 import threading
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
 from urllib.parse import urlsplit
 
 from components.tunnels import ApiTunnels
@@ -26,6 +39,93 @@ FIRST_WAIT_S = 6.0
 
 _lock = threading.Lock()
 _tunnels: dict[tuple[str, int], tuple[int, ApiTunnels]] = {}
+
+
+@dataclass(frozen=True)
+class Credentials:
+    """What a caller of a stack's API shows and trusts: the stack's API token and its CA."""
+
+    token: str
+    ca_pem: str
+
+    def __repr__(self) -> str:  # never the token, in a traceback or a log
+        return f"Credentials(ca={hashlib.sha256(self.ca_pem.encode()).hexdigest()[:12]})"
+
+    @property
+    def ca_file(self) -> str:
+        """The CA as a file (what `requests` verifies against), made once per process."""
+        return _ca_file(self.ca_pem)
+
+    def record(self) -> dict[str, str]:
+        """As a provider's input or a stack output holds it (a secret)."""
+        return {"token": self.token, "ca": self.ca_pem}
+
+
+# How the engine marks a secret value it hands over as such (a provider's inputs, an invoke's
+# answer): {SIG: SECRET, "value": ...}.
+_SIG, _SECRET = "4dabf18193072939515e22adb298388d", "1b47061264138c4ac30d75fd1eb44270"
+
+
+def unwrap_secret(value: Any) -> Any:
+    """A value without the engine's secret wrapper, if it has one."""
+    if isinstance(value, Mapping) and value.get(_SIG) == _SECRET:
+        return value.get("value")
+    return value
+
+
+def credentials_of(value: Any) -> Credentials | None:
+    """Credentials from `record()`'s form, secret-wrapped or not (None for a stack without them)."""
+    value = unwrap_secret(value)
+    if not isinstance(value, Mapping) or not value.get("token") or not value.get("ca"):
+        return None
+    return Credentials(token=str(value["token"]), ca_pem=str(value["ca"]))
+
+
+_credentials: dict[str, Credentials] = {}
+_ca_files: dict[str, str] = {}
+
+
+def _ca_file(pem: str) -> str:
+    with _lock:
+        if pem not in _ca_files:
+            folder = Path(tempfile.mkdtemp(prefix="dkron-iac-ca-"))
+            path = folder / "ca.pem"
+            path.write_text(pem)
+            _ca_files[pem] = str(path)
+        return _ca_files[pem]
+
+
+def _key(url: str) -> str:
+    return url.rstrip("/")
+
+
+def authorize(urls: Iterable[str], credentials: Credentials | Mapping[str, Any] | None) -> None:
+    """Use `credentials` for every call to these API URLs in this process."""
+    found = credentials if isinstance(credentials, Credentials) else credentials_of(credentials)
+    if found is None:
+        return
+    with _lock:
+        for url in urls:
+            _credentials[_key(str(url))] = found
+
+
+def authorize_props(props: Mapping[str, Any]) -> None:
+    """A provider's inputs: its ``api_urls`` (a list or a node -> URL map) with its ``api_auth``."""
+    urls = props.get("api_urls") or []
+    authorize(urls.values() if isinstance(urls, Mapping) else urls, props.get("api_auth"))
+
+
+def authorize_outputs(outputs: Mapping[str, Any]) -> None:
+    """A stack's outputs (read with their secrets): every node's API, with the stack's credentials."""
+    nodes = outputs.get("nodes") or {}
+    urls = [str(record["api_url"]) for record in nodes.values() if isinstance(record, Mapping)]
+    authorize(urls, outputs.get("api_auth"))
+
+
+def credentials_for(url: str) -> Credentials | None:
+    """The credentials `authorize` gave for this URL, if any."""
+    with _lock:
+        return _credentials.get(_key(url))
 
 
 def tunnel_of(url: str) -> str | None:

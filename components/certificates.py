@@ -1,4 +1,4 @@
-"""The stack's CA and one certificate per node, kept in the Pulumi state.
+"""The stack's CA, its API token and one certificate per node, kept in the Pulumi state.
 
 The CA is made once per stack, like the gossip key; its key is a secret output
 and leaves the state only as an input of the node certificates it signs (also
@@ -6,10 +6,14 @@ secret). A node certificate is made again when what it names changes, when
 its CA changes, or when the update finds it ending within the stack's
 `security.renew_within_days`: its node's files change with it, so the node is
 replaced in the rolling update (the preview says so, `change_summary`).
+
+The API token is made once per stack too (a secret output): every node's API
+answers only a caller that shows it (or a client certificate of the CA).
 """
 
 from __future__ import annotations
 
+import secrets
 from collections.abc import Sequence
 from typing import Any
 
@@ -58,6 +62,32 @@ class StackCA(pulumi.dynamic.Resource, module="secrets", name="StackCA"):
             resource_name,
             {"stack": stack, "cert_pem": None, "key_pem": None, "not_after": None},
             pulumi.ResourceOptions.merge(opts, pulumi.ResourceOptions(additional_secret_outputs=["key_pem"])),
+        )
+
+
+# 32 random bytes, as URL-safe text: a header, a browser's password field and a shell take it as is.
+TOKEN_BYTES = 32
+
+
+class ApiTokenProvider(ResourceProvider):
+    def create(self, props: dict[str, Any]) -> CreateResult:
+        return CreateResult(id_="api-token", outs={**props, "token": secrets.token_urlsafe(TOKEN_BYTES)})
+
+    def diff(self, _id: str, _olds: dict[str, Any], _news: dict[str, Any]) -> DiffResult:
+        return DiffResult(changes=False, replaces=[], stables=["token"], delete_before_replace=False)
+
+
+class ApiToken(pulumi.dynamic.Resource, module="secrets", name="ApiToken"):
+    """The stack's API token (secret): what a caller of a node's API shows."""
+
+    token: pulumi.Output[str]
+
+    def __init__(self, resource_name: str, opts: pulumi.ResourceOptions | None = None) -> None:
+        super().__init__(
+            ApiTokenProvider(),
+            resource_name,
+            {"token": None},
+            pulumi.ResourceOptions.merge(opts, pulumi.ResourceOptions(additional_secret_outputs=["token"])),
         )
 
 

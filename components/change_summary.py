@@ -18,12 +18,13 @@ HEADER = "node changes, in rollout order:"
 KEY_MOVES = "gossip key moves from dkron.yml into the environment (one-time)"
 TO_TLS = (
     "mutual TLS: every node stops at once (no graceful leave) and starts again with the stack's"
-    " certificates; no leader until most are back, about ten seconds; the catch-up watcher runs what"
-    " that skips (one-time)"
+    " certificates and its API on HTTPS for token holders only; no leader until most are back, about"
+    " ten seconds; the catch-up watcher runs what that skips (one-time)"
 )
 FROM_TLS = (
-    "plain RPC: every node stops at once (no graceful leave) and starts again without TLS; no leader"
-    " until most are back; the catch-up watcher runs what that skips"
+    "plain RPC: every node stops at once (no graceful leave) and starts again without TLS, its API"
+    " open to whoever reaches its port; no leader until most are back; the catch-up watcher runs what"
+    " that skips"
 )
 UNSET = "(unset)"
 # What a node record without `user` ran as: every node did before the setting.

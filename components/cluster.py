@@ -21,7 +21,8 @@ import pulumi
 
 from components import naming, prometheus
 from components.addressing import docker_network_subnets
-from components.certificates import NodeCertificate, StackCA
+from components.api_access import authorize
+from components.certificates import ApiToken, NodeCertificate, StackCA
 from components.change_summary import change_summary
 from components.docker_objects import (
     DockerContainer,
@@ -47,9 +48,11 @@ from components.gossip_key import GossipKey
 from components.health import ClusterUnhealthy, observe, wait_until_healthy
 from components.membership import NodeRemoval, remove_stray_voters, stray_voters
 from components.node_config import (
+    API_TOKEN_ENV,
     CONFIG_PATH,
     DATA_DIR,
     HTTP_PORT,
+    LOCAL_API_SOCKET,
     NODE_KEY_ENV,
     RPC_ADDR_ENV,
     TLS_CA_PATH,
@@ -58,6 +61,7 @@ from components.node_config import (
     agent_command,
     node_environment,
     render_node_config,
+    wanted_transport,
 )
 from components.privilege import node_privileges, root_warning
 from components.rollout import NodeGate
@@ -79,14 +83,25 @@ STOP_TIMEOUT_S = 60
 FINAL_WAIT_S = 30
 
 
-def healthcheck(port: int = HTTP_PORT) -> HealthcheckSpec:
-    """Docker's view of a node: its API answers on the container's (or host's) loopback."""
+# Docker's health check of a node whose API wants the token: `GET /health` on the agent's
+# socket for its own container (`node_config.LOCAL_API_SOCKET`), which needs no token.
+LOCAL_HEALTH_PROBE = (
+    "import socket, sys; s = socket.socket(socket.AF_UNIX); s.settimeout(3);"
+    f" s.connect({LOCAL_API_SOCKET!r}); s.sendall(b'GET /health HTTP/1.0\\r\\n\\r\\n');"
+    " sys.exit(0 if s.recv(64).split()[1:2] == [b'200'] else 1)"
+)
+
+
+def healthcheck(port: int = HTTP_PORT, local: bool = False) -> HealthcheckSpec:
+    """Docker's view of a node: its API answers on the container's (or host's) loopback, or
+    on its socket (``local``: a node of a stack with mutual TLS)."""
+    probe = (
+        LOCAL_HEALTH_PROBE
+        if local
+        else f"import urllib.request; urllib.request.urlopen('http://127.0.0.1:{port}/health', timeout=3)"
+    )
     return {
-        "test": [
-            "python3",
-            "-c",
-            f"import urllib.request; urllib.request.urlopen('http://127.0.0.1:{port}/health', timeout=3)",
-        ],
+        "test": ["python3", "-c", probe],
         "interval_s": 5,
         "timeout_s": 4,
         "retries": 3,
@@ -239,6 +254,15 @@ class DkronCluster(pulumi.ComponentResource):
         # (`certificates`: when each ends, for `make status` and the next preview).
         self.certificates: dict[str, pulumi.Output[str]] = {}
         self._ca = StackCA(f"{name}-ca", stack=spec.name, opts=child) if spec.security.mutual_tls else None
+        # What a caller of the nodes' APIs shows (the token) and trusts (the CA): a secret,
+        # given to every step that calls them; None without mutual TLS (the API is plain).
+        self.api_auth: pulumi.Output[dict[str, str]] | None = None
+        self._token: pulumi.Output[str] | None = None
+        if self._ca is not None:
+            self._token = ApiToken(f"{name}-api-token", opts=child).token
+            self.api_auth = pulumi.Output.secret(
+                pulumi.Output.all(self._token, self._ca.cert_pem).apply(lambda t: {"token": t[0], "ca": t[1]})
+            )
         environment: pulumi.Input[Mapping[str, str]] = {}
         if spec.dkron.gossip_encryption:
             key = GossipKey(f"{name}-gossip-key", opts=child).key
@@ -274,7 +298,7 @@ class DkronCluster(pulumi.ComponentResource):
         # Every node waits on this step; it stops them all when the transport changes.
         transport = TransportStep(
             f"{name}-transport",
-            mutual_tls=spec.security.mutual_tls,
+            transport=wanted_transport(spec),
             stop=update.transport_stop,
             opts=child,
         )
@@ -313,7 +337,9 @@ class DkronCluster(pulumi.ComponentResource):
         self.ready = steps
         self.nodes = pulumi.Output.from_input(dict(update.nodes))
         # Read live once every step has passed: who leads, who votes.
-        done = pulumi.Output.all(image.image_id, *[step.id for step in steps])
+        # (The credentials are read, not passed on: unsecret, so the leader and voters stay plain.)
+        auth = pulumi.Output.unsecret(self.api_auth) if self.api_auth is not None else None
+        done = pulumi.Output.all(image.image_id, auth, *[step.id for step in steps])
         final: pulumi.Output[dict[str, Any]] = done.apply(self._final_view)  # type: ignore[arg-type]  # apply awaits coroutines
         self.leader = final.apply(lambda v: v["leader"])
         self.voters = final.apply(lambda v: v["voters"])
@@ -329,6 +355,7 @@ class DkronCluster(pulumi.ComponentResource):
                 "prometheus": self.prometheus,
                 "alertmanager": self.alertmanager,
                 "certificates": self.certificates,
+                "api_auth": self.api_auth,
             }
         )
 
@@ -479,7 +506,10 @@ class DkronCluster(pulumi.ComponentResource):
             image_id = self._images[placement.host]
             rpc_env = {RPC_ADDR_ENV: on_host.rpc_addr}
             environment = pulumi.Output.from_input(environment).apply(lambda env: {**env, **rpc_env})
-            placed: dict[str, Any] = {"engine": engine_ref, "healthcheck": healthcheck(on_host.api_port)}
+            placed: dict[str, Any] = {
+                "engine": engine_ref,
+                "healthcheck": healthcheck(on_host.api_port, local=spec.security.mutual_tls),
+            }
         else:
             placed = {
                 "aliases": [node.name],
@@ -491,13 +521,15 @@ class DkronCluster(pulumi.ComponentResource):
                         "ip": spec.ports.bind_address,
                     }
                 ],
-                "healthcheck": HEALTHCHECK,
+                "healthcheck": healthcheck(local=spec.security.mutual_tls),
             }
         tls_files, node_key = self._certificate(node)
-        if node_key is not None:
-            # The node's key goes where the gossip key is: the secret environment.
+        if node_key is not None and self._token is not None:
+            # The node's key and the API token go where the gossip key is: the secret environment.
             environment = pulumi.Output.secret(
-                pulumi.Output.all(environment, node_key).apply(lambda e: {**e[0], NODE_KEY_ENV: e[1]})
+                pulumi.Output.all(environment, node_key, self._token).apply(
+                    lambda e: {**e[0], NODE_KEY_ENV: e[1], API_TOKEN_ENV: e[2]}
+                )
             )
         container = DockerContainer(
             f"{name}-{node.name}",
@@ -539,6 +571,7 @@ class DkronCluster(pulumi.ComponentResource):
             # The node restarted if forming stalls: the last of those that formed the
             # cluster, the same for the stack's life, so it never shows as a change.
             nudge=node.name == update.nudge,
+            api_auth=self.api_auth,
             opts=child,
         )
         return container, gate
@@ -587,11 +620,14 @@ class DkronCluster(pulumi.ComponentResource):
             expected=list(update.removal_expected[node_name]),
             stop_timeout_s=STOP_TIMEOUT_S,
             timeout_s=self._args.spec.rollout.node_timeout_seconds,
+            api_auth=self.api_auth,
             opts=pulumi.ResourceOptions(parent=self, depends_on=after),
         )
 
     async def _final_view(self, resolved: list[Any]) -> dict[str, Any]:
-        """The end-of-update check, once every step has passed (`resolved[0]`: the image id)."""
+        """The end-of-update check, once every step has passed (`resolved[0]`: the image id,
+        `resolved[1]`: the API's credentials)."""
+        authorize(self.api_urls.values(), resolved[1])
         return await final_view(
             self, self.api_urls, dict(self._args.update.containers), self._labels, resolved[0]
         )

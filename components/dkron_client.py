@@ -16,7 +16,7 @@ import requests
 
 # Imported here, never inside a call: a provider process serves calls on several threads, and a
 # first import of docker on one of them races the provider being unpickled on another.
-from components.api_access import reach
+from components.api_access import credentials_for, reach
 
 T = TypeVar("T")
 
@@ -50,10 +50,17 @@ class DkronClient:
     """A thin client for one Dkron agent's API."""
 
     def __init__(self, base_url: str, timeout_s: float = 5.0) -> None:
-        """``base_url`` may name an SSH tunnel after a ``#`` (`components.api_access`)."""
+        """``base_url`` may name an SSH tunnel after a ``#`` (`components.api_access`). An
+        ``https://`` URL is called with the credentials `authorize` gave for it, if any."""
         self.base_url = reach(base_url).rstrip("/")
         self.timeout_s = timeout_s
         self._session = requests.Session()
+        # Given with each request: a session's own `verify` loses to REQUESTS_CA_BUNDLE.
+        self._verify: str | None = None
+        credentials = credentials_for(base_url)
+        if credentials is not None and self.base_url.startswith("https://"):
+            self._verify = credentials.ca_file
+            self._session.headers["Authorization"] = f"Bearer {credentials.token}"
 
     def close(self) -> None:
         self._session.close()
@@ -66,6 +73,8 @@ class DkronClient:
 
     def _request(self, method: str, path: str, **kwargs: Any) -> requests.Response:
         url = f"{self.base_url}{path}"
+        if self._verify is not None:
+            kwargs.setdefault("verify", self._verify)
         response = self._session.request(method, url, timeout=self.timeout_s, **kwargs)
         if response.status_code >= 400 and response.status_code != 404:
             raise DkronError(

@@ -68,6 +68,7 @@ from pulumi.dynamic import (
     UpdateResult,
 )
 
+from components.api_access import authorize_props
 from components.dkron_client import DkronClient, DkronError, DkronUnavailable, retry
 from components.jobs import JOB_NAME, JobSpec, job_payload, parse_rfc3339
 from components.provider_values import is_known, text_map
@@ -235,6 +236,9 @@ def mismatch_message(sent: Mapping[str, Any], stored: Mapping[str, Any]) -> str:
 
 
 def api_urls_of(props: Mapping[str, Any]) -> list[str]:
+    """The API URLs a provider's inputs name; their credentials (``api_auth``) are used for
+    every call to them from now on (`components.api_access.authorize`)."""
+    authorize_props(props)
     urls = [str(url) for url in props.get("api_urls") or []]
     if not urls:
         urls = [url.strip() for url in os.environ.get(API_URL_ENV, "").split(",") if url.strip()]
@@ -397,7 +401,14 @@ def _inputs(props: Mapping[str, Any]) -> dict[str, Any]:
         "api_urls": api_urls_of(props),
         "job": wire_job(props["job"]),
         "timeout_s": int(timeout_of(props)),
+        **auth_of(props),
     }
+
+
+def auth_of(props: Mapping[str, Any]) -> dict[str, Any]:
+    """The API's credentials as the inputs hold them, kept in the outputs: a deletion, which
+    sees only the outputs, calls the API with them."""
+    return {"api_auth": props["api_auth"]} if props.get("api_auth") else {}
 
 
 class DkronJobProvider(ResourceProvider):

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import pulumi
@@ -92,6 +92,7 @@ def declare_jobs(
     ready: Sequence[pulumi.Resource],
     parent: pulumi.Resource,
     prune_unmanaged: bool = False,
+    api_auth: pulumi.Input[Mapping[str, str]] | None = None,
 ) -> DkronJobSet:
     """One `DkronJobSet` for every job, after every node gate.
 
@@ -109,6 +110,7 @@ def declare_jobs(
         secret_jobs=pulumi.Output.from_input(secret),
         api_urls=list(api_urls),
         prune_unmanaged=prune_unmanaged,
+        api_auth=api_auth,
         # Destroying the cluster takes its jobs with it (they live in the
         # nodes' data): no API calls then, which also works when the
         # containers are already gone.

@@ -72,6 +72,7 @@ from components.job_provider import (
     DEFAULT_TIMEOUT_S,
     DkronJobError,
     api_urls_of,
+    auth_of,
     changed_job_fields,
     delete_job,
     hand_over,
@@ -326,6 +327,7 @@ def _inputs(props: Mapping[str, Any]) -> dict[str, Any]:
         "secret_jobs": {str(n): wire_job(b) for n, b in (props.get("secret_jobs") or {}).items()},
         "prune_unmanaged": bool(props.get("prune_unmanaged")),
         "timeout_s": int(timeout_of(props)),
+        **auth_of(props),
     }
 
 
@@ -465,9 +467,11 @@ class DkronJobSet(Resource, module="dkron", name="DkronJobSet"):
         api_urls: pulumi.Input[Sequence[pulumi.Input[str]]],
         prune_unmanaged: bool = False,
         timeout_s: int = DEFAULT_TIMEOUT_S,
+        api_auth: pulumi.Input[Mapping[str, str]] | None = None,
         opts: pulumi.ResourceOptions | None = None,
     ) -> None:
         props: dict[str, Any] = {
+            "api_auth": api_auth,
             "api_urls": api_urls,
             "jobs": dict(jobs),
             "secret_jobs": pulumi.Output.secret(secret_jobs),
@@ -483,7 +487,7 @@ class DkronJobSet(Resource, module="dkron", name="DkronJobSet"):
         opts = pulumi.ResourceOptions.merge(
             opts,
             pulumi.ResourceOptions(
-                additional_secret_outputs=["secret_jobs", "unmanaged"], hide_diffs=["jobs"]
+                additional_secret_outputs=["secret_jobs", "unmanaged", "api_auth"], hide_diffs=["jobs"]
             ),
         )
         super().__init__(DkronJobSetProvider(), resource_name, props, opts)

@@ -21,6 +21,7 @@ import pulumi
 import requests
 from pulumi.dynamic import CreateResult, DiffResult, ResourceProvider
 
+from components.api_access import authorize_props
 from components.dkron_client import MEMBER_ALIVE, DkronClient, DkronError
 from components.docker_objects.client import engine, split_locator
 from components.health import observe, raft_peers, wait_until_healthy
@@ -220,6 +221,7 @@ class NodeRemovalProvider(ResourceProvider):
     """Takes one node out: graceful leave, then its Raft peer removed for sure."""
 
     def create(self, props: dict[str, Any]) -> CreateResult:
+        authorize_props(props)
         node, api_urls, containers = props["node"], props["api_urls"], props["containers"]
         was_running = False
         where, name = split_locator(props["container"])
@@ -272,12 +274,14 @@ class NodeRemoval(pulumi.dynamic.Resource, module="membership", name="NodeRemova
         expected: list[str],
         stop_timeout_s: int,
         timeout_s: int,
+        api_auth: pulumi.Input[Mapping[str, str]] | None = None,
         opts: pulumi.ResourceOptions | None = None,
     ) -> None:
         super().__init__(
             NodeRemovalProvider(),
             resource_name,
             {
+                "api_auth": api_auth,
                 "node": node,
                 "container": container,
                 "api_urls": api_urls,
@@ -287,5 +291,7 @@ class NodeRemoval(pulumi.dynamic.Resource, module="membership", name="NodeRemova
                 "timeout_s": timeout_s,
                 "how": None,
             },
-            opts,
+            pulumi.ResourceOptions.merge(
+                opts, pulumi.ResourceOptions(additional_secret_outputs=["api_auth"])
+            ),
         )

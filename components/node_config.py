@@ -23,6 +23,15 @@ TLS_CERT_PATH = "/etc/dkron/node.pem"
 # key), not in a file; the agent takes it from there and drops it from its own
 # environment, so jobs do not inherit it.
 NODE_KEY_ENV = "DKRON_IAC_NODE_KEY"
+# The stack's API token, delivered and dropped the same way as the node's key.
+API_TOKEN_ENV = "DKRON_IAC_API_TOKEN"  # noqa: S105 - the variable's name
+# Where the agent also serves its API in plain HTTP, without the token, for the
+# processes of its own container (the watcher, the exporter, Docker's health
+# check): a Unix socket on the container's private /tmp, mode 0600, which no
+# other container and no process of the host outside the container reaches,
+# even with the host's network (README, "Who can command the cluster").
+LOCAL_API_SOCKET = "/tmp/dkron-iac-api.sock"  # noqa: S108 - the container's own tmpfs
+LOCAL_API = f"unix://{LOCAL_API_SOCKET}"
 DATA_DIR = "/dkron/data"
 HTTP_PORT = 8080
 SERF_PORT = 8946
@@ -143,13 +152,36 @@ def node_settings(
     if node.tags:
         config["tags"] = dict(node.tags)
     if spec.security.mutual_tls:
-        config["tls"] = {"ca-file": TLS_CA_PATH, "cert-file": TLS_CERT_PATH, "key-env": NODE_KEY_ENV}
+        config["tls"] = {
+            "ca-file": TLS_CA_PATH,
+            "cert-file": TLS_CERT_PATH,
+            "key-env": NODE_KEY_ENV,
+            "api-token-env": API_TOKEN_ENV,
+            "local-socket": LOCAL_API_SOCKET,
+        }
     return config
 
 
-def mutual_tls(record: Mapping[str, Any]) -> bool:
-    """Whether a node, as an update recorded it, runs with the stack's mutual TLS."""
-    return "tls" in (record.get("config") or {})
+# How a node talks: in clear; mutual TLS on the RPC port only (stacks deployed
+# between the two steps of issue 27); mutual TLS and the HTTPS API with the token.
+PLAIN, RPC_TLS, SECURED = "plain", "mutual-tls-rpc", "mutual-tls"
+
+
+def transport(record: Mapping[str, Any]) -> str:
+    """How a node, as an update recorded it, talks (`PLAIN`, `RPC_TLS` or `SECURED`)."""
+    tls = (record.get("config") or {}).get("tls")
+    if not tls:
+        return PLAIN
+    return SECURED if "api-token-env" in tls else RPC_TLS
+
+
+def wanted_transport(spec: ClusterSpec) -> str:
+    return SECURED if spec.security.mutual_tls else PLAIN
+
+
+def secured(record: Mapping[str, Any]) -> bool:
+    """Whether a node, as recorded, serves its API over HTTPS to token holders only."""
+    return transport(record) == SECURED
 
 
 @dataclass(frozen=True)
@@ -220,7 +252,7 @@ def agent_command(
     live address (``nodeside.fence``; a replaced node on a host that comes back stays out).
     """
     agent = ["dkron", "agent", "--config", CONFIG_PATH]
-    api = f"http://127.0.0.1:{api_port}"
+    api = LOCAL_API if spec.security.mutual_tls else f"http://127.0.0.1:{api_port}"
     # (module, its environment, how it starts: at once, or later and with a lower priority)
     beside: list[tuple[str, dict[str, str], str]] = []
     if spec.catch_up.enabled:

@@ -1,9 +1,10 @@
 """The bundled Prometheus server's config and alert rules, as text (pure).
 
-It scrapes every node twice: Dkron's own metrics on the API port
-(``enable-prometheus``) and the node exporter beside the agent
-(`nodeside/exporter.py`), which serves what the alert rules need and Dkron
-4.0.5 does not export (who leads, who votes, how each job's last run went).
+It scrapes every node twice, both from the node exporter beside the agent:
+Dkron's own metrics (``enable-prometheus``), which the exporter passes on from
+the agent (whose API wants the stack's token, which Prometheus does not hold),
+and the exporter's own (`nodeside/exporter.py`): what the alert rules need and
+Dkron 4.0.5 does not export (who leads, who votes, how each job's last run went).
 Targets are the nodes' names on the cluster network.
 """
 
@@ -14,10 +15,11 @@ from typing import Any
 
 import yaml
 
-from components.node_config import EXPORTER_PORT, HTTP_PORT
+from components.node_config import EXPORTER_PORT
 from components.pki import EXPIRY_WARNING_DAYS
 from components.spec import ClusterSpec
 from nodeside.catchup import LATE_AFTER_S
+from nodeside.exporter import DKRON_METRICS_PATH
 from nodeside.schedule import go_duration_seconds
 
 ALERTMANAGER_CONFIG_PATH = "/etc/prometheus/dkron-iac-alertmanager.yml"
@@ -72,7 +74,11 @@ def scrape_config(spec: ClusterSpec, nodes: Sequence[str]) -> str:
         },
         "rule_files": [RULES_PATH],
         "scrape_configs": [
-            {"job_name": DKRON_JOB, "metrics_path": "/metrics", "static_configs": targets(HTTP_PORT)},
+            {
+                "job_name": DKRON_JOB,
+                "metrics_path": DKRON_METRICS_PATH,
+                "static_configs": targets(EXPORTER_PORT),
+            },
             {"job_name": EXPORTER_JOB, "metrics_path": "/metrics", "static_configs": targets(EXPORTER_PORT)},
         ],
     }

@@ -11,12 +11,13 @@ update there, leaving every later node untouched.
 
 from __future__ import annotations
 
-from collections.abc import Collection, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from typing import Any
 
 import pulumi
 from pulumi.dynamic import CreateResult, DiffResult, ResourceProvider, UpdateResult
 
+from components.api_access import authorize_props
 from components.health import restart_container, summary, wait_until_healthy
 from components.spec import ClusterSpec
 from components.spec import version_key as _version
@@ -71,6 +72,8 @@ class NodeGateProvider(ResourceProvider):
     """Blocks until the cluster is whole after `node`'s container (re)started."""
 
     def _wait(self, props: dict[str, Any]) -> dict[str, Any]:
+        authorize_props(props)
+
         def nudge(_view: Any) -> None:
             # Dkron only tries to bootstrap when a member-join event arrives;
             # servers that all met before their event loops started wait
@@ -123,12 +126,14 @@ class NodeGate(pulumi.dynamic.Resource, module="rollout", name="NodeGate"):
         expected: list[str],
         timeout_s: int,
         nudge: bool = False,
+        api_auth: pulumi.Input[Mapping[str, str]] | None = None,
         opts: pulumi.ResourceOptions | None = None,
     ) -> None:
         super().__init__(
             NodeGateProvider(),
             resource_name,
             {
+                "api_auth": api_auth,
                 "node": node,
                 "container_id": container_id,
                 "api_urls": api_urls,
@@ -138,5 +143,7 @@ class NodeGate(pulumi.dynamic.Resource, module="rollout", name="NodeGate"):
                 "nudge": nudge,
                 "observed": None,
             },
-            opts,
+            pulumi.ResourceOptions.merge(
+                opts, pulumi.ResourceOptions(additional_secret_outputs=["api_auth"])
+            ),
         )

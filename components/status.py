@@ -26,6 +26,7 @@ from rich.console import Console, Group
 from rich.table import Table
 from rich.text import Text
 
+from components.api_access import authorize_outputs
 from components.dkron_client import DkronClient, DkronError
 from components.docker_objects.client import engine, split_locator
 from components.health import ClusterView, RaftPeer, observe, raft_peers
@@ -330,6 +331,7 @@ def read_status(stack: str, outputs: Mapping[str, Any]) -> ClusterStatus:
             f"stack '{stack}' is not deployed (its outputs name no nodes): run `make up STACK={stack}`"
         )
     names = sorted(records)
+    authorize_outputs(outputs)
     api_urls = {n: str(records[n]["api_url"]) for n in names}
     containers = {n: recorded_container(records[n]) for n in names}
     seen = {n: _read_container(containers[n]) for n in names}

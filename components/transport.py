@@ -1,8 +1,11 @@
-"""Moving a cluster between plain RPC and mutual TLS: one short full restart.
+"""Moving a cluster between transports: one short full restart.
 
 A node with the stack's TLS and one without cannot talk gRPC or Raft to each
 other, so the move cannot roll node by node: half way, neither half would
-have a quorum it could reach. Instead, the update's first step stops every
+have a quorum it could reach. The same step moves a cluster whose RPC port
+already has mutual TLS to the HTTPS API that wants the stack's token
+(`node_config.transport`): the program and its steps would otherwise need to
+know, call by call, which nodes of a half-rolled cluster speak which. Instead, the update's first step stops every
 node at once, without a graceful leave (a leave would take the node out of
 Raft's configuration, which the restarted cluster needs whole), and keeps
 Docker from restarting them; then every node starts again, one after
@@ -11,7 +14,7 @@ leader as soon as a majority is back. Jobs due in between are served by the
 catch-up watcher once a leader is elected (README, "Mutual TLS").
 
 `TransportStep` is declared on every stack. It does its work when it is
-created or replaced (its `mutual_tls` changed); otherwise its diff is empty,
+created or replaced (its `transport` changed); otherwise its diff is empty,
 so an update that changes nothing shows nothing for it.
 """
 
@@ -29,15 +32,23 @@ from pulumi.dynamic import CreateResult, DiffResult, ResourceProvider
 
 from components.docker_objects.client import engine, split_locator
 from components.docker_objects.errors import DockerResourceError
-from components.node_config import mutual_tls
+from components.node_config import PLAIN, RPC_TLS, transport
 
 # How long the step waits for a killed container to be seen stopped.
 STOP_WAIT_S = 30.0
 
 
-def transport_moves(wanted: bool, previous_nodes: Mapping[str, Mapping[str, Any]]) -> list[str]:
+def transport_moves(wanted: str, previous_nodes: Mapping[str, Mapping[str, Any]]) -> list[str]:
     """The recorded nodes whose transport is not the one the config wants (sorted)."""
-    return sorted(n for n, record in previous_nodes.items() if mutual_tls(record) != wanted)
+    return sorted(n for n, record in previous_nodes.items() if transport(record) != wanted)
+
+
+def step_transport(props: Mapping[str, Any]) -> str:
+    """The transport a step's state names (states written before the HTTPS API hold a
+    `mutual_tls` flag: true was mutual TLS on the RPC port alone)."""
+    if "transport" in props:
+        return str(props["transport"])
+    return RPC_TLS if props.get("mutual_tls") else PLAIN
 
 
 def stop_without_leaving(locator: str) -> bool:
@@ -69,10 +80,10 @@ class TransportStepProvider(ResourceProvider):
         return CreateResult(id_="transport", outs={**props, "stopped": stopped})
 
     def diff(self, _id: str, olds: dict[str, Any], news: dict[str, Any]) -> DiffResult:
-        moved = olds.get("mutual_tls") != news.get("mutual_tls")
+        moved = step_transport(olds) != step_transport(news)
         return DiffResult(
             changes=moved,
-            replaces=["mutual_tls"] if moved else [],
+            replaces=["transport"] if moved else [],
             stables=[],
             delete_before_replace=False,
         )
@@ -86,13 +97,13 @@ class TransportStep(pulumi.dynamic.Resource, module="rollout", name="TransportSt
     def __init__(
         self,
         resource_name: str,
-        mutual_tls: bool,
+        transport: str,
         stop: Mapping[str, str],
         opts: pulumi.ResourceOptions | None = None,
     ) -> None:
         super().__init__(
             TransportStepProvider(),
             resource_name,
-            {"mutual_tls": mutual_tls, "stop": dict(stop), "stopped": None},
+            {"transport": transport, "stop": dict(stop), "stopped": None},
             opts,
         )

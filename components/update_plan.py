@@ -19,7 +19,7 @@ from components.change_summary import ClusterChange
 from components.docker_objects.client import locator
 from components.health import LiveView
 from components.membership import removal_order, removed_nodes
-from components.node_config import BootstrapPlan, HostNetwork, node_settings
+from components.node_config import BootstrapPlan, HostNetwork, node_settings, secured, wanted_transport
 from components.placement import NodePlacement
 from components.ports import assign_api_ports
 from components.privilege import node_privileges
@@ -31,8 +31,11 @@ LOOPBACK = "127.0.0.1"
 EVERY_INTERFACE = "0.0.0.0"  # noqa: S104 - a published API; the README says what that exposes
 
 
-def api_url(spec: ClusterSpec, port: int, placement: NodePlacement | None = None) -> str:
-    """Where this machine reaches a node's API.
+def api_url(
+    spec: ClusterSpec, port: int, placement: NodePlacement | None = None, https: bool | None = None
+) -> str:
+    """Where this machine reaches a node's API: over HTTPS when the stack has mutual TLS
+    (``https`` says otherwise for a node as it runs before an update moves it).
 
     On one engine: the published port (on loopback when published everywhere).
     On a host: the host's address when the API is published there; else its
@@ -42,11 +45,12 @@ def api_url(spec: ClusterSpec, port: int, placement: NodePlacement | None = None
     `unix://` engine's loopback is this machine's own.
     """
     host = spec.ports.bind_address
+    scheme = "https" if (spec.security.mutual_tls if https is None else https) else "http"
     if host == EVERY_INTERFACE:
-        return f"http://{LOOPBACK if placement is None else placement.address}:{port}"
+        return f"{scheme}://{LOOPBACK if placement is None else placement.address}:{port}"
     if placement is not None and placement.engine.startswith("ssh://"):
-        return f"http://{LOOPBACK}:{port}#{placement.engine}"
-    return f"http://{host}:{port}"
+        return f"{scheme}://{LOOPBACK}:{port}#{placement.engine}"
+    return f"{scheme}://{host}:{port}"
 
 
 def node_api_urls(
@@ -84,9 +88,20 @@ def observation_targets(
     previous_nodes: Mapping[str, Any],
     placements: Mapping[str, NodePlacement] | None = None,
 ) -> tuple[dict[str, str], dict[str, str]]:
-    """Whom to ask before planning: the configured nodes' API URLs, and those
-    the last update recorded for the nodes gone from the config."""
-    api_urls = node_api_urls(spec, assign_api_ports(spec, previous_nodes), placements)
+    """Whom to ask before planning: the configured nodes' API URLs (as each node runs
+    now: a node an update moves to HTTPS still serves plain HTTP), and those the last
+    update recorded for the nodes gone from the config."""
+    ports = assign_api_ports(spec, previous_nodes)
+    placed = placements or {}
+    api_urls = {
+        n.name: api_url(
+            spec,
+            ports[n.name],
+            placed.get(n.name),
+            secured(previous_nodes[n.name]) if n.name in previous_nodes else None,
+        )
+        for n in spec.nodes
+    }
     removed = removed_nodes(previous_nodes, list(api_urls))
     return api_urls, {n: str(previous_nodes[n]["api_url"]) for n in removed}
 
@@ -271,7 +286,7 @@ def plan_update(
     # start them all, one after another, then wait for the whole cluster.
     # Moving between plain RPC and mutual TLS cannot roll (`components.transport`):
     # every node of the old transport stops at once, then all start as above.
-    moving = transport_moves(spec.security.mutual_tls, previous_nodes)
+    moving = transport_moves(wanted_transport(spec), previous_nodes)
     rolling = live.leader is not None and not moving
     order = rollout_order([n.name for n in spec.nodes], live.leader, live.down)
     alive = set(live.alive)

@@ -47,6 +47,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+from . import local_api
 from .schedule import every_seconds, go_duration_seconds, next_due
 
 OFF_KEY = "dkron-iac.catch-up"
@@ -220,18 +221,13 @@ class Api:
     """The local agent's HTTP API."""
 
     def __init__(self, base: str) -> None:
-        if urllib.parse.urlsplit(base).scheme not in ("http", "https"):
-            raise ValueError(f"{API_ENV} must be an http:// URL, not {base!r}")
-        self.base = base.rstrip("/")
+        self.base = local_api.check_base(base, API_ENV)
 
     def call(self, method: str, path: str, timeout: float = 5.0) -> tuple[int, Any]:
-        request = urllib.request.Request(self.base + path, method=method)  # noqa: S310 (http only: __init__)
-        try:
-            with urllib.request.urlopen(request, timeout=timeout) as response:  # noqa: S310
-                body = response.read()
-                return response.status, json.loads(body) if body else None
-        except urllib.error.HTTPError as err:
-            return err.code, None
+        status, body = local_api.call(self.base, method, path, timeout)
+        if status >= 400:
+            return status, None
+        return status, json.loads(body) if body else None
 
     def leads(self) -> bool:
         status, _ = self.call("GET", "/v1/isleader", timeout=2.0)

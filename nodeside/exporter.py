@@ -28,19 +28,20 @@ import os
 import ssl
 import subprocess
 import sys
-import urllib.error
-import urllib.request
 from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
+from . import local_api
 from .catchup import due_unserved, last_run_failed, parse_time
 
 API_ENV = "EXPORTER_API"
 PORT_ENV = "EXPORTER_PORT"
 RPC_ADDR_ENV = "NODE_RPC_ADDR"  # as `components.node_config.RPC_ADDR_ENV`
 DEFAULT_PORT = 9180
+# Where the exporter passes on Dkron's own metrics (`Agent.dkron_metrics`).
+DKRON_METRICS_PATH = "/dkron/metrics"
 SERF_ALIVE = 1
 
 HELP = {
@@ -144,12 +145,15 @@ class Agent:
         self.base = base.rstrip("/")
 
     def status(self, path: str) -> tuple[int, Any]:
-        try:
-            with urllib.request.urlopen(f"{self.base}{path}", timeout=3) as response:  # noqa: S310 - our own agent
-                body = response.read()
-                return response.status, json.loads(body) if body else None
-        except urllib.error.HTTPError as err:
-            return err.code, None
+        status, body = local_api.call(self.base, "GET", path, 3.0)
+        if status >= 400:
+            return status, None
+        return status, json.loads(body) if body else None
+
+    def dkron_metrics(self) -> tuple[int, bytes]:
+        """Dkron's own metrics, passed on as they are (Prometheus reads them here: the
+        agent's API wants the stack's token, which Prometheus does not hold)."""
+        return local_api.call(self.base, "GET", "/metrics", 5.0)
 
     def raft_voters(self) -> dict[str, bool] | None:
         command = ["dkron", "raft", "list-peers"]
@@ -193,11 +197,15 @@ def certificate_expiry(path: str) -> float | None:
 def serve(agent: Agent, port: int) -> None:
     class Handler(BaseHTTPRequestHandler):
         def do_GET(self) -> None:
-            if self.path.split("?", 1)[0] != "/metrics":
+            path = self.path.split("?", 1)[0]
+            if path not in ("/metrics", DKRON_METRICS_PATH):
                 self.send_error(404)
                 return
             try:
-                body, code = agent.scrape().encode(), 200
+                if path == DKRON_METRICS_PATH:
+                    code, body = agent.dkron_metrics()
+                else:
+                    body, code = agent.scrape().encode(), 200
             except OSError as err:  # the agent is starting or stopping: the scrape fails, `up` says so
                 body, code = f"agent not answering: {err}\n".encode(), 503
             self.send_response(code)

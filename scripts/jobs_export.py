@@ -22,6 +22,7 @@ import yaml
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from components.api_access import authorize_outputs  # noqa: E402
 from components.dkron_client import DkronError  # noqa: E402
 from components.job_provider import job_from_live, managed_job  # noqa: E402
 from components.job_set import live_jobs  # noqa: E402
@@ -36,7 +37,8 @@ class ExportError(RuntimeError):
 
 def stack_outputs(stack: str) -> dict[str, Any]:
     done = subprocess.run(
-        ["pulumi", "stack", "output", "--json", "--stack", stack],
+        # With the secrets: the nodes' APIs want the stack's token (`api_auth`), never printed.
+        ["pulumi", "stack", "output", "--json", "--show-secrets", "--stack", stack],
         cwd=ROOT,
         capture_output=True,
         text=True,
@@ -110,6 +112,7 @@ def main() -> int:
     names = [n.strip() for n in args.jobs.split(",") if n.strip()]
     try:
         outputs = stack_outputs(stack)
+        authorize_outputs(outputs)
         urls = [str(node["api_url"]) for node in outputs["nodes"].values()]
         live = live_jobs(urls)
         if live is None:

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# make up|preview|destroy|outputs|refresh STACK=...: run the Pulumi CLI on one
+# make up|preview|destroy|outputs|refresh|api-token|api-ca STACK=...: run the Pulumi CLI on one
 # stack of this project without prompts, creating the stack on first use.
 set -euo pipefail
 . "$(dirname "$0")/env.sh"
@@ -37,5 +37,11 @@ case "$action" in
   refresh) exec pulumi refresh --yes --non-interactive --stack "$stack" ;;
   destroy) exec pulumi destroy --yes --non-interactive --stack "$stack" ;;
   outputs) exec pulumi stack output --json --show-secrets=false --stack "$stack" ;;
+  # The API's credentials (README, "Who can command the cluster"): the token (a secret,
+  # printed only when asked for by name) and the stack's CA (public).
+  api-token|api-ca)
+    field=$([ "$action" = api-token ] && echo token || echo ca)
+    pulumi stack output api_auth --json --show-secrets --stack "$stack" \
+      | python -c "import json, sys; v = json.load(sys.stdin); print(v['$field'].strip()) if v else sys.exit('stack $stack has no API credentials: security.mutual_tls is off, or it is not deployed')" ;;
   *) echo "unknown action $action" >&2; exit 2 ;;
 esac

@@ -38,11 +38,11 @@ CANNOT_READ = EXIT_CODES["broken"]
 
 
 def stack_outputs(stack: str) -> dict[str, Any]:
-    """The stack's outputs as `make outputs` prints them (secrets left out)."""
+    """The stack's outputs, with its API credentials (`api_auth`, a secret: used, never printed)."""
     if not (ROOT / "stacks" / f"Pulumi.{stack}.yaml").exists():
         raise StatusUnavailable(f"no stack '{stack}': stacks/Pulumi.{stack}.yaml does not exist")
     done = subprocess.run(
-        ["pulumi", "stack", "output", "--json", "--show-secrets=false", "--stack", stack],
+        ["pulumi", "stack", "output", "--json", "--show-secrets", "--stack", stack],
         cwd=ROOT,
         capture_output=True,
         text=True,

@@ -32,9 +32,11 @@ import yaml
 from pulumi import automation as auto
 
 from components import naming
+from components.api_access import authorize_outputs
 from components.dkron_client import DkronClient
 from components.docker_objects import engine
 from components.health import observe
+from components.update_plan import recorded_container
 from nodeside.catchup import parse_log
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -201,6 +203,7 @@ class TestStack:
             self.print_container_logs()
             raise
         self.last_outputs = {k: v.value for k, v in result.outputs.items()}
+        authorize_outputs(self.last_outputs)
         if expect_no_changes and self._deployed_config() != self._settled_config:
             self.expect_no_changes()
         return self.last_outputs
@@ -258,7 +261,9 @@ class TestStack:
         ).stdout
 
     def outputs(self) -> dict[str, Any]:
-        return {k: v.value for k, v in self.stack.outputs().items()}
+        outputs = {k: v.value for k, v in self.stack.outputs().items()}
+        authorize_outputs(outputs)
+        return outputs
 
     # --- the cluster ---------------------------------------------------------
     def node_names(self) -> list[str]:
@@ -287,7 +292,7 @@ class TestStack:
         """What keeps the deployed cluster from being whole, read live from its nodes ([]: whole)."""
         recorded = self.outputs()["nodes"]
         api = {n: self.api_url(n) for n in self.node_names()}
-        containers = {n: f"{recorded[n]['container']}@{recorded[n]['engine']}" for n in self.node_names()}
+        containers = {n: recorded_container(recorded[n]) for n in self.node_names()}
         return observe(api, containers).problems(self.node_names())
 
     def container(self, node: str) -> str:

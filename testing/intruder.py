@@ -15,6 +15,8 @@ import ssl
 import sys
 from pathlib import Path
 
+import requests
+import urllib3
 import yaml
 
 from components import pki
@@ -85,6 +87,50 @@ def dkron(
             container.remove(force=True)
 
 
+# `python3 -c` in a container of the node image (which has no `requests`): a caller without
+# credentials at BASE_URL (argv[1]), over HTTPS trusting anything and in clear. Prints
+# `refused` (every attempt 401 or no answer) or `accepted`, with the status codes.
+API_PROBE = """
+import ssl, sys, urllib.error, urllib.request
+base, context, codes = sys.argv[1], ssl._create_unverified_context(), []
+body = b'{"name": "planted", "schedule": "@every 1s", "executor": "shell", "executor_config": {"command": "id"}}'
+for url in (base, base.replace("https://", "http://", 1)):
+    for method, path in (("GET", "/v1/jobs"), ("POST", "/v1/jobs"), ("GET", "/ui/"), ("POST", "/v1/leave")):
+        request = urllib.request.Request(url + path, method=method, data=body if method == "POST" else None)
+        request.add_header("Content-Type", "application/json")
+        try:
+            codes.append(urllib.request.urlopen(request, context=context, timeout=5).status)
+        except urllib.error.HTTPError as err:
+            codes.append(err.code)
+        except OSError:
+            codes.append(0)
+print("refused" if all(c in (0, 400, 401) for c in codes) else "accepted", codes)
+"""
+
+
+def api_probe(
+    image: str,
+    base: str,
+    engine_ref: str | None = None,
+    network: str = "host",
+    labels: dict[str, str] | None = None,
+) -> str:
+    """`API_PROBE` against ``base`` in a throwaway container of `image` on `network`; what it printed."""
+    with engine(engine_ref) as client:
+        container = client.containers.run(
+            image,
+            entrypoint=["python3", "-c", API_PROBE, base],
+            network=network,
+            labels=labels or {},
+            detach=True,
+        )
+        try:
+            container.wait(timeout=60)
+            return str(container.logs().decode(errors="replace"))
+        finally:
+            container.remove(force=True)
+
+
 def handshake_refused(address: str, port: int, creds: Path | None) -> bool:
     """A TLS client on the RPC port (with `creds`' certificate, or none) is turned away."""
     context = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
@@ -119,9 +165,81 @@ def plain_raft_refused(address: str, port: int) -> bool:
     return answer == b"" or answer[:1] == b"\x15"
 
 
+# A job that would run a shell command on every node, were it accepted.
+PLANTED_JOB = {
+    "name": "planted",
+    "schedule": "@every 1s",
+    "executor": "shell",
+    "executor_config": {"command": "id"},
+}
+
+
+def api_refused(base: str, token: str | None = None, creds: Path | None = None) -> bool:
+    """A node's API (``https://HOST:PORT``) turns away a caller without the stack's
+    credentials: none, a wrong ``token`` (as a bearer and as a browser's login), or another
+    CA's client certificate (``creds``); in clear too. Every way must fail (reading the
+    jobs, the UI, planting a job, making the node leave), and the node must have answered
+    at least once (a port nobody serves refuses nothing)."""
+    return refused_by(api_answers(base, token, creds))
+
+
+def refused_by(codes: list[int]) -> bool:
+    """No attempt let in, and the node answered at least one."""
+    return all(code >= 400 or code == 0 for code in codes) and any(code != 0 for code in codes)
+
+
+def api_answers(base: str, token: str | None = None, creds: Path | None = None) -> list[int]:
+    """The status of each attempt `api_refused` makes (0: no answer, the handshake refused)."""
+    urllib3.disable_warnings(urllib3.exceptions.InsecureRequestWarning)
+    session = requests.Session()
+    if creds is not None:
+        session.cert = (str(creds / "cert.pem"), str(creds / "key.pem"))
+    headers = [{}] if token is None else [{"Authorization": f"Bearer {token}"}, {}]
+    auth = None if token is None else ("admin", token)
+    plain = base.replace("https://", "http://", 1)
+    codes: list[int] = []
+    attempts = [
+        ("GET", f"{base}/v1/jobs"),
+        ("GET", f"{base}/ui/"),
+        ("POST", f"{base}/v1/jobs"),
+        ("POST", f"{base}/v1/leave"),
+        ("GET", f"{plain}/v1/jobs"),
+        ("POST", f"{plain}/v1/jobs"),
+    ]
+    for method, url in attempts:
+        for header in headers:
+            try:
+                answer = session.request(
+                    method,
+                    url,
+                    json=PLANTED_JOB if method == "POST" else None,
+                    headers=header,
+                    auth=auth if not header else None,
+                    timeout=5,
+                    # Per request: a session's `verify` loses to REQUESTS_CA_BUNDLE.
+                    verify=False,  # whoever this is trusts nothing
+                )
+            except requests.RequestException:
+                codes.append(0)  # no session at all
+                continue
+            codes.append(answer.status_code)
+            if answer.status_code < 400:
+                return codes  # let in: no need to plant the job as well
+    return codes
+
+
 def main(argv: list[str]) -> int:
-    """`handshake ADDRESS PORT [DIR]` or `raft ADDRESS PORT`: prints `refused` or `accepted`."""
-    what, address, port = argv[0], argv[1], int(argv[2])
+    """`handshake ADDRESS PORT [DIR]`, `raft ADDRESS PORT` or `api BASE_URL [TOKEN|-] [DIR]`:
+    prints `refused` or `accepted`."""
+    what = argv[0]
+    if what == "api":
+        token = argv[2] if len(argv) > 2 and argv[2] != "-" else None
+        creds = Path(argv[3]) if len(argv) > 3 else None
+        codes = api_answers(argv[1], token, creds)
+        print("refused" if refused_by(codes) else "accepted", file=sys.stdout)
+        print(f"answers: {codes}", file=sys.stderr)
+        return 0
+    address, port = argv[1], int(argv[2])
     if what == "handshake":
         refused = handshake_refused(address, port, Path(argv[3]) if len(argv) > 3 else None)
     else:

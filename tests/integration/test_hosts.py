@@ -170,8 +170,9 @@ def test_forms_across_three_hosts(cluster: HostsCluster) -> None:
     )
     # The API stays on each host's loopback: not reachable on the host's address.
     port = urlsplit(nodes["n2"]["api_url"]).port
-    with pytest.raises(requests.RequestException):
-        requests.get(f"http://{cluster.lab.hosts['h2']}:{port}/health", timeout=3)
+    for scheme in ("http", "https"):
+        with pytest.raises(requests.RequestException):
+            requests.get(f"{scheme}://{cluster.lab.hosts['h2']}:{port}/health", timeout=3, verify=False)  # noqa: S501
     # Jobs: registered through the tunnels, and `tick` runs on exactly one server a time.
     assert all(cluster.jobs_on(n) == ["tick"] for n in PLACEMENT)
     eventually("tick to run", lambda: len(cluster.executions()) >= 2, 30)
@@ -228,6 +229,26 @@ def test_nothing_on_another_lab_host_commands_the_cluster(cluster: HostsCluster,
     assert all(f" {n} " in f" {said} " for n in PLACEMENT), said
     done = cluster.lab.run_in(
         "h4", sys.executable, "-m", "testing.intruder", "handshake", *targets["n2"].split(":"), str(own)
+    )
+    assert done.stdout.strip() == "accepted", done.stdout + done.stderr
+
+
+def test_no_process_on_a_nodes_host_commands_its_api(cluster: HostsCluster, tmp_path: Path) -> None:
+    """On hosts a node's API listens on the host's loopback, which every process of the host
+    shares: from h2's own network, without the token, with a wrong one and with another CA's
+    certificate, in clear and over HTTPS, nothing is read or changed; the token works."""
+    cluster.require_whole("calls from a node's own host")
+    outputs = cluster.stack.outputs()
+    port = urlsplit(outputs["nodes"]["n2"]["api_url"]).port
+    base = f"https://127.0.0.1:{port}"
+    stranger = intruder.other_ca(tmp_path / "other")
+    for args in (["-"], ["not-the-token"], ["-", str(stranger)]):
+        done = cluster.lab.run_in("h2", sys.executable, "-m", "testing.intruder", "api", base, *args)
+        assert done.stdout.strip() == "refused", (args, done.stdout, done.stderr)
+    assert all(cluster.jobs_on(n) == ["tick"] for n in PLACEMENT)
+    # The control: the stack's token, on the same host.
+    done = cluster.lab.run_in(
+        "h2", sys.executable, "-m", "testing.intruder", "api", base, outputs["api_auth"]["token"]
     )
     assert done.stdout.strip() == "accepted", done.stdout + done.stderr
 

@@ -1,5 +1,6 @@
-"""Mutual TLS on the RPC port: a cluster made without it moves onto it in one
-previewed step, and then nothing without the stack's certificate commands it.
+"""Mutual TLS on the RPC port and the HTTPS API: a cluster made without them moves
+onto them in one previewed step, and then nothing without the stack's certificate
+or token commands it.
 
 One three-node stack on the local engine, made with `security.mutual_tls:
 false` (as every stack made before TLS runs), with `tick` due every 2 s. The
@@ -20,11 +21,12 @@ from datetime import datetime
 from pathlib import Path
 
 import pytest
+import requests
 import yaml
 
 from components.docker_objects.client import engine
 from components.health import raft_peers
-from components.node_config import CONFIG_PATH, NODE_KEY_ENV, TLS_CA_PATH
+from components.node_config import API_TOKEN_ENV, CONFIG_PATH, NODE_KEY_ENV, TLS_CA_PATH
 from testing import intruder
 from testing.harness import (
     TestStack,
@@ -58,8 +60,38 @@ def _in_node(stack: TestStack, node: str, *command: str) -> str:
     return result.output.decode(errors="replace")
 
 
+# Asks the agent in its own container who leads: on its socket (mutual TLS), else on its
+# plain loopback API. From inside, so the watch needs no credentials while the move makes them.
+LEADER_PROBE = (
+    "from nodeside import local_api\n"
+    "for base in ('unix:///tmp/dkron-iac-api.sock', 'http://127.0.0.1:8080'):\n"
+    "    try:\n"
+    "        status, body = local_api.call(base, 'GET', '/v1/leader', 2.0)\n"
+    "    except OSError:\n"
+    "        continue\n"
+    "    print('leader' if status == 200 and body.strip() not in (b'', b'null') else 'none')\n"
+    "    break\n"
+)
+
+
+def leader_seen_inside(stack: TestStack) -> bool:
+    """Whether any node's agent, asked in its container, names a leader."""
+    with engine() as client:
+        for node in NODES:
+            try:
+                done = client.containers.get(stack.container(node)).exec_run(
+                    ["python3", "-c", LEADER_PROBE], environment={"PYTHONPATH": "/opt/dkron-iac"}
+                )
+            except Exception:  # noqa: BLE001, S112 - replaced or stopped right now: it names no one
+                continue
+            if done.output.decode(errors="replace").strip() == "leader":
+                return True
+    return False
+
+
 class LeaderWatch:
-    """Asks every node for the leader four times a second; keeps when none named one."""
+    """Asks the nodes for the leader (from inside, `leader_seen_inside`) about four times a
+    second; keeps when none named one."""
 
     def __init__(self, stack: TestStack) -> None:
         self.stack = stack
@@ -79,7 +111,7 @@ class LeaderWatch:
     def _run(self) -> None:
         while not self._stop.is_set():
             self.polls += 1
-            if self.stack.leader_name() is None:
+            if not leader_seen_inside(self.stack):
                 self.without.append(time.monotonic())
             self._stop.wait(0.25)
 
@@ -116,6 +148,7 @@ def test_a_stack_made_without_tls_moves_onto_it_in_one_previewed_step(stack: Tes
     for node in NODES:
         config = yaml.safe_load(_in_node(stack, node, "cat", CONFIG_PATH))
         assert config["tls"]["ca-file"] == TLS_CA_PATH, node
+        assert outputs["nodes"][node]["api_url"].startswith("https://127.0.0.1:"), node
     with engine() as client:
         logs = client.containers.get(stack.container("n1")).logs().decode(errors="replace")
     assert "mutual TLS on the RPC port" in logs
@@ -145,6 +178,8 @@ def test_a_stack_made_without_tls_moves_onto_it_in_one_previewed_step(stack: Tes
         printed = eventually("printenv's output", lambda: client.executions("printenv") or None, 30)
         assert "HOME=" in printed[0]["output"]
         assert NODE_KEY_ENV not in printed[0]["output"]
+        assert API_TOKEN_ENV not in printed[0]["output"]
+        assert outputs["api_auth"]["token"] not in printed[0]["output"]
         assert "DKRON_ENCRYPT" not in printed[0]["output"]
         client.delete_job("printenv")
     # Nothing lost: the job's history from before the move is still there.
@@ -214,6 +249,63 @@ def test_nothing_without_the_stacks_certificate_commands_the_cluster(
     assert code == 0, said
     assert all(f"{node} " in said for node in NODES), said
     assert not intruder.handshake_refused(_address(stack, "n2"), RPC_PORT, own)
+
+
+def test_the_api_answers_only_the_stacks_token_or_certificate(stack: TestStack, tmp_path: Path) -> None:
+    """Each node's published API: HTTPS with a certificate of the stack's CA, and nothing
+    without the token (as a bearer, or as a browser's login for the UI) or a client
+    certificate of the CA; another CA's certificate or a wrong token get nothing."""
+    outputs = stack.outputs()
+    token, ca = outputs["api_auth"]["token"], outputs["api_auth"]["ca"]
+    (tmp_path / "ca.pem").write_text(ca)
+    other = intruder.other_ca(tmp_path / "other")
+    own = intruder.node_credentials(stack.container("n1"), tmp_path / "own")
+    jobs_before = sorted(j["name"] for j in stack.client("n1").list_jobs())
+    for node in NODES:
+        base = outputs["nodes"][node]["api_url"]
+        for token_tried, creds in ((None, None), ("not-the-token", None), (None, other)):
+            assert intruder.api_refused(base, token_tried, creds), (node, token_tried, creds)
+        refused = requests.get(f"{base}/v1/jobs", verify=str(tmp_path / "ca.pem"), timeout=5)
+        assert refused.status_code == 401, refused.text
+        assert refused.headers["WWW-Authenticate"].startswith("Basic")
+        # The node's certificate is of the stack's CA and names the address called.
+        bearer = requests.get(
+            f"{base}/v1/jobs",
+            headers={"Authorization": f"Bearer {token}"},
+            verify=str(tmp_path / "ca.pem"),
+            timeout=5,
+        )
+        assert sorted(j["name"] for j in bearer.json()) == jobs_before
+        # A person in a browser: any user name, the token as the password, on the UI.
+        page = requests.get(f"{base}/ui/", auth=("me", token), verify=str(tmp_path / "ca.pem"), timeout=5)
+        assert page.status_code == 200, page.status_code
+        assert "<html" in page.text.lower(), page.text[:200]
+        # A client certificate of the stack's CA needs no token.
+        certified = requests.get(
+            f"{base}/v1/leader",
+            cert=(str(own / "cert.pem"), str(own / "key.pem")),
+            verify=str(tmp_path / "ca.pem"),
+            timeout=5,
+        )
+        assert certified.status_code == 200, certified.text
+        assert certified.json()["Name"] in NODES
+    # Nothing the refused calls tried happened.
+    assert sorted(j["name"] for j in stack.client("n1").list_jobs()) == jobs_before
+    assert sorted(stack.outputs()["voters"]) == NODES
+    assert stack.problems() == []
+    # From the cluster's own network (a container beside the nodes), the same.
+    with engine() as client:
+        network = next(
+            iter(client.containers.get(stack.container("n1")).attrs["NetworkSettings"]["Networks"])
+        )
+        image = str(client.containers.get(stack.container("n1")).image.id)
+    said = intruder.api_probe(
+        image,
+        f"https://{_address(stack, 'n2')}:8080",
+        network=network,
+        labels={"dkron-iac.stack": stack.name},
+    )
+    assert said.startswith("refused"), said
 
 
 def test_dkron_raft_commands_in_a_node_use_its_certificate(stack: TestStack) -> None:

@@ -181,7 +181,8 @@ def test_a_stack_deployed_as_root_rolls_to_the_user_with_its_jobs_and_raft_state
         assert f"  {TO_TLS}" in text, text
         for node in stack.node_names():
             line = next(line for line in text.splitlines() if line.startswith(f"  {node}: replace: "))
-            assert line.endswith("; runs as root -> dkron"), text
+            assert "; runs as root -> dkron; API http://127.0.0.1:" in line, text
+            assert line.endswith(f" -> {stack.api_url(node).replace('http://', 'https://')}"), line
         outputs = stack.up()
 
         assert outputs["voters"] == ["n1", "n2", "n3"], outputs

@@ -21,6 +21,7 @@ import uuid
 
 import yaml
 
+from components.api_access import authorize_outputs
 from components.dkron_client import DkronClient
 from testing.harness import (
     ROOT,
@@ -116,8 +117,12 @@ def test_a_fresh_shell_runs_the_readmes_pulumi_commands_on_a_new_stack() -> None
         outputs = json.loads(ok(f"pulumi stack output -s {name} --json"))
         assert outputs["leader"] == "node1"
         assert outputs["jobs"] == ["report"]
+        # The API's credentials are a secret output: hidden unless asked for.
+        assert outputs["api_auth"] == "[secret]"
+        assert outputs["ui"]["urls"]["node1"] == f"https://127.0.0.1:{port}/ui/"
+        authorize_outputs(json.loads(ok(f"pulumi stack output -s {name} --json --show-secrets")))
         api_url = outputs["nodes"]["node1"]["api_url"]
-        assert api_url == f"http://127.0.0.1:{port}"
+        assert api_url == f"https://127.0.0.1:{port}"
         with DkronClient(api_url) as client:
             job = eventually("the job in Dkron", lambda: client.get_job("report"))
         assert f"API_TOKEN={token}" in job["executor_config"]["env"]

@@ -32,7 +32,7 @@ def test_one_node_stack_comes_up_answers_and_goes_away_completely() -> None:
         assert any(t.startswith("pulumi-python:dynamic") for t in types), types
 
         api = outputs["nodes"]["solo"]["api_url"]
-        assert api.startswith("http://127.0.0.1:")
+        assert api.startswith("https://127.0.0.1:")
         with DkronClient(api) as client:
             leader = eventually("a leader", client.leader)
             assert leader["Name"] == "solo"

@@ -146,7 +146,10 @@ def test_the_watcher_runs_beside_the_agent_unless_turned_off() -> None:
     on = ClusterSpec.model_validate({"name": "c", "nodes": [{"name": "n1"}], "catch_up": {"window": "6h"}})
     command = agent_command(on, 8181)
     assert command[:2] == ["sh", "-c"]
-    assert "CATCHUP_API=http://127.0.0.1:8181" in command[2]
+    # The agent's own socket, which wants no token (mutual TLS, the default).
+    assert "CATCHUP_API=unix:///tmp/dkron-iac-api.sock " in command[2]
+    plain = on.model_copy(update={"security": on.security.model_copy(update={"mutual_tls": False})})
+    assert "CATCHUP_API=http://127.0.0.1:8181 " in agent_command(plain, 8181)[2]
     assert "CATCHUP_WINDOW_S=21600 " in command[2]
     assert command[2].endswith("& exec dkron agent --config /etc/dkron/dkron.yml")
     off = ClusterSpec.model_validate({"name": "c", "nodes": [{"name": "n1"}], "catch_up": {"enabled": False}})
@@ -159,7 +162,7 @@ def test_the_node_exporter_runs_beside_the_agent_on_one_engine() -> None:
     command = agent_command(spec)[2]
     # Later than the agent and the watcher, and niced: it must not slow a new leader's take-over.
     assert (
-        "(sleep 10 && exec nice -n 10 env EXPORTER_API=http://127.0.0.1:8080 EXPORTER_PORT=9180"
+        "(sleep 10 && exec nice -n 10 env EXPORTER_API=unix:///tmp/dkron-iac-api.sock EXPORTER_PORT=9180"
         " PYTHONPATH=/opt/dkron-iac python3 -m nodeside.exporter) &" in command
     )
     assert "nodeside.exporter" not in agent_command(spec, 8181, exporter=False)[2]

@@ -289,6 +289,7 @@ def test_one_network_image_and_key_and_a_volume_container_and_gate_per_node(
         "DockerImage": 1,
         "GossipKey": 1,
         "StackCA": 1,
+        "ApiToken": 1,
         "TransportStep": 1,
         "NodeCertificate": 3,
         "DockerVolume": 3,
@@ -356,9 +357,9 @@ def test_ports_are_published_on_the_configured_bind_address(
     for container in graph.of("DockerContainer"):
         assert [p["ip"] for p in container.plain_inputs["ports"]] == [bind_address]
     assert cluster.api_urls == {
-        "node1": f"http://{api_host}:8081",
-        "node2": f"http://{api_host}:8082",
-        "node3": f"http://{api_host}:8083",
+        "node1": f"https://{api_host}:8081",
+        "node2": f"https://{api_host}:8082",
+        "node3": f"https://{api_host}:8083",
     }
 
 
@@ -453,8 +454,9 @@ def test_no_container_input_comes_from_a_sibling_container(
         certificate = graph.one(f"dkron-{node}-certificate").urn
         assert container.property_dependencies == {
             **shared,
-            # The gossip key and the node's own key; the CA's and the node's certificates.
-            "envs": {graph.one("dkron-gossip-key").urn, certificate},
+            # The gossip key, the node's own key and the API token; the CA's and the node's
+            # certificates.
+            "envs": {graph.one("dkron-gossip-key").urn, certificate, graph.one("dkron-api-token").urn},
             "files": {graph.one("dkron-ca").urn, certificate},
             "mounts": {graph.one(f"dkron-{node}-volume").urn},
         }
@@ -516,7 +518,11 @@ def test_rolling_update_goes_one_node_at_a_time_leader_last(
         {gate["node3"].urn},
     ]
     for node, g in gate.items():
-        assert g.property_dependencies == {"container_id": {graph.one(f"dkron-{node}").urn}}
+        assert g.property_dependencies == {
+            "container_id": {graph.one(f"dkron-{node}").urn},
+            # The token and the CA it calls the nodes' APIs with.
+            "api_auth": {graph.one("dkron-api-token").urn, graph.one("dkron-ca").urn},
+        }
         assert g.plain_inputs["container_id"] == f"cid-dkron-{node}"
         assert g.plain_inputs["expected"] == list(NODES)
     # A gate is registered only after its container, and the next container only after it.
@@ -571,7 +577,7 @@ def test_outputs_name_the_leader_the_nodes_and_the_formed_cluster(
         assert node_outputs == {
             n: {
                 "container": f"unit-{n}",
-                "api_url": f"http://127.0.0.1:{8081 + i}",
+                "api_url": f"https://127.0.0.1:{8081 + i}",
                 "address": f"172.26.7.{10 + i}",
                 "tags": {"python": n},
                 # What the next preview compares with to say why a node changes.

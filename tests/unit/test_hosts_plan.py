@@ -70,15 +70,15 @@ def test_the_record_names_each_nodes_host_engine_and_ports() -> None:
 def test_api_urls_name_the_ssh_tunnel_and_a_unix_engine_is_this_machine() -> None:
     p = planned(spec())
     url, _, via = p.api_urls["n1"].partition("#")
-    assert url == "http://127.0.0.1:8181"
+    assert url == "https://127.0.0.1:8181"
     assert via == p.nodes["n1"]["engine"]
     assert "identity=/srv/project/keys/lab" in via
-    assert p.api_urls["n3"] == "http://127.0.0.1:8183"
+    assert p.api_urls["n3"] == "https://127.0.0.1:8183"
 
 
 def test_a_published_api_is_reached_on_the_hosts_address() -> None:
     p = planned(spec(ports={"bind_address": "0.0.0.0", "api_port_base": 8181}))  # noqa: S104
-    assert p.api_urls["n1"] == "http://10.0.0.11:8181"
+    assert p.api_urls["n1"] == "https://10.0.0.11:8181"
     assert p.nodes["n1"]["config"]["http-addr"] == "0.0.0.0:8181"
 
 

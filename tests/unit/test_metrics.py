@@ -95,7 +95,10 @@ def test_prometheus_scrapes_both_endpoints_of_every_node_and_loads_the_rules() -
     assert config["global"]["scrape_interval"] == "5s"
     assert config["rule_files"] == [prometheus.RULES_PATH]
     jobs = {job["job_name"]: job["static_configs"] for job in config["scrape_configs"]}
-    assert jobs["dkron"][0] == {"targets": ["node1:8080"], "labels": {"node": "node1"}}
+    # Dkron's own metrics too come from the exporter, which passes them on from the agent's socket.
+    assert jobs["dkron"][0] == {"targets": ["node1:9180"], "labels": {"node": "node1"}}
+    paths = {job["job_name"]: job["metrics_path"] for job in config["scrape_configs"]}
+    assert paths == {"dkron": "/dkron/metrics", "dkron-iac-node": "/metrics"}
     assert [c["targets"] for c in jobs["dkron-iac-node"]] == [["node1:9180"], ["node2:9180"], ["node3:9180"]]
 
 

@@ -17,10 +17,10 @@ from components import pki
 from components.certificates import NodeCertificateProvider, StackCAProvider
 from components.change_summary import TO_TLS, ClusterChange, change_lines
 from components.config_errors import StackConfigError
-from components.node_config import bootstrap_plan, node_settings
+from components.node_config import PLAIN, RPC_TLS, SECURED, bootstrap_plan, node_settings, transport
 from components.spec import load_cluster_spec
 from components.status import NodeStatus, certificate_problems
-from components.transport import transport_moves
+from components.transport import TransportStepProvider, transport_moves
 from nodeside.exporter import certificate_expiry
 
 NOW = dt.datetime(2026, 12, 7, 12, 0, tzinfo=dt.UTC)
@@ -129,12 +129,25 @@ def test_nodes_made_before_tls_move_and_nodes_already_on_it_stay() -> None:
     on_tls = {n.name: {"config": node_settings(spec, n, plan)} for n in spec.nodes}
     plain_spec = _spec(mutual_tls=False)
     plain = {n.name: {"config": node_settings(plain_spec, n, plan)} for n in plain_spec.nodes}
-    assert transport_moves(True, on_tls) == []
-    assert transport_moves(True, plain) == ["a", "b", "c"]
-    assert transport_moves(False, on_tls) == ["a", "b", "c"]
+    assert transport_moves(SECURED, on_tls) == []
+    assert transport_moves(SECURED, plain) == ["a", "b", "c"]
+    assert transport_moves(PLAIN, on_tls) == ["a", "b", "c"]
+    # Nodes with mutual TLS on the RPC port alone (before the HTTPS API) move too.
+    rpc_only = {"a": {"config": {"tls": {"ca-file": "/etc/dkron/ca.pem"}}}}
+    assert transport(rpc_only["a"]) == RPC_TLS
+    assert transport_moves(SECURED, rpc_only) == ["a"]
     # A record from before dkron.yml was recorded ran in clear.
-    assert transport_moves(True, {"a": {"container": "unit-a"}}) == ["a"]
-    assert transport_moves(True, {}) == []
+    assert transport_moves(SECURED, {"a": {"container": "unit-a"}}) == ["a"]
+    assert transport_moves(SECURED, {}) == []
+
+
+def test_a_transport_step_recorded_before_the_https_api_moves_once_more() -> None:
+    provider = TransportStepProvider()
+    new = {"transport": SECURED, "stop": {}}
+    assert provider.diff("transport", {"mutual_tls": True, "stop": {}}, new).replaces == ["transport"]
+    assert provider.diff("transport", {"mutual_tls": False, "stop": {}}, new).replaces == ["transport"]
+    assert not provider.diff("transport", {**new, "stopped": []}, new).changes
+    assert not provider.diff("transport", {"mutual_tls": False}, {"transport": PLAIN, "stop": {}}).changes
 
 
 def test_the_preview_says_the_move_restarts_every_node_at_once() -> None:
@@ -153,7 +166,9 @@ def test_the_preview_says_the_move_restarts_every_node_at_once() -> None:
     )
     lines = change_lines(change)
     assert lines[0] == TO_TLS
-    assert lines[1].startswith("a: replace: tls.ca-file (unset) -> /etc/dkron/ca.pem")
+    assert lines[1].startswith(
+        "a: replace: tls.api-token-env (unset) -> DKRON_IAC_API_TOKEN; tls.ca-file (unset)"
+    )
     assert not any("leader, last" in line for line in lines)
 
 

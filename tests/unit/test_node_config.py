@@ -59,6 +59,8 @@ def test_new_cluster_config() -> None:
             "ca-file": "/etc/dkron/ca.pem",
             "cert-file": "/etc/dkron/node.pem",
             "key-env": "DKRON_IAC_NODE_KEY",
+            "api-token-env": "DKRON_IAC_API_TOKEN",
+            "local-socket": "/tmp/dkron-iac-api.sock",  # noqa: S108 - the container's own tmpfs
         },
     }
     assert DATA_DIR == "/dkron/data"

@@ -25,9 +25,9 @@ def recorded(*nodes: str) -> dict[str, dict[str, Any]]:
     return {
         n: {
             "container": f"unit-{n}",
-            "api_url": f"http://127.0.0.1:{8080 + int(n[4:])}",
+            "api_url": f"https://127.0.0.1:{8080 + int(n[4:])}",
             "address": "",
-            "config": {"tls": {}},
+            "config": {"tls": {"api-token-env": "DKRON_IAC_API_TOKEN"}},
         }
         for n in nodes
     }
@@ -228,7 +228,7 @@ def test_ports_urls_addresses_and_the_nodes_record() -> None:
     p = plan(spec=spec)
 
     assert p.ports == {"node1": 18081, "node2": 18082, "node3": 18083}
-    assert p.api_urls == {n: f"http://127.0.0.1:{port}" for n, port in p.ports.items()}
+    assert p.api_urls == {n: f"https://127.0.0.1:{port}" for n, port in p.ports.items()}
     assert p.containers == {n: f"unit-{n}" for n in NODES}
     assert p.addresses == {"node1": "172.26.7.10", "node2": "172.26.7.11", "node3": "172.26.7.12"}
     assert p.network == {"subnet": "172.26.7.0/24", "gateway": "172.26.7.1", "ip_range": "172.26.7.128/25"}
@@ -247,16 +247,33 @@ def test_ports_urls_addresses_and_the_nodes_record() -> None:
 
 def test_recorded_ports_are_kept_and_observed_at_the_same_urls() -> None:
     previous = recorded(*NODES, "node4")
-    previous["node2"]["api_url"] = "http://127.0.0.1:9002"
+    previous["node2"]["api_url"] = "https://127.0.0.1:9002"
     spec = cluster_spec()
 
     api_urls, removed_urls = observation_targets(spec, previous)
     p = plan(spec=spec, live=running("node1"), previous_nodes=previous)
 
     assert api_urls == p.api_urls
-    assert p.api_urls["node2"] == "http://127.0.0.1:9002"
+    assert p.api_urls["node2"] == "https://127.0.0.1:9002"
     # A removed node is asked where the last update recorded it.
-    assert removed_urls == {"node4": "http://127.0.0.1:8084"}
+    assert removed_urls == {"node4": "https://127.0.0.1:8084"}
+
+
+def test_nodes_are_observed_as_they_run_before_a_move_to_the_https_api() -> None:
+    previous = recorded(*NODES)
+    previous["node2"]["config"] = {"tls": {"ca-file": "/etc/dkron/ca.pem"}}  # RPC-only mutual TLS
+    previous["node3"]["config"] = {}
+    api_urls, _ = observation_targets(cluster_spec(), previous)
+    assert api_urls == {
+        "node1": "https://127.0.0.1:8081",
+        "node2": "http://127.0.0.1:8082",
+        "node3": "http://127.0.0.1:8083",
+    }
+    # After the move every node is planned on HTTPS, and none rolls.
+    p = plan(live=running("node1"), previous_nodes=previous)
+    assert set(p.api_urls.values()) == {f"https://127.0.0.1:{8080 + i}" for i in (1, 2, 3)}
+    assert not p.rolling
+    assert sorted(p.transport_stop) == ["node2", "node3"]
 
 
 def test_the_change_summary_gets_the_plan() -> None:
