@@ -56,10 +56,6 @@ class Credentials:
         """The CA as a file (what `requests` verifies against), made once per process."""
         return _ca_file(self.ca_pem)
 
-    def record(self) -> dict[str, str]:
-        """As a provider's input or a stack output holds it (a secret)."""
-        return {"token": self.token, "ca": self.ca_pem}
-
 
 # How the engine marks a secret value it hands over as such (a provider's inputs, an invoke's
 # answer): {SIG: SECRET, "value": ...}.
@@ -74,7 +70,8 @@ def unwrap_secret(value: Any) -> Any:
 
 
 def credentials_of(value: Any) -> Credentials | None:
-    """Credentials from `record()`'s form, secret-wrapped or not (None for a stack without them)."""
+    """Credentials from ``{"token": ..., "ca": ...}`` (the ``api_auth`` input or output),
+    secret-wrapped or not (None for a stack without them)."""
     value = unwrap_secret(value)
     if not isinstance(value, Mapping) or not value.get("token") or not value.get("ca"):
         return None

@@ -109,9 +109,6 @@ def healthcheck(port: int = HTTP_PORT, local: bool = False) -> HealthcheckSpec:
     }
 
 
-HEALTHCHECK = healthcheck()
-
-
 class ClusterDataLost(RuntimeError):
     """The stack formed a cluster once, but no node's data is left."""
 

@@ -2,16 +2,18 @@
 
 A node with the stack's TLS and one without cannot talk gRPC or Raft to each
 other, so the move cannot roll node by node: half way, neither half would
-have a quorum it could reach. The same step moves a cluster whose RPC port
-already has mutual TLS to the HTTPS API that wants the stack's token
-(`node_config.transport`): the program and its steps would otherwise need to
-know, call by call, which nodes of a half-rolled cluster speak which. Instead, the update's first step stops every
+have a quorum it could reach. Instead, the update's first step stops every
 node at once, without a graceful leave (a leave would take the node out of
 Raft's configuration, which the restarted cluster needs whole), and keeps
 Docker from restarting them; then every node starts again, one after
 another, with its data and the new transport, and the cluster elects a
 leader as soon as a majority is back. Jobs due in between are served by the
 catch-up watcher once a leader is elected (README, "Mutual TLS").
+
+The same step moves a cluster whose RPC port already has mutual TLS to the
+HTTPS API that wants the stack's token (`node_config.transport`): rolling,
+the program and its steps would have to know, call by call, which nodes of a
+half-rolled cluster speak which.
 
 `TransportStep` is declared on every stack. It does its work when it is
 created or replaced (its `transport` changed); otherwise its diff is empty,

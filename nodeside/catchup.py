@@ -224,10 +224,7 @@ class Api:
         self.base = local_api.check_base(base, API_ENV)
 
     def call(self, method: str, path: str, timeout: float = 5.0) -> tuple[int, Any]:
-        status, body = local_api.call(self.base, method, path, timeout)
-        if status >= 400:
-            return status, None
-        return status, json.loads(body) if body else None
+        return local_api.call_json(self.base, method, path, timeout)
 
     def leads(self) -> bool:
         status, _ = self.call("GET", "/v1/isleader", timeout=2.0)

@@ -23,7 +23,6 @@ nodeside.exporter`, standard library only) and answers each scrape of
 
 from __future__ import annotations
 
-import json
 import os
 import ssl
 import subprocess
@@ -145,10 +144,7 @@ class Agent:
         self.base = base.rstrip("/")
 
     def status(self, path: str) -> tuple[int, Any]:
-        status, body = local_api.call(self.base, "GET", path, 3.0)
-        if status >= 400:
-            return status, None
-        return status, json.loads(body) if body else None
+        return local_api.call_json(self.base, "GET", path, 3.0)
 
     def dkron_metrics(self) -> tuple[int, bytes]:
         """Dkron's own metrics, passed on as they are (Prometheus reads them here: the

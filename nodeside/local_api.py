@@ -11,10 +11,12 @@ without mutual TLS).
 from __future__ import annotations
 
 import http.client
+import json
 import socket
 import urllib.error
 import urllib.parse
 import urllib.request
+from typing import Any
 
 UNIX = "unix://"
 
@@ -40,6 +42,14 @@ def check_base(base: str, what: str) -> str:
     if not base.startswith(UNIX) and urllib.parse.urlsplit(base).scheme not in ("http", "https"):
         raise ValueError(f"{what} must be a unix:// socket or an http:// URL, not {base!r}")
     return base.rstrip("/")
+
+
+def call_json(base: str, method: str, path: str, timeout: float) -> tuple[int, Any]:
+    """`call`, its body read as JSON (None for an error status or an empty body)."""
+    status, body = call(base, method, path, timeout)
+    if status >= 400 or not body:
+        return status, None
+    return status, json.loads(body)
 
 
 def call(base: str, method: str, path: str, timeout: float) -> tuple[int, bytes]:
