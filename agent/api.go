@@ -96,7 +96,11 @@ func (t *apiTransport) ServeHTTP() {
 	if t.access.socket == "" {
 		return
 	}
-	server, err = startSocket(t.access.socket, handler, t.logger)
+	// The node's own processes also reach the catch-up guard there (catchup.go).
+	local := http.NewServeMux()
+	local.Handle(catchUpPath, newCatchUpGuard(t.agent, t.logger))
+	local.Handle("/", handler)
+	server, err = startSocket(t.access.socket, local, t.logger)
 	if err != nil {
 		t.logger.WithError(err).WithField("socket", t.access.socket).Error("api: Error starting the socket's HTTP server")
 		return

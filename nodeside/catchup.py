@@ -57,6 +57,8 @@ LOG_PREFIX = "dkron-iac catch-up:"
 API_ENV = "CATCHUP_API"
 WINDOW_ENV = "CATCHUP_WINDOW_S"
 STATE_ENV = "CATCHUP_STATE"
+GUARD_PATH = "/iac/v1/catch-up/"
+"""The agent's catch-up guard, on the node's socket (agent/catchup.go)."""
 
 POLL_S = 0.2
 """How often the watcher asks its agent whether it leads (leadership is seen this late at most)."""
@@ -159,12 +161,15 @@ def decide(
     outage_from: datetime | None,
     window_s: float,
     noted_next: datetime | None = None,
+    guarded: bool = False,
 ) -> Decision | None:
     """Whether ``job`` missed a run while there was no leader, and what to do about it.
 
     ``leader_since``: when this node's leadership began (as seen); ``outage_from``:
     when a working leader was last seen before it (None if never); ``noted_next``:
-    the job's next due time as noted then.
+    the job's next due time as noted then. ``guarded``: the agent's catch-up guard
+    has the last word (`Api.catch_up`), with the scheduler's own times; without it
+    (a stack without mutual TLS) the watcher estimates when the scheduler runs the job.
     """
     name = str(job.get("name", ""))
     schedule = str(job.get("schedule", ""))
@@ -176,12 +181,12 @@ def decide(
     due = missed_due(job, noted_next)
     if due is None:
         return None
-    regular = _regular_run(job, now, leader_since)
+    regular = now + timedelta(days=3650) if guarded else _regular_run(job, now, leader_since)
     if every_seconds(schedule) is None and due >= leader_since:
         return None  # not missed: the leader's own schedule has it
     if due >= regular - timedelta(seconds=IMMINENT_S):
         return None  # served by the leader's own schedule (an @every job restarts when a leader takes over)
-    if due > now:  # an @every due time the new leader's schedule skips: caught up when it is due
+    if due > now:  # an @every due time the new leader's schedule may skip: looked at when it is due
         return Decision(name, "wait", due)
     if outage_from is not None and due < outage_from - timedelta(seconds=OUTAGE_MARGIN_S):
         return None  # stale: it was disabled then, or its schedule changed; no outage lost it
@@ -259,6 +264,22 @@ class Api:
     def run(self, name: str) -> int:
         status, _ = self.call("POST", f"/v1/jobs/{urllib.parse.quote(name, safe='')}/run", timeout=10.0)
         return status
+
+    guarded = True
+    """Whether the agent serves the catch-up guard (our agent's socket does; a stack without
+    mutual TLS runs Dkron's API, which answers 404, and the watcher then decides alone)."""
+
+    def catch_up(self, name: str, due: datetime) -> tuple[int, dict[str, Any]]:
+        """Ask the agent's guard to start ``name`` for ``due``: 202 started, 409 with the reason not
+        (``verdict``: not-leading, no-scheduler, not-scheduled, scheduled-run, imminent, served)."""
+        query = urllib.parse.urlencode({"due": due.isoformat()})
+        path = f"{GUARD_PATH}{urllib.parse.quote(name, safe='')}?{query}"
+        status, body = local_api.call(self.base, "POST", path, timeout=5.0)
+        try:
+            answer = json.loads(body) if body else {}
+        except ValueError:
+            answer = {}
+        return status, answer if isinstance(answer, dict) else {}
 
 
 class Notes:
@@ -366,7 +387,9 @@ def catch_up(
     waiting = False
     for job in jobs:
         name = str(job.get("name", ""))
-        decision = decide(job, now, leader_since, noted.leader_seen_at, window_s, noted.due(name))
+        decision = decide(
+            job, now, leader_since, noted.leader_seen_at, window_s, noted.due(name), api.guarded
+        )
         if decision is None:
             continue
         key = f"{decision.job}@{decision.due.isoformat()}"
@@ -382,6 +405,11 @@ def catch_up(
         if held.get(key, 0.0) > time.monotonic():
             waiting = True
             continue
+        if api.guarded:
+            outcome = _guarded(api, decision, key, done, held)
+            if outcome is not None:
+                waiting = waiting or outcome
+                continue
         running = api.running() if running is None else running
         if decision.job in running:
             done.add(key)
@@ -418,6 +446,46 @@ def catch_up(
             waiting = True
             log("retry", job=decision.job, due=decision.due, status=status)
     return waiting
+
+
+GUARD_HOLDS = {"no-scheduler": 0.2, "not-leading": 1.0}
+"""Verdicts of the guard that are asked again after so many seconds; the others are final."""
+
+
+def _guarded(api: Api, decision: Decision, key: str, done: set[str], held: dict[str, float]) -> bool | None:
+    """Let the agent's guard decide and start the run; True: ask again later, False: done,
+    None: the agent has no guard (the watcher decides alone from now on)."""
+    due = decision.in_window or decision.due
+    try:
+        status, answer = api.catch_up(decision.job, due)
+    except OSError as err:  # it may have started: the guard sees its run when asked again
+        held[key] = time.monotonic() + 1.0
+        log("retry", job=decision.job, due=decision.due, error=repr(err))
+        return True
+    if status == 404:
+        api.guarded = False
+        return None
+    verdict = str(answer.get("verdict", ""))
+    if status == 202:
+        done.add(key)
+        started = datetime.fromtimestamp(int(answer.get("group", 0)) / 1e9, UTC)
+        log(
+            "run",
+            job=decision.job,
+            due=due,
+            first_missed=decision.due,
+            started=started,
+            late_s=round((started - due).total_seconds(), 3),
+        )
+        return False
+    if status == 409 and verdict and verdict not in GUARD_HOLDS:
+        done.add(key)
+        log(verdict, job=decision.job, due=due, detail=answer.get("detail", ""))
+        return False
+    held[key] = time.monotonic() + GUARD_HOLDS.get(verdict, 0.5)
+    if verdict != "no-scheduler":  # the scheduler starts within moments of the leadership: not worth a line
+        log("retry", job=decision.job, due=decision.due, status=status, verdict=verdict)
+    return True
 
 
 def main() -> None:

@@ -10,7 +10,7 @@ import pytest
 
 from components.node_config import agent_command
 from components.spec import ClusterSpec
-from nodeside.catchup import OFF_KEY, WINDOW_KEY, Notes, decide, parse_time
+from nodeside.catchup import OFF_KEY, WINDOW_KEY, Notes, catch_up, decide, parse_time
 from nodeside.schedule import next_due
 
 UTC = UTC
@@ -233,3 +233,79 @@ def test_notes_survive_a_restart_in_their_file(tmp_path: Path) -> None:
     again = Notes(path)
     assert again.leader_seen_at == at("2026-12-01T12:00:00")
     assert again.due("report") == at("2026-12-02T00:00:00")
+
+
+class GuardedApi:
+    """The watcher's view of its agent, with the guard's answers given in advance."""
+
+    guarded = True
+
+    def __init__(self, jobs: list[dict[str, Any]], answers: list[tuple[int, dict[str, Any]]]) -> None:
+        self._jobs, self._answers = jobs, answers
+        self.asked: list[tuple[str, datetime]] = []
+        self.plain_runs: list[str] = []
+
+    def jobs(self) -> list[dict[str, Any]]:
+        return self._jobs
+
+    def catch_up(self, name: str, due: datetime) -> tuple[int, dict[str, Any]]:
+        self.asked.append((name, due))
+        return self._answers.pop(0)
+
+    def running(self) -> set[str]:
+        return set()
+
+    def job(self, name: str) -> dict[str, Any] | None:
+        return next(j for j in self._jobs if j["name"] == name)
+
+    def run(self, name: str) -> int:
+        self.plain_runs.append(name)
+        return 202
+
+
+def _scan(api: GuardedApi, done: set[str], held: dict[str, float]) -> bool:
+    return catch_up(api, datetime.now(UTC), Notes(None), DAY, done, held)  # type: ignore[arg-type]
+
+
+def _every_job() -> dict[str, Any]:
+    """An @every job whose last run ended 5 s ago: its next due time passed without a run."""
+    ended = (datetime.now(UTC) - timedelta(seconds=5)).isoformat()
+    return {"name": "tick", "schedule": "@every 2s", "last_success": ended, "metadata": {}}
+
+
+def test_the_agents_guard_has_the_last_word_on_a_catch_up(capsys: pytest.CaptureFixture[str]) -> None:
+    done: set[str] = set()
+    held: dict[str, float] = {}
+    # Before the scheduler starts the watcher asks again in a moment; then the guard starts the run.
+    api = GuardedApi(
+        [_every_job()], [(409, {"verdict": "no-scheduler"}), (202, {"verdict": "started", "group": 1})]
+    )
+    assert _scan(api, done, held) is True
+    assert not done
+    assert held
+    held.clear()
+    assert _scan(api, done, held) is False
+    assert len(done) == 1
+    assert len(api.asked) == 2
+    assert api.plain_runs == []
+    assert '"job": "tick"' in capsys.readouterr().out
+    # Asked for the same due time again, nothing: it is done.
+    assert _scan(api, done, held) is False
+    assert len(api.asked) == 2
+
+
+@pytest.mark.parametrize("verdict", ["served", "scheduled-run", "imminent", "not-scheduled"])
+def test_a_guards_refusal_is_final_and_said(verdict: str, capsys: pytest.CaptureFixture[str]) -> None:
+    done: set[str] = set()
+    api = GuardedApi([_every_job()], [(409, {"verdict": verdict, "detail": "why"})])
+    assert _scan(api, done, {}) is False
+    assert len(done) == 1
+    assert api.plain_runs == []
+    assert f"catch-up: {verdict} " in capsys.readouterr().out
+
+
+def test_without_a_guard_the_watcher_decides_alone() -> None:
+    api = GuardedApi([_every_job()], [(404, {})])
+    _scan(api, set(), {})
+    assert api.guarded is False
+    assert api.plain_runs == ["tick"]
