@@ -19,13 +19,18 @@ only) and acts only on the node that leads:
   the due times since, the watcher starts the job once through the API and
   says so in the node's log.
 
-Why a run is never started twice for one due time: the watcher starts a
-missed run once per due time it works out; just before that it reads the
-job again and stays away if Dkron's stored next time moved (Dkron writes it
-through Raft before each run, so a run the scheduler started meanwhile
-shows) or a run is in progress; a watcher on a node that lost leadership
-cannot start a run at all (that write needs the leader); and it leaves a job
-alone when the job's own schedule runs it within a second anyway.
+Why a run is never started twice for one due time: the watcher only works out
+what an outage swallowed; the agent's catch-up guard (`agent/catchup.go`, on the
+node's socket) has the last word. In the leader's own process it starts the run
+only if this node leads, its scheduler has started, that scheduler has not run
+the job since it started and will not within a second, and no run of the job
+began at or after the due time (one an earlier leader dispatched, or one an
+earlier leader's watcher started). A stack without mutual TLS runs Dkron's own
+API, which has no guard: there the watcher estimates the scheduler's first run
+from when it saw the leadership begin, reads the job again and asks which jobs
+run before it starts one through the API, and leaves a job alone when its own
+schedule runs it within a second anyway (issue 33 measured doubles under
+repeated faults on that path).
 
 Per job, metadata ``dkron-iac.catch-up: "off"`` turns it off and
 ``dkron-iac.catch-up-window`` (a Go duration) replaces the stack's window.
@@ -468,7 +473,10 @@ def _guarded(api: Api, decision: Decision, key: str, done: set[str], held: dict[
     verdict = str(answer.get("verdict", ""))
     if status == 202:
         done.add(key)
-        started = datetime.fromtimestamp(int(answer.get("group", 0)) / 1e9, UTC)
+        # The run's execution group (nanoseconds), cut to microseconds: never after the run's start.
+        started = datetime(1970, 1, 1, tzinfo=UTC) + timedelta(
+            microseconds=int(answer.get("group", 0)) // 1000
+        )
         log(
             "run",
             job=decision.job,

@@ -62,6 +62,8 @@ CUT_S = 8.0
 STOP_S = 10.0
 KINDS = ("kill", "cut", "stop")
 WHOLE_WITHIN_S = 120.0
+GAP_MARKS = ("catch-up", "leadership", "Calling AgentRun", "Starting scheduler", "Error calling AgentRun")
+"""The log lines that explain a gap: who led, what the watcher and its guard did, where runs went."""
 
 
 @dataclass
@@ -230,7 +232,10 @@ class Soak:
         runs = recorder.starts()
         lines = recorder.watcher_lines()
         # A catch-up counts when a run started with it (one handed to a node that just died never does).
-        caught_up = [c for c in caught_up_starts(lines, "tick") if any(0 <= at - c < 0.5 for at, _ in runs)]
+        # (A guarded catch-up's start is its run's own group, to the microsecond: hence the small slack.)
+        caught_up = [
+            c for c in caught_up_starts(lines, "tick") if any(-0.001 <= at - c < 0.5 for at, _ in runs)
+        ]
         doubles: list[dict[str, Any]] = [
             {"first": a, "second": b, "apart_s": round(b[0] - a[0], 3)}
             for a, b in itertools.pairwise(runs)
@@ -253,6 +258,19 @@ class Soak:
             "caught_up": len(caught_up),
             "watcher": dict(Counter(str(line["event"]) for line in lines)),
             "evidence": {f"{d['first'][0]:.3f}": recorder.log_lines_near(d["first"][0]) for d in doubles[:5]},
+            "gap_evidence": {
+                f"{gap['from']:.3f}": [
+                    line
+                    for line in recorder.log_lines_near(
+                        (gap["from"] + gap["to"]) / 2, (gap["to"] - gap["from"]) / 2 + 2
+                    )
+                    if any(mark in line for mark in GAP_MARKS)
+                ]
+                for gap in self._gaps(starts, caught_up)[:8]
+            },
+            "catch_ups": [
+                {k: v for k, v in line.items() if k != "event"} | {"event": line["event"]} for line in lines
+            ],
         }
 
     def _gaps(self, starts: list[float], caught_up: list[float]) -> list[dict[str, Any]]:
