@@ -105,7 +105,11 @@ func runAgent(config *dkron.Config) error {
 	agent := dkron.NewAgent(config, options...)
 	if security != nil {
 		logger := logrus.WithField("node", config.NodeName)
-		agent.GRPCClient = dkron.NewGRPCClient(security.dialOption(), agent, logger)
+		agent.GRPCClient = &redispatchClient{
+			DkronGRPCClient: dkron.NewGRPCClient(security.dialOption(), agent, logger),
+			agent:           agent,
+			logger:          logger,
+		}
 		logger.Info("agent: mutual TLS on the RPC port (gRPC and Raft), the stack's CA only")
 	}
 	if access != nil {
