@@ -293,9 +293,11 @@ class Soak:
 
 
 @contextlib.contextmanager
-def soak_cluster(state_dir: Path) -> Iterator[tuple[Lab, TestStack]]:
+def soak_cluster(
+    state_dir: Path, prefix: str = LAB_PREFIX, subnet: str = LAB_SUBNET
+) -> Iterator[tuple[Lab, TestStack]]:
     """The soak's lab of three hosts and its stack, removed afterwards (also on failure)."""
-    with lab_session(LAB_PREFIX, LAB_SUBNET, state_dir, 3) as lab:
+    with lab_session(prefix, subnet, state_dir, 3) as lab:
         hosts = {name: lab.stack_host(name) for name in lab.hosts}
         nodes = [{"name": node, "host": host} for node, host in PLACEMENT.items()]
         stack = TestStack(nodes, hosts=hosts, jobs=[tick_job()])
