@@ -1,6 +1,8 @@
 package main
 
 import (
+	"context"
+	"errors"
 	"math/rand"
 	"strconv"
 	"strings"
@@ -16,10 +18,11 @@ import (
 // A run of a one-node job (every tag's cardinality 1, e.g. `server: "true:1"`)
 // that the leader hands to a node that has just died is lost in Dkron: the
 // node is still "alive" in Serf for a few seconds, the leader's call to it
-// fails, and Dkron logs the error and forgets the run (dkron/run.go). This
-// agent's leader hands such a run to another node that qualifies, but only
-// when the call failed while dialling: then no byte of it reached the first
-// node, so the run cannot have started there. A call that broke later may
+// fails (after the 10 s Dkron's dial waits), and Dkron logs the error and
+// forgets the run (dkron/run.go). This agent's leader hands such a run to
+// another node that qualifies, but only when the call failed while dialling:
+// then no byte of it reached the first node, so the run cannot have started
+// there. A call that broke later may
 // have started the job, and is left as Dkron leaves it.
 
 // redispatchClient is Dkron's gRPC client with that one change in AgentRun.
@@ -51,7 +54,14 @@ func (c *redispatchClient) AgentRun(addr string, job *types.Job, execution *type
 }
 
 // neverConnected: the call failed before any connection to the node existed.
+// Dkron dials with grpc.WithBlock and a 10 s deadline (GRPCClient.Connect), so
+// a node that does not answer is the dial's own context.DeadlineExceeded; a
+// connection lost after it was made is a gRPC status instead.
 func neverConnected(err error) bool {
+	if errors.Is(err, context.DeadlineExceeded) {
+		_, isStatus := status.FromError(err)
+		return !isStatus
+	}
 	s, ok := status.FromError(err)
 	return ok && s.Code() == codes.Unavailable && strings.Contains(s.Message(), "while dialing")
 }

@@ -35,6 +35,13 @@ func TestOnlyACallThatNeverConnectedIsHandedOn(t *testing.T) {
 	if err == nil || !neverConnected(err) {
 		t.Fatalf("a closed port: %v", err)
 	}
+	// Dkron's own dial blocks until its deadline (GRPCClient.Connect).
+	short, stop := context.WithTimeout(context.Background(), 300*time.Millisecond)
+	defer stop()
+	//nolint:staticcheck // DialContext with WithBlock is what Dkron 4.0.5 calls
+	if _, err := grpc.DialContext(short, addr, grpc.WithTransportCredentials(insecure.NewCredentials()), grpc.WithBlock()); err == nil || !neverConnected(err) {
+		t.Fatalf("Dkron's blocking dial to a closed port: %v", err)
+	}
 
 	// A server that answers, with an error of its own: the call connected.
 	listener, err := net.Listen("tcp", "127.0.0.1:0")

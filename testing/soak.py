@@ -62,7 +62,7 @@ CUT_S = 8.0
 STOP_S = 10.0
 KINDS = ("kill", "cut", "stop")
 WHOLE_WITHIN_S = 120.0
-GAP_MARKS = ("catch-up", "leadership", "Calling AgentRun", "Starting scheduler", "Error calling AgentRun")
+GAP_MARKS = ("catch-up", "leadership", "AgentRun", "Starting scheduler", "did not answer", "error dialing")
 """The log lines that explain a gap: who led, what the watcher and its guard did, where runs went."""
 
 
