@@ -31,7 +31,7 @@ from typing import Any, cast
 import yaml
 
 from bench import probes
-from components.cluster import HEALTHCHECK, STOP_TIMEOUT_S
+from components.cluster import STOP_TIMEOUT_S, healthcheck
 from components.docker_objects import engine
 from components.node_config import (
     CONFIG_PATH,
@@ -123,12 +123,17 @@ def blog_script(b: Baseline, tags: dict[str, str]) -> str:
 
 def raw_script(b: Baseline, tags: dict[str, str]) -> str:
     """The stack's three containers by hand, started all at once."""
+    # Plain, like the blog's containers: no certificates or token to hand out by hand.
     spec = ClusterSpec.model_validate(
-        {"name": b.prefix, "nodes": [{"name": n, "tags": tags} for n in NODE_NAMES]}
+        {
+            "name": b.prefix,
+            "nodes": [{"name": n, "tags": tags} for n in NODE_NAMES],
+            "security": {"mutual_tls": False},
+        }
     )
     plan = bootstrap_plan(spec, None)
     key = base64.b64encode(os.urandom(32)).decode()
-    health = shlex.join(cast(list[str], HEALTHCHECK["test"]))
+    health = shlex.join(cast(list[str], healthcheck()["test"]))
     lines = b.preamble()
     for node in spec.nodes:
         config = b.write(f"{node.name}.yml", render_node_config(spec, node, plan))
