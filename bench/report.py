@@ -969,6 +969,11 @@ def _soak(results: Results) -> list[str]:
         )
     if soak.get("gaps"):
         out.append("")
+    if soak.get("handed_on") is not None:
+        out += [
+            f"Runs a leader handed to a node that had just died and then to another (`:1` jobs): {soak['handed_on']}.",
+            "",
+        ]
     healed = [f.get("whole_after_s") for f in soak.get("faults") or [] if f.get("whole_after_s") is not None]
     out += [
         f"Every fault healed: {'yes' if not soak.get('unhealed') else 'no, ' + str(soak.get('unhealed')) + ' did not'};"

@@ -62,6 +62,8 @@ CUT_S = 8.0
 STOP_S = 10.0
 KINDS = ("kill", "cut", "stop")
 WHOLE_WITHIN_S = 120.0
+HANDED_ON = "did not answer; handing the run to another"
+"""The agent's line when a one-node run goes to another node (agent/dispatch.go)."""
 GAP_MARKS = ("catch-up", "leadership", "AgentRun", "Starting scheduler", "did not answer", "error dialing")
 """The log lines that explain a gap: who led, what the watcher and its guard did, where runs went."""
 
@@ -145,6 +147,11 @@ class Recorder:
         with self._lock:
             seen = [leader for at, leader in self.leaders if since - 1 <= at <= until]
         return None in seen or len(set(seen)) > 1
+
+    def count_lines(self, mark: str) -> int:
+        """How many log lines, in every container seen, hold ``mark``."""
+        with self._lock:
+            return sum(text.count(mark) for text in self.logs.values())
 
     def log_lines_near(self, moment: float, around_s: float = 6.0) -> list[str]:
         """The containers' log lines stamped within ``around_s`` of ``moment`` (Dkron's and the watcher's)."""
@@ -257,6 +264,7 @@ class Soak:
             "gaps": self._gaps(starts, caught_up),
             "caught_up": len(caught_up),
             "watcher": dict(Counter(str(line["event"]) for line in lines)),
+            "handed_on": recorder.count_lines(HANDED_ON),
             "evidence": {f"{d['first'][0]:.3f}": recorder.log_lines_near(d["first"][0]) for d in doubles[:5]},
             "gap_evidence": {
                 f"{gap['from']:.3f}": [
