@@ -39,6 +39,10 @@ const (
 	// two runs closer than this serve one due time twice.
 	catchUpAhead = time.Second
 
+	// deferredAhead: a deferred catch-up (below) still starts when the
+	// scheduler's following run is this far away (timers are a few ms late).
+	deferredAhead = 900 * time.Millisecond
+
 	// servedSlack: a run that started this long before the due time still
 	// serves it (Dkron starts a run a few milliseconds after its due time; the
 	// run before it started a whole interval earlier).
@@ -82,12 +86,17 @@ func newCatchUpGuard(agent *dkron.Agent, logger *logrus.Entry) *catchUpGuard {
 type scheduleView struct {
 	leads   bool
 	started bool
-	// found: the scheduler holds the job; next and prev are its entry's.
-	found      bool
-	next, prev time.Time
+	// found: the scheduler holds the job; next and prev are its entry's, after
+	// the run the schedule has after next.
+	found             bool
+	next, prev, after time.Time
 }
 
-// decide is the guard's rule, apart from where its facts come from.
+// decide is the guard's rule, apart from where its facts come from. A missed
+// due time whose scheduler runs the job within the second is not started then
+// (two runs less than a second apart), but "deferred" to a second after that
+// run, when the run after it is a second away or more (an @every 2s job: half
+// way); a schedule too dense for that leaves it to the scheduler ("imminent").
 func decide(view scheduleView, due, now time.Time, startedSince []time.Time) (string, string) {
 	switch {
 	case !view.leads:
@@ -98,16 +107,52 @@ func decide(view scheduleView, due, now time.Time, startedSince []time.Time) (st
 		return "not-scheduled", "the scheduler does not hold the job (disabled, a child, or removed)"
 	case !view.prev.IsZero():
 		return "scheduled-run", "the scheduler has run the job since it started: that run served the outage"
-	case view.next.Sub(now) < catchUpAhead:
-		return "imminent", "the scheduler runs the job at " + view.next.UTC().Format(time.RFC3339Nano)
 	}
-	for _, at := range startedSince {
-		if !at.Before(due.Add(-servedSlack)) {
-			return "served", "a run started at " + at.UTC().Format(time.RFC3339Nano)
-		}
+	if at, ok := servedBy(startedSince, due, time.Time{}); ok {
+		return "served", "a run started at " + stamp(at)
+	}
+	if view.next.Sub(now) >= catchUpAhead {
+		return "started", ""
+	}
+	if view.after.Sub(view.next) < 2*catchUpAhead {
+		return "imminent", "the scheduler runs the job at " + stamp(view.next) + ", too close to its next run for a catch-up between"
+	}
+	return "deferred", "the scheduler runs the job at " + stamp(view.next) + "; the catch-up follows at " + stamp(deferredTo(view))
+}
+
+// decideDeferred is the rule when a deferred catch-up is due: the scheduler
+// fired once, at fire, and the next run is far enough.
+func decideDeferred(view scheduleView, due, fire, now time.Time, startedSince []time.Time) (string, string) {
+	switch {
+	case !view.leads:
+		return "not-leading", "this node lost the leadership before the deferred catch-up"
+	case !view.started || !view.found || !view.prev.Equal(fire):
+		return "scheduled-run", "the scheduler's runs are not the ones the catch-up was deferred for"
+	case view.next.Sub(now) < deferredAhead:
+		return "imminent", "the scheduler runs the job at " + stamp(view.next)
+	}
+	if at, ok := servedBy(startedSince, due, fire.Add(-servedSlack/5)); ok {
+		return "served", "a run started at " + stamp(at)
 	}
 	return "started", ""
 }
+
+// deferredTo is when a deferred catch-up starts: a second after the
+// scheduler's run.
+func deferredTo(view scheduleView) time.Time { return view.next.Add(catchUpAhead) }
+
+// servedBy is a run that started at or after the due time (less the slack)
+// and, unless before is zero, before it.
+func servedBy(starts []time.Time, due, before time.Time) (time.Time, bool) {
+	for _, at := range starts {
+		if !at.Before(due.Add(-servedSlack)) && (before.IsZero() || at.Before(before)) {
+			return at, true
+		}
+	}
+	return time.Time{}, false
+}
+
+func stamp(t time.Time) string { return t.UTC().Format(time.RFC3339Nano) }
 
 // scheduler is the agent's scheduler. Dkron keeps it in an unexported field
 // and offers no accessor; the field's name and type are Dkron 4.0.5's (the
@@ -130,6 +175,7 @@ func (g *catchUpGuard) view(job string) scheduleView {
 	for _, entry := range sched.Cron.Entries() {
 		if j, ok := entry.Job.(*dkron.Job); ok && j.Name == job {
 			view.found, view.next, view.prev = true, entry.Next, entry.Prev
+			view.after = entry.Schedule.Next(entry.Next)
 		}
 	}
 	return view
@@ -173,20 +219,54 @@ func (g *catchUpGuard) startsSince(job string) []time.Time {
 	return starts
 }
 
-// catchUp decides, and starts the run when the verdict is "started".
+// catchUp decides, and starts the run when the verdict is "started" (or
+// later, "deferred").
 func (g *catchUpGuard) catchUp(job string, due time.Time) catchUpVerdict {
 	g.mu.Lock()
 	defer g.mu.Unlock()
-	verdict, detail := decide(g.view(job), due, time.Now(), g.startsSince(job))
+	view := g.view(job)
+	verdict, detail := decide(view, due, time.Now(), g.startsSince(job))
 	answer := catchUpVerdict{Job: job, Due: due, Verdict: verdict, Detail: detail}
-	if verdict == "started" {
-		ex := dkron.NewExecution(job)
-		g.started[job] = ex.Group
-		answer.Group = ex.Group
-		go g.run(job, ex)
+	switch verdict {
+	case "started":
+		answer.Group = g.start(job)
+	case "deferred":
+		at := deferredTo(view)
+		before, had := g.started[job]
+		g.started[job] = at.UnixNano() // asked again meanwhile: served
+		answer.Group = at.UnixNano()
+		time.AfterFunc(time.Until(at), func() { g.deferred(job, due, view.next, before, had) })
 	}
 	g.logger.WithFields(logrus.Fields{"job": job, "due": due, "verdict": verdict}).Info("catch-up: " + detail)
 	return answer
+}
+
+// start starts the run now; its execution group.
+func (g *catchUpGuard) start(job string) int64 {
+	ex := dkron.NewExecution(job)
+	g.started[job] = ex.Group
+	go g.run(job, ex)
+	return ex.Group
+}
+
+// deferred is a deferred catch-up's moment: started if still right.
+func (g *catchUpGuard) deferred(job string, due, fire time.Time, before int64, had bool) {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	planned := g.started[job]
+	if had {
+		g.started[job] = before
+	} else {
+		delete(g.started, job)
+	}
+	verdict, detail := decideDeferred(g.view(job), due, fire, time.Now(), g.startsSince(job))
+	if verdict == "started" {
+		g.start(job)
+		detail = "the deferred catch-up started"
+	} else if g.started[job] != planned {
+		g.started[job] = planned // it stays served: nothing else may start for this due time
+	}
+	g.logger.WithFields(logrus.Fields{"job": job, "due": due, "verdict": verdict}).Info("catch-up: " + detail)
 }
 
 // ServeHTTP: POST /iac/v1/catch-up/<job>?due=<RFC 3339>. 202 when the run

@@ -28,7 +28,9 @@ func TestTheGuardStartsOnlyWhatNoSchedulerServesOrIsAboutTo(t *testing.T) {
 		{"leader, scheduler not started", scheduleView{leads: true}, nil, "no-scheduler"},
 		{"the scheduler does not hold the job", scheduleView{leads: true, started: true}, nil, "not-scheduled"},
 		{"the scheduler ran it since it started", withPrev(ready, now.Add(-300*time.Millisecond)), nil, "scheduled-run"},
-		{"the scheduler runs it within the second", withNext(ready, now.Add(900*time.Millisecond)), nil, "imminent"},
+		{"the scheduler runs it within the second, too dense to fit one between", withNext(ready, now.Add(900*time.Millisecond)), nil, "imminent"},
+		{"the scheduler runs it within the second, 2 s before its next", withAfter(withNext(ready, now.Add(700*time.Millisecond)), now.Add(2700*time.Millisecond)), nil, "deferred"},
+		{"an @every 1s job has no room for one", withAfter(withNext(ready, now.Add(700*time.Millisecond)), now.Add(1700*time.Millisecond)), nil, "imminent"},
 		{"an earlier leader's run started after the due time", ready, []time.Time{due.Add(5 * time.Millisecond)}, "served"},
 		{"a run started just before the due time", ready, []time.Time{due.Add(-400 * time.Millisecond)}, "served"},
 	}
@@ -39,7 +41,36 @@ func TestTheGuardStartsOnlyWhatNoSchedulerServesOrIsAboutTo(t *testing.T) {
 	}
 }
 
-func withPrev(v scheduleView, at time.Time) scheduleView { v.prev = at; return v }
+func withPrev(v scheduleView, at time.Time) scheduleView  { v.prev = at; return v }
+func withAfter(v scheduleView, at time.Time) scheduleView { v.after = at; return v }
+
+// A deferred catch-up starts a second after the scheduler's run, only if that
+// run alone came since the due time and the next one is far enough.
+func TestADeferredCatchUpStartsOnlyIfTheSchedulerRanJustOnce(t *testing.T) {
+	due := time.Date(2026, 12, 7, 12, 0, 8, 0, time.UTC)
+	fire := due.Add(4 * time.Second)
+	now := fire.Add(time.Second + 3*time.Millisecond)
+	after := scheduleView{leads: true, started: true, found: true, prev: fire, next: fire.Add(2 * time.Second)}
+	own := fire.Add(4 * time.Millisecond) // the scheduler's run itself
+	cases := []struct {
+		name   string
+		view   scheduleView
+		starts []time.Time
+		want   string
+	}{
+		{"the scheduler ran once, its next is a second away", after, []time.Time{due.Add(-2 * time.Second), own}, "started"},
+		{"leadership lost meanwhile", scheduleView{}, nil, "not-leading"},
+		{"the scheduler has not run (a new scheduler)", withPrev(after, time.Time{}), nil, "scheduled-run"},
+		{"a timer late enough for the next run", after, nil, "imminent"},
+		{"another run since the due time", after, []time.Time{due.Add(time.Second), own}, "served"},
+	}
+	cases[3].view.next = now.Add(800 * time.Millisecond)
+	for _, c := range cases {
+		if got, _ := decideDeferred(c.view, due, fire, now, c.starts); got != c.want {
+			t.Errorf("%s: %s, want %s", c.name, got, c.want)
+		}
+	}
+}
 func withNext(v scheduleView, at time.Time) scheduleView { v.next = at; return v }
 
 // The guard reads Dkron's scheduler from an unexported field of the agent:

@@ -32,7 +32,14 @@ from components.docker_objects.client import engine, split_locator
 from components.health import ClusterView, RaftPeer, observe, raft_peers
 from components.pki import EXPIRY_WARNING_DAYS
 from components.update_plan import recorded_container
-from nodeside.catchup import LATE_AFTER_S, due_unserved, last_run_failed, parse_log, parse_time
+from nodeside.catchup import (
+    CAUGHT_UP_EVENTS,
+    LATE_AFTER_S,
+    due_unserved,
+    last_run_failed,
+    parse_log,
+    parse_time,
+)
 
 Verdict = Literal["healthy", "degraded", "broken"]
 JobState = Literal["late", "failing", "caught up", "disabled", "ok"]
@@ -223,7 +230,7 @@ def job_status(
     due = due_unserved(job, now)
     late = due if due is not None and (now - due).total_seconds() > LATE_AFTER_S else None
     mine = (watcher or {}).get(name, [])
-    caught_up = sum(1 for line in mine if line["event"] == "run")
+    caught_up = sum(1 for line in mine if line["event"] in CAUGHT_UP_EVENTS)
     missed = sum(1 for line in mine if line["event"] == "too-old")
     return JobStatus(
         name=name,

@@ -62,6 +62,8 @@ LOG_PREFIX = "dkron-iac catch-up:"
 API_ENV = "CATCHUP_API"
 WINDOW_ENV = "CATCHUP_WINDOW_S"
 STATE_ENV = "CATCHUP_STATE"
+CAUGHT_UP_EVENTS = ("run", "deferred")
+"""The watcher's log events of a catch-up started (deferred: to a second after the scheduler's run)."""
 GUARD_PATH = "/iac/v1/catch-up/"
 """The agent's catch-up guard, on the node's socket (agent/catchup.go)."""
 
@@ -77,6 +79,9 @@ this long before the last working leader was seen still count as missed."""
 IMMINENT_S = 0.25
 """A catch-up must start at least this long before the second in which the job's own schedule runs
 it next (due times are whole seconds): never two runs of a job in one second."""
+GUARD_SLACK_S = 1.0
+"""With the agent's guard, due times up to this long after the estimated first run of the new
+scheduler are still asked about (the estimate may be that early)."""
 EPOCH = datetime(2000, 1, 1, tzinfo=UTC)
 LATE_AFTER_S = 30.0
 """How long a due time may pass unserved before a job counts as late (`make status`) or its runs as
@@ -173,8 +178,9 @@ def decide(
     ``leader_since``: when this node's leadership began (as seen); ``outage_from``:
     when a working leader was last seen before it (None if never); ``noted_next``:
     the job's next due time as noted then. ``guarded``: the agent's catch-up guard
-    has the last word (`Api.catch_up`), with the scheduler's own times; without it
-    (a stack without mutual TLS) the watcher estimates when the scheduler runs the job.
+    has the last word (`Api.catch_up`), with the scheduler's own times, and the estimate
+    of the scheduler's first run only keeps the watcher from asking about due times well
+    past it; without the guard (a stack without mutual TLS) the estimate decides.
     """
     name = str(job.get("name", ""))
     schedule = str(job.get("schedule", ""))
@@ -186,10 +192,14 @@ def decide(
     due = missed_due(job, noted_next)
     if due is None:
         return None
-    regular = now + timedelta(days=3650) if guarded else _regular_run(job, now, leader_since)
+    regular = _regular_run(job, now, leader_since)
     if every_seconds(schedule) is None and due >= leader_since:
         return None  # not missed: the leader's own schedule has it
-    if due >= regular - timedelta(seconds=IMMINENT_S):
+    # The estimate of the scheduler's first run may be a second early (it starts after a Raft
+    # barrier, counted on a whole second); with the guard, the due times of that second are its
+    # to weigh against the scheduler's real times.
+    slack = GUARD_SLACK_S if guarded else -IMMINENT_S
+    if due >= regular + timedelta(seconds=slack):
         return None  # served by the leader's own schedule (an @every job restarts when a leader takes over)
     if due > now:  # an @every due time the new leader's schedule may skip: looked at when it is due
         return Decision(name, "wait", due)
@@ -199,7 +209,7 @@ def decide(
     in_window = _first_due_from(job, due, now - timedelta(seconds=window))
     if in_window is None or in_window > now:
         return Decision(name, "too-old", due)
-    if regular - now < timedelta(seconds=IMMINENT_S):
+    if not guarded and regular - now < timedelta(seconds=IMMINENT_S):
         return Decision(name, "imminent", due, in_window)
     return Decision(name, "run", due, in_window)
 
@@ -477,8 +487,8 @@ def _guarded(api: Api, decision: Decision, key: str, done: set[str], held: dict[
         started = datetime(1970, 1, 1, tzinfo=UTC) + timedelta(
             microseconds=int(answer.get("group", 0)) // 1000
         )
-        log(
-            "run",
+        log(  # deferred: it starts a second after the scheduler's own imminent run (the agent logs it)
+            "deferred" if verdict == "deferred" else "run",
             job=decision.job,
             due=due,
             first_missed=decision.due,

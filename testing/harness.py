@@ -37,7 +37,7 @@ from components.dkron_client import DkronClient
 from components.docker_objects import engine
 from components.health import observe
 from components.update_plan import recorded_container
-from nodeside.catchup import parse_log
+from nodeside.catchup import CAUGHT_UP_EVENTS, parse_log
 
 ROOT = Path(__file__).resolve().parents[1]
 STACKS = ROOT / "stacks"
@@ -482,7 +482,7 @@ def caught_up_starts(lines: list[dict[str, Any]], job: str) -> list[float]:
     return [
         datetime.fromisoformat(line["started"]).timestamp()
         for line in lines
-        if line["event"] == "run" and line["job"] == job
+        if line["event"] in CAUGHT_UP_EVENTS and line["job"] == job
     ]
 
 

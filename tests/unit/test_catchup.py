@@ -309,3 +309,17 @@ def test_without_a_guard_the_watcher_decides_alone() -> None:
     _scan(api, set(), {})
     assert api.guarded is False
     assert api.plain_runs == ["tick"]
+
+
+def test_with_the_guard_due_times_well_past_the_new_schedulers_first_run_are_not_asked_about() -> None:
+    # An @every 2s job the new scheduler has run since (its last run after the leadership began):
+    # its next due time is the scheduler's; the watcher neither waits for it nor asks the guard.
+    ran = (LEADER_SINCE + timedelta(seconds=4)).isoformat()
+    later = LEADER_SINCE + timedelta(seconds=5)
+    every = {"name": "tick", "schedule": "@every 2s", "last_success": ran, "metadata": {}}
+    assert decide(every, later, LEADER_SINCE, OUTAGE_FROM, DAY, guarded=True) is None
+    # One that last ran before the leadership: its missed due time goes to the guard.
+    before = (LEADER_SINCE - timedelta(seconds=3)).isoformat()
+    missed = decide({**every, "last_success": before}, later, LEADER_SINCE, OUTAGE_FROM, DAY, guarded=True)
+    assert missed is not None
+    assert missed.action == "run"
