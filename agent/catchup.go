@@ -270,7 +270,7 @@ func (g *catchUpGuard) deferred(job string, due, fire time.Time, before int64, h
 }
 
 // ServeHTTP: POST /iac/v1/catch-up/<job>?due=<RFC 3339>. 202 when the run
-// started, 409 with the reason when it did not; 400 for a request without a
+// started or is deferred, 409 with the reason when it did not; 400 for a request without a
 // job or a due time.
 func (g *catchUpGuard) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	job := strings.TrimPrefix(r.URL.Path, catchUpPath)
@@ -286,10 +286,15 @@ func (g *catchUpGuard) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	answer := g.catchUp(job, due)
-	if answer.Verdict == "started" {
-		w.WriteHeader(http.StatusAccepted)
-	} else {
-		w.WriteHeader(http.StatusConflict)
-	}
+	w.WriteHeader(statusOf(answer.Verdict))
 	_ = json.NewEncoder(w).Encode(answer)
+}
+
+// statusOf: 202 for a run started now or deferred (its group is when it
+// starts), 409 for every reason not to.
+func statusOf(verdict string) int {
+	if verdict == "started" || verdict == "deferred" {
+		return http.StatusAccepted
+	}
+	return http.StatusConflict
 }

@@ -41,6 +41,14 @@ func TestTheGuardStartsOnlyWhatNoSchedulerServesOrIsAboutTo(t *testing.T) {
 	}
 }
 
+func TestADeferredCatchUpIsAcceptedLikeAStartedOne(t *testing.T) {
+	for verdict, want := range map[string]int{"started": 202, "deferred": 202, "imminent": 409, "served": 409} {
+		if got := statusOf(verdict); got != want {
+			t.Errorf("%s: %d, want %d", verdict, got, want)
+		}
+	}
+}
+
 func withPrev(v scheduleView, at time.Time) scheduleView  { v.prev = at; return v }
 func withAfter(v scheduleView, at time.Time) scheduleView { v.after = at; return v }
 

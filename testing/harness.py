@@ -480,9 +480,9 @@ def watcher_lines(containers: list[str], since: float, engine_ref: str | None = 
 def caught_up_starts(lines: list[dict[str, Any]], job: str) -> list[float]:
     """When the watchers started a catch-up run of ``job`` (Unix time)."""
     return [
-        datetime.fromisoformat(line["started"]).timestamp()
+        datetime.fromisoformat(str(line["started"])).timestamp()
         for line in lines
-        if line["event"] in CAUGHT_UP_EVENTS and line["job"] == job
+        if line["event"] in CAUGHT_UP_EVENTS and line.get("job") == job and line.get("started")
     ]
 
 
