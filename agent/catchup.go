@@ -232,10 +232,9 @@ func (g *catchUpGuard) catchUp(job string, due time.Time) catchUpVerdict {
 		answer.Group = g.start(job)
 	case "deferred":
 		at := deferredTo(view)
-		before, had := g.started[job]
 		g.started[job] = at.UnixNano() // asked again meanwhile: served
 		answer.Group = at.UnixNano()
-		time.AfterFunc(time.Until(at), func() { g.deferred(job, due, view.next, before, had) })
+		time.AfterFunc(time.Until(at), func() { g.deferred(job, due, view.next) })
 	}
 	g.logger.WithFields(logrus.Fields{"job": job, "due": due, "verdict": verdict}).Info("catch-up: " + detail)
 	return answer
@@ -250,21 +249,15 @@ func (g *catchUpGuard) start(job string) int64 {
 }
 
 // deferred is a deferred catch-up's moment: started if still right.
-func (g *catchUpGuard) deferred(job string, due, fire time.Time, before int64, had bool) {
+func (g *catchUpGuard) deferred(job string, due, fire time.Time) {
 	g.mu.Lock()
 	defer g.mu.Unlock()
-	planned := g.started[job]
-	if had {
-		g.started[job] = before
-	} else {
-		delete(g.started, job)
-	}
+	// The planned start stays in g.started whatever happens: nothing else may
+	// start for this due time; decideDeferred counts only runs before fire.
 	verdict, detail := decideDeferred(g.view(job), due, fire, time.Now(), g.startsSince(job))
 	if verdict == "started" {
 		g.start(job)
 		detail = "the deferred catch-up started"
-	} else if g.started[job] != planned {
-		g.started[job] = planned // it stays served: nothing else may start for this due time
 	}
 	g.logger.WithFields(logrus.Fields{"job": job, "due": due, "verdict": verdict}).Info("catch-up: " + detail)
 }
